@@ -1,0 +1,303 @@
+"""One environment's Kubernetes API, reached through the synchronous `kubernetes` client.
+
+The client blocks, so every call runs on this gateway's own small thread pool (a hung
+cluster cannot starve the others or the event loop) and is bounded twice: by the HTTP
+timeouts handed to urllib3 and by `asyncio.wait_for` around the whole call. Lists are
+read as raw JSON pages (the client's model classes would triple the time and memory of a
+20,000-report list) and can be folded page by page inside the worker thread, so a large
+list never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+
+from bot.errors import ClusterForbidden, ClusterUnavailable
+from bot.kinds import GROUPS, Kind, resolve
+from bot.settings import Environment
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+DISCOVERY_TTL_S = 60.0
+FIELD_MANAGER = "policy-bot"
+
+
+class NotFound(Exception):
+    """The object does not exist (HTTP 404)."""
+
+
+class Conflict(Exception):
+    """The write lost a race or conflicts with another field manager (HTTP 409)."""
+
+
+class Invalid(Exception):
+    """The API server rejected the object (HTTP 422), e.g. by CRD schema validation."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClusterGateway:
+    """Reads and writes Kyverno objects on one environment, off the event loop."""
+
+    def __init__(self, env: Environment, *, workers: int = 4) -> None:
+        self.env = env
+        self.name = env.name
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kube-{env.name}")
+        self._client: k8s.ApiClient | None = None
+        self._client_lock = threading.Lock()
+        self._kinds: tuple[Kind, ...] | None = None
+        self._kinds_at = 0.0
+        self.reachable: bool | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        client = self._client
+        if client is not None:
+            await asyncio.get_running_loop().run_in_executor(None, client.close)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def ping(self) -> str:
+        """The server's version string; raises ClusterUnavailable when it does not answer."""
+        info = await self._call(lambda: self._get_json("/version", timeout=min(3.0, self._t)))
+        return str(info.get("gitVersion", "unknown"))
+
+    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]:
+        """The Kyverno and report kinds this cluster serves (cached for a minute)."""
+        fresh = time.monotonic() - self._kinds_at < DISCOVERY_TTL_S
+        if self._kinds is not None and fresh and not refresh:
+            return self._kinds
+        self._kinds = await self._call(self._discover)
+        self._kinds_at = time.monotonic()
+        return self._kinds
+
+    async def list_all(self, kind: Kind, *, namespace: str | None = None) -> list[Obj]:
+        """Every object of `kind` (all namespaces unless `namespace`), read page by page."""
+        pages = await self.scan(kind, lambda items: items, namespace=namespace)
+        return [obj for page in pages for obj in page]
+
+    async def scan(
+        self, kind: Kind, reduce: Callable[[list[Obj]], T], *, namespace: str | None = None
+    ) -> list[T]:
+        """`reduce(page)` for every page of the list, computed in the worker thread."""
+        return await self._call(
+            lambda: list(self._pages(kind, reduce, namespace)), timeout=self._list_timeout
+        )
+
+    async def get(self, kind: Kind, name: str, *, namespace: str | None = None) -> Obj | None:
+        path = f"{kind.path(namespace)}/{name}"
+        try:
+            return await self._call(lambda: self._get_json(path))
+        except NotFound:
+            return None
+
+    async def get_path(self, path: str) -> Obj:
+        """GET an arbitrary API path (e.g. `/api/v1/namespaces/kyverno/secrets`)."""
+        return await self._call(lambda: self._get_json(path))
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def apply(
+        self, kind: Kind, obj: Obj, *, dry_run: bool = False, force: bool = False
+    ) -> Obj:
+        """Server-side apply of `obj` with field manager `policy-bot`."""
+        meta = obj.get("metadata", {})
+        path = f"{kind.path(meta.get('namespace'))}/{meta['name']}"
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        body = {**obj, "apiVersion": kind.api_version, "kind": kind.spec.kind}
+        return await self._call(
+            lambda: self._request(
+                "PATCH", path, query, body, content_type="application/apply-patch+yaml"
+            )
+        )
+
+    async def create(self, kind: Kind, obj: Obj) -> Obj:
+        meta = obj.get("metadata", {})
+        body = {**obj, "apiVersion": kind.api_version, "kind": kind.spec.kind}
+        return await self._call(
+            lambda: self._request("POST", kind.path(meta.get("namespace")), [], body)
+        )
+
+    async def delete(self, kind: Kind, name: str, *, namespace: str | None = None) -> bool:
+        """Delete; False when it was already gone (idempotent)."""
+        path = f"{kind.path(namespace)}/{name}"
+        try:
+            await self._call(lambda: self._request("DELETE", path, [], None))
+        except NotFound:
+            return False
+        return True
+
+    # -- internals ---------------------------------------------------------------------
+
+    @property
+    def _t(self) -> float:
+        return self.env.timeout_s
+
+    @property
+    def _list_timeout(self) -> float:
+        # A list of 100,000 results takes seconds; bound it, but not by the per-call timeout.
+        return max(self._t * 8, 60.0)
+
+    async def _call(self, fn: Callable[[], T], *, timeout: float | None = None) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            result = await asyncio.wait_for(
+                loop.run_in_executor(self._pool, fn), timeout=timeout or self._t + 1.0
+            )
+        except TimeoutError:
+            self.reachable = False
+            raise ClusterUnavailable(
+                self.name, f"no answer within {timeout or self._t:.0f} s"
+            ) from None
+        except ClusterUnavailable:
+            self.reachable = False
+            raise
+        self.reachable = True
+        return result
+
+    def _api(self) -> k8s.ApiClient:
+        with self._client_lock:
+            if self._client is None:
+                self._client = _load_client(self.env)
+            return self._client
+
+    def _discover(self) -> tuple[Kind, ...]:
+        groups = self._get_json("/apis").get("groups", [])
+        served: dict[str, dict[str, set[str]]] = {}
+        for group in groups:
+            if group.get("name") not in GROUPS:
+                continue
+            for version in group.get("versions", []):
+                gv = version["groupVersion"]
+                resources = self._get_json(f"/apis/{gv}").get("resources", [])
+                plurals = {r["name"] for r in resources if "/" not in r["name"]}
+                served.setdefault(group["name"], {})[version["version"]] = plurals
+        return resolve(served)
+
+    def _pages(
+        self, kind: Kind, reduce: Callable[[list[Obj]], T], namespace: str | None
+    ) -> Iterator[T]:
+        token: str | None = None
+        while True:
+            query: list[tuple[str, str]] = [("limit", str(self.env.page_size))]
+            if token:
+                query.append(("continue", token))
+            page = self._get_json(kind.path(namespace), query, timeout=self._list_timeout)
+            yield reduce(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def _get_json(
+        self, path: str, query: list[tuple[str, str]] | None = None, *, timeout: float | None = None
+    ) -> Obj:
+        return self._request("GET", path, query or [], None, timeout=timeout)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        body: Obj | None,
+        *,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> Obj:
+        api = self._api()
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        payload = json.dumps(body) if body is not None else None
+        try:
+            _, url, headers, payload, _ = api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query,
+                header_params=headers,
+                body=payload,
+                auth_settings=["BearerToken"],
+            )
+            response = api.call_api(
+                method,
+                url,
+                header_params=headers,
+                body=payload,
+                _request_timeout=(min(3.0, self._t), timeout or self._t),
+            )
+            data: bytes = response.read()  # type: ignore[no-untyped-call]
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterUnavailable(self.name, _reason(exc)) from None
+        if response.status >= 400:
+            raise _translate(response.status, data, self.name, method, path)
+        return json.loads(data) if data else {}
+
+
+def _load_client(env: Environment) -> k8s.ApiClient:
+    try:
+        if env.in_cluster:
+            configuration = k8s.Configuration()
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            configuration = k8s.Configuration()
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(env.kubeconfig) if env.kubeconfig else None,
+                context=env.context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except (ConfigException, OSError) as exc:
+        raise ClusterUnavailable(env.name, f"cannot load its kubeconfig: {exc}") from None
+    configuration.retries = 0
+    configuration.connection_pool_maxsize = 8
+    return k8s.ApiClient(configuration)
+
+
+def _translate(status: int, data: bytes, env: str, method: str, path: str) -> Exception:
+    if status == 404:
+        return NotFound(path)
+    if status == 409:
+        return Conflict(_message(data))
+    if status == 422:
+        return Invalid(_message(data))
+    if status in (401, 403):
+        verb = {"GET": "list", "POST": "create", "PATCH": "patch", "DELETE": "delete"}[method]
+        return ClusterForbidden(env, verb, path)
+    return ClusterUnavailable(env, f"HTTP {status} from {path}")
+
+
+def _message(data: bytes) -> str:
+    try:
+        return str(json.loads(data or b"{}").get("message") or "")
+    except ValueError:
+        return data[:300].decode("utf-8", "replace")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "reason", None) or exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "timed out" in text.lower():
+        return "timed out"
+    return text.split(": ", 1)[-1][:120]
+
+
+__all__ = ["ClusterGateway", "Conflict", "Invalid", "NotFound"]

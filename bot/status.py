@@ -1,0 +1,189 @@
+"""`/policy status`: what every environment runs, in which mode, and how it is doing.
+
+Reads each environment in parallel; one environment that is down yields an error entry for
+that environment (within its timeout) while the others still answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from bot.clock import Clock
+from bot.errors import BotError, PolicyNotFound, UnknownEnvironment
+from bot.found_exceptions import FoundException, exception_from_object
+from bot.kinds import Family, Kind
+from bot.ladder import Ladder, StageView
+from bot.policies import Policy, policy_from_object
+from bot.reports import PolicyKey, Tally, tally_page
+
+EXPIRING_SOON = timedelta(days=7)
+
+
+class Cluster(Protocol):
+    """What status needs from an environment (implemented by `bot.kube.ClusterGateway`)."""
+
+    name: str
+
+    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]: ...
+
+    async def list_all(
+        self, kind: Kind, *, namespace: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    async def scan(self, kind: Kind, reduce: Any, *, namespace: str | None = None) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything status knows about one environment at one moment."""
+
+    environment: str
+    policies: tuple[Policy, ...] = ()
+    tally: Tally = field(default_factory=Tally)
+    exceptions: tuple[FoundException, ...] = ()
+    kinds: tuple[str, ...] = ()
+    error: BotError | None = None
+
+    def policy(self, name: str) -> Policy | None:
+        return next((p for p in self.policies if p.name == name or p.ref == name), None)
+
+    def failures(self, policy: Policy) -> int:
+        return self.tally.count(policy.key, "fail")
+
+
+@dataclass(frozen=True)
+class PolicyInEnvironment:
+    environment: str
+    policy: Policy | None
+    fail: int
+    warn: int
+    top_namespaces: tuple[tuple[str, int], ...]
+    exceptions: tuple[FoundException, ...]
+    error: BotError | None = None
+
+
+@dataclass(frozen=True)
+class PolicyReportView:
+    name: str
+    environments: tuple[PolicyInEnvironment, ...]
+    stage: StageView | None
+
+
+class StatusService:
+    def __init__(self, clusters: Sequence[Cluster], *, clock: Clock, ladder: Ladder) -> None:
+        self._clusters = {c.name: c for c in clusters}
+        self._order = [c.name for c in clusters]
+        self._clock = clock
+        self._ladder = ladder
+
+    @property
+    def environments(self) -> list[str]:
+        return list(self._order)
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    async def overview(self) -> list[Snapshot]:
+        return list(await asyncio.gather(*(self.snapshot(n) for n in self._order)))
+
+    async def environment(self, name: str) -> Snapshot:
+        if name not in self._clusters:
+            raise UnknownEnvironment(name, self._order)
+        return await self.snapshot(name)
+
+    async def policy(self, name: str, *, only: str | None = None) -> PolicyReportView:
+        if only is not None and only not in self._clusters:
+            raise UnknownEnvironment(only, self._order)
+        names = [only] if only else self._order
+        snapshots = await asyncio.gather(*(self.snapshot(n) for n in names))
+        if not any(s.policy(name) for s in snapshots):
+            if all(s.error for s in snapshots):
+                raise snapshots[0].error or PolicyNotFound(name)
+            raise PolicyNotFound(name)
+        views = tuple(self._policy_in(s, name) for s in snapshots)
+        stage = self._ladder.view(
+            {s.environment: s for s in snapshots if s.error is None}, name, now=self.now()
+        )
+        return PolicyReportView(name=name, environments=views, stage=stage)
+
+    async def snapshot(self, name: str) -> Snapshot:
+        cluster = self._clusters[name]
+        try:
+            kinds = await cluster.kinds()
+            return await self._read(cluster, kinds)
+        except BotError as err:
+            return Snapshot(environment=name, error=err)
+
+    async def _read(self, cluster: Cluster, kinds: tuple[Kind, ...]) -> Snapshot:
+        policy_kinds = [
+            k for k in kinds if k.spec.family in (Family.LEGACY_POLICY, Family.CEL_POLICY)
+        ]
+        exception_kinds = [k for k in kinds if k.spec.family is Family.EXCEPTION]
+        report_kinds = [k for k in kinds if k.spec.family is Family.REPORT]
+        policy_lists, exception_lists, tallies = await asyncio.gather(
+            asyncio.gather(*(cluster.list_all(k) for k in policy_kinds)),
+            asyncio.gather(*(cluster.list_all(k) for k in exception_kinds)),
+            asyncio.gather(*(cluster.scan(k, tally_page) for k in report_kinds)),
+        )
+        policies = tuple(
+            sorted(
+                (
+                    policy_from_object(k, o)
+                    for k, objs in zip(policy_kinds, policy_lists, strict=True)
+                    for o in objs
+                ),
+                key=lambda p: (p.name, p.namespace or "", p.kind),
+            )
+        )
+        exceptions = tuple(
+            exception_from_object(k.spec.group, o)
+            for k, objs in zip(exception_kinds, exception_lists, strict=True)
+            for o in objs
+        )
+        tally = Tally()
+        for pages in tallies:
+            for page in pages:
+                tally.merge(page)
+        return Snapshot(
+            environment=cluster.name,
+            policies=policies,
+            tally=tally,
+            exceptions=exceptions,
+            kinds=tuple(sorted({f"{k.spec.kind} ({k.api_version})" for k in kinds})),
+        )
+
+    def _policy_in(self, snap: Snapshot, name: str) -> PolicyInEnvironment:
+        if snap.error is not None:
+            return PolicyInEnvironment(snap.environment, None, 0, 0, (), (), snap.error)
+        policy = snap.policy(name)
+        if policy is None:
+            return PolicyInEnvironment(snap.environment, None, 0, 0, (), ())
+        key: PolicyKey = policy.key
+        namespaces = snap.tally.failing_namespaces.get(key)
+        now = self.now()
+        return PolicyInEnvironment(
+            environment=snap.environment,
+            policy=policy,
+            fail=snap.tally.count(key, "fail"),
+            warn=snap.tally.count(key, "warn"),
+            top_namespaces=tuple(namespaces.most_common(5)) if namespaces else (),
+            exceptions=tuple(e for e in snap.exceptions if e.covers(policy.ref) and e.active(now)),
+        )
+
+
+def active_exceptions(snap: Snapshot, now: datetime) -> tuple[int, int]:
+    """(active, expiring within 7 days) PolicyExceptions in a snapshot."""
+    active = [e for e in snap.exceptions if e.active(now)]
+    soon = [e for e in active if e.expires_at is not None and e.expires_at - now <= EXPIRING_SOON]
+    return len(active), len(soon)
+
+
+def mode_counts(policies: Sequence[Policy]) -> Mapping[str, int]:
+    counts: dict[str, int] = {}
+    for policy in policies:
+        counts[policy.mode.value] = counts.get(policy.mode.value, 0) + 1
+    return counts

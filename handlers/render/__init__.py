@@ -1,0 +1,1 @@
+"""Pure Block Kit builders: domain objects in, JSON-able lists out. No I/O here."""

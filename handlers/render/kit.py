@@ -1,0 +1,127 @@
+"""Block Kit building blocks that keep every message inside Slack's limits.
+
+Slack validates nothing for plain dict blocks on our side and rejects oversize content
+with `invalid_blocks` at send time, so every builder here truncates deliberately
+(SPEC 4.2: a message that does not fit is shortened, never lost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Block = dict[str, Any]
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_CONTEXT_ELEMENTS = 10
+MAX_ACTIONS = 25
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_FALLBACK_TEXT = 3000
+ELLIPSIS = "…"
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending in an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def escape(text: str) -> str:
+    """Neutralise mrkdwn control characters in text that came from users or clusters.
+
+    Slack only needs &, < and > escaped; that is enough to stop `<!channel>` pings and
+    forged links from policy messages or free text.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def header(text: str) -> Block:
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, MAX_HEADER_TEXT)}}
+
+
+def section(text: str, *, accessory: Block | None = None) -> Block:
+    block: Block = {"type": "section", "text": mrkdwn(clip(text, MAX_SECTION_TEXT))}
+    if accessory is not None:
+        block["accessory"] = accessory
+    return block
+
+
+def fields(items: Sequence[str]) -> Block:
+    shown = list(items[:MAX_FIELDS])
+    return {"type": "section", "fields": [mrkdwn(clip(t, MAX_FIELD_TEXT)) for t in shown]}
+
+
+def context(items: Sequence[str]) -> Block:
+    return {
+        "type": "context",
+        "elements": [mrkdwn(clip(t, MAX_SECTION_TEXT)) for t in items[:MAX_CONTEXT_ELEMENTS]],
+    }
+
+
+def divider() -> Block:
+    return {"type": "divider"}
+
+
+def mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def button(
+    text: str,
+    *,
+    action_id: str,
+    value: str | None = None,
+    url: str | None = None,
+    style: str | None = None,
+) -> Block:
+    element: Block = {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": clip(text, MAX_BUTTON_TEXT), "emoji": True},
+    }
+    if value is not None:
+        if len(value) > MAX_BUTTON_VALUE:
+            raise ValueError("button values carry an id, never state; this one is too long")
+        element["value"] = value
+    if url is not None:
+        element["url"] = url
+    if style is not None:
+        element["style"] = style
+    return element
+
+
+def actions(elements: Iterable[Block], *, block_id: str | None = None) -> Block:
+    block: Block = {"type": "actions", "elements": list(elements)[:MAX_ACTIONS]}
+    if block_id is not None:
+        block["block_id"] = block_id
+    return block
+
+
+def lines_section(lines: Sequence[str], *, more: str | None = None) -> Block:
+    """One section with as many whole lines as fit; `more` is appended when some were cut."""
+    budget = MAX_SECTION_TEXT - (len(more) + 1 if more else 0)
+    kept: list[str] = []
+    used = 0
+    for line in lines:
+        cost = len(line) + (1 if kept else 0)
+        if used + cost > budget:
+            break
+        kept.append(line)
+        used += cost
+    text = "\n".join(kept)
+    if more and len(kept) < len(lines):
+        text = f"{text}\n{more}" if text else more
+    return section(text or " ")
+
+
+def fit(blocks: list[Block], *, reserve: int = 0) -> list[Block]:
+    """At most MAX_BLOCKS blocks: the tail is replaced by a note saying how many were cut."""
+    limit = MAX_BLOCKS - reserve
+    if len(blocks) <= limit:
+        return blocks
+    kept = blocks[: limit - 1]
+    return [*kept, context([f"{ELLIPSIS} {len(blocks) - len(kept)} more blocks not shown"])]

@@ -1,0 +1,116 @@
+"""Settings are validated at start, and every problem names its key path."""
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings, parse_settings
+
+ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s3cret"}
+MINIMAL = {"slack": {"mode": "http"}, "environments": [{"name": "dev"}]}
+
+
+def problems(document, env=ENV):
+    with pytest.raises(SettingsError) as info:
+        parse_settings(document, env)
+    return info.value.problems
+
+
+def test_minimal_config_gets_the_documented_defaults():
+    settings = parse_settings(MINIMAL, ENV)
+    assert settings.server.port == 3000
+    assert settings.store.url == "sqlite:////var/lib/policy-bot/state.db"
+    assert settings.exceptions.max_days == 90
+    assert settings.exceptions.remind_days_before == (7, 1)
+    assert settings.slack.bot_token.get_secret_value() == "xoxb-1"
+    assert settings.slack.api_url == "https://slack.com/api/"
+
+
+def test_spec_example_parses(tmp_path: Path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        """
+server: {port: 3000}
+store: {url: "sqlite:////var/lib/policy-bot/state.db"}
+slack:
+  mode: socket
+  channels: {alerts: C0ALERTS, approvals: C0APPROVALS, reports: C0REPORTS}
+  roles:
+    approvers: {users: [U0APPROVER1], usergroups: [S0SECURITY]}
+    promoters: {users: [U0OWNER1]}
+    admins:    {users: [U0ADMIN1]}
+environments:
+  - {name: dev, kubeconfig: /path/to/kubeconfig, context: dev}
+  - {name: production, context: prod}
+exceptions: {namespace: kyverno-exceptions, default_days: 30, max_days: 90, remind_days_before: [7, 1]}
+jira: {url: "https://jira.example.com", project: SEC, issue_type: Task}
+alertmanager:
+  url: "http://alertmanager:9093"
+  routes: [{match: {severity: critical}, channel: C0CRITICAL}]
+backup:
+  cron: "0 2 * * *"
+  helm_releases: [{name: kyverno, namespace: kyverno}]
+  targets: [{type: dir, path: /var/lib/policy-bot/backups}]
+promotion: {}
+"""
+    )
+    env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "JIRA_TOKEN": "pat"}
+    settings = load_settings(config, env)
+    assert [e.name for e in settings.environments] == ["dev", "production"]
+    assert settings.slack.roles.approvers.usergroups == ("S0SECURITY",)
+    assert settings.alertmanager.routes[0].targets == ("C0CRITICAL",)
+    assert settings.jira is not None and settings.jira.project == "SEC"
+
+
+def test_missing_signing_secret_fails_at_start_in_http_mode():
+    found = problems(MINIMAL, {"SLACK_BOT_TOKEN": "xoxb-1"})
+    assert found == ["slack: SLACK_SIGNING_SECRET must be set when slack.mode is http"]
+
+
+def test_missing_bot_token_is_named():
+    found = problems(MINIMAL, {"SLACK_SIGNING_SECRET": "s"})
+    assert "slack.bot_token: SLACK_BOT_TOKEN (xoxb-...) must be set" in found
+
+
+def test_socket_mode_needs_the_app_token():
+    found = problems({**MINIMAL, "slack": {"mode": "socket"}})
+    assert found == ["slack: SLACK_APP_TOKEN (xapp-...) must be set when slack.mode is socket"]
+
+
+def test_secrets_in_the_file_are_refused():
+    found = problems({**MINIMAL, "slack": {"mode": "http", "bot_token": "xoxb-in-file"}})
+    assert found == ["slack.bot_token: secrets never live in the config file; set SLACK_BOT_TOKEN"]
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({**MINIMAL, "server": {"port": 70000}}, "server.port: Input should be less than or equal to 65535"),
+        ({**MINIMAL, "environments": []}, "environments: Tuple should have at least 1 item"),
+        ({**MINIMAL, "environments": [{"name": "Prod!"}]}, "environments.0.name: must be lower-case"),
+        ({**MINIMAL, "environments": [{"name": "a"}, {"name": "a"}]}, "repeated: a"),
+        ({**MINIMAL, "store": {"url": "mysql://x"}}, "store.url: use sqlite:////absolute/path.db"),
+        ({**MINIMAL, "exceptions": {"default_days": 100, "max_days": 90}}, "default_days must not exceed"),
+        ({**MINIMAL, "slack": {"mode": "http", "chanels": {}}}, "slack.chanels: unknown key"),
+        ({**MINIMAL, "alertmanager": {"routes": [{"match": {"a": "b"}}]}}, "a route needs channel"),
+        ({**MINIMAL, "slack": {"mode": "http", "roles": {"admins": {"users": ["bob"]}}}}, "is not a Slack id"),
+        ({**MINIMAL, "jira": {"url": "https://j", "project": "SEC"}}, "set JIRA_USER and JIRA_API_TOKEN"),
+    ],
+)
+def test_bad_values_name_the_key_path(document, expected):
+    assert any(expected in p for p in problems(document)), problems(document)
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path):
+    with pytest.raises(SettingsError, match="cannot read the config file"):
+        load_settings(tmp_path / "absent.yaml", ENV)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("slack: [unclosed")
+    with pytest.raises(SettingsError, match="not valid YAML"):
+        load_settings(broken, ENV)
+
+
+def test_settings_are_frozen():
+    settings = parse_settings(MINIMAL, ENV)
+    with pytest.raises(ValueError, match="frozen"):
+        settings.server.port = 1  # type: ignore[misc]
