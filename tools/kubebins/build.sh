@@ -25,6 +25,8 @@ if [[ -x "$cache/kube-apiserver" && -x "$cache/etcd" && -x "$cache/kubectl" ]] \
   exit 0
 fi
 
+# The official Go tarball installs to /usr/local/go without touching PATH.
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH="$PATH:/usr/local/go/bin"; fi
 command -v go >/dev/null || { echo "build.sh: Go is needed to build the test control plane" >&2; exit 1; }
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod"
 mkdir -p "$cache.partial"

@@ -1,0 +1,148 @@
+"""pytest fixtures for the real Kubernetes control plane (registered from ``tests/conftest.py``).
+
+- ``kube_assets`` (session): the etcd / kube-apiserver / kubectl directory, from
+  ``tools/kubebins/build.sh`` (a no-op once built). Without Go or a successful build the kube
+  tests are skipped, or fail when ``POLICY_BOT_REQUIRE_KUBE=1`` (CI must not skip silently).
+- ``control_plane_factory`` (session): ``start(n)`` returns ``n`` independent planes with every
+  CRD of ``tests/data/crds`` installed; planes are shared, so tests asking for two get the same
+  two. All are stopped at session end.
+- ``control_plane`` (session): the factory's first plane.
+- ``kube_api`` (session): an admin ``kubernetes`` ApiClient for ``control_plane``.
+- ``kube_namespace`` (function): a fresh namespace on ``control_plane``, deleted afterwards
+  (it stays Terminating forever, as no namespace controller runs; unique names make that moot).
+
+A plane starts in a few seconds, so session scope keeps the suite fast; tests isolate themselves
+with ``kube_namespace`` or unique object names rather than by restarting the API server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import pytest
+
+from tests.kube.controlplane import Assets, ControlPlane, ControlPlaneError, install_reaper
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "tools" / "kubebins" / "build.sh"
+CRD_DIR = REPO_ROOT / "tests" / "data" / "crds"
+REQUIRE_ENV = "POLICY_BOT_REQUIRE_KUBE"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def kube_assets() -> Assets:
+    """The control-plane binaries, built on first use (tens of minutes on a cold Go cache;
+    run ``tools/kubebins/build.sh`` ahead of the tests to keep that out of the test timeout)."""
+    try:
+        build = subprocess.run(
+            ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False
+        )
+    except OSError as exc:
+        _unavailable(f"cannot run {BUILD_SCRIPT}: {exc}")
+    lines = build.stdout.strip().splitlines()
+    if build.returncode != 0 or not lines:
+        tail = "\n".join(build.stderr.strip().splitlines()[-15:])
+        _unavailable(f"no Kubernetes test binaries: {BUILD_SCRIPT} failed:\n{tail}")
+    try:
+        return Assets.from_directory(Path(lines[-1]))
+    except ControlPlaneError as exc:
+        _unavailable(str(exc))
+
+
+class ControlPlaneFactory:
+    """Starts control planes on demand and shares them across the session."""
+
+    def __init__(self, assets: Assets, base_dir: Path, crd_dir: Path = CRD_DIR) -> None:
+        self._assets = assets
+        self._base_dir = base_dir
+        self._crd_dir = crd_dir
+        self._planes: list[ControlPlane] = []
+        self._lock = threading.Lock()
+
+    def start(self, n: int) -> list[ControlPlane]:
+        """Return ``n`` running planes, starting (in parallel) only those not yet running."""
+        install_reaper()  # from this (main) thread: the planes start in worker threads
+        with self._lock:
+            first = len(self._planes)
+            if n > first:
+                workdirs = [self._base_dir / f"plane-{i}" for i in range(first, n)]
+                with ThreadPoolExecutor(max_workers=len(workdirs)) as pool:
+                    futures = [
+                        pool.submit(ControlPlane.start, self._assets, w, crd_dir=self._crd_dir)
+                        for w in workdirs
+                    ]
+                # keep every plane that started, so stop_all() stops it even if another failed
+                errors = [e for e in (f.exception() for f in futures) if e is not None]
+                self._planes += [f.result() for f in futures if f.exception() is None]
+                if errors:
+                    raise errors[0]
+            planes = self._planes[:n]
+        for plane in planes:
+            plane.check_alive()
+        return planes
+
+    def stop_all(self) -> None:
+        with self._lock:
+            for plane in self._planes:
+                plane.stop()
+            self._planes.clear()
+
+
+@pytest.fixture(scope="session")
+def control_plane_factory(
+    kube_assets: Assets, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlaneFactory]:
+    """``control_plane_factory.start(n) -> list[ControlPlane]``; planes are shared per session."""
+    factory = ControlPlaneFactory(kube_assets, tmp_path_factory.mktemp("kube"))
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def control_plane(control_plane_factory: ControlPlaneFactory) -> ControlPlane:
+    """The session's main control plane, with all CRDs installed and Established."""
+    return control_plane_factory.start(1)[0]
+
+
+@pytest.fixture(scope="session")
+def kube_api(control_plane: ControlPlane) -> Iterator[ApiClient]:
+    """An admin ApiClient for ``control_plane``, closed at session end."""
+    with control_plane.api_client() as api:
+        yield api
+
+
+@pytest.fixture
+def kube_namespace(kube_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace unique to this test on ``control_plane``."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"t-{slug}-{secrets.token_hex(3)}"
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
