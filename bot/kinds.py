@@ -17,6 +17,8 @@ class Family(StrEnum):
     CEL_POLICY = "cel-policy"  # policies.kyverno.io *Policy
     EXCEPTION = "exception"
     REPORT = "report"
+    CLEANUP = "cleanup"  # kyverno.io CleanupPolicy / ClusterCleanupPolicy (deprecated in 1.18)
+    CORE = "core"  # built-in kinds a backup carries along (the Namespaces its objects live in)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,17 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         True,
         Family.EXCEPTION,
         _CEL_VERSIONS,
+    ),
+    KindSpec(
+        "kyverno.io", "CleanupPolicy", "cleanuppolicies", True, Family.CLEANUP, ("v2", "v2beta1")
+    ),
+    KindSpec(
+        "kyverno.io",
+        "ClusterCleanupPolicy",
+        "clustercleanuppolicies",
+        False,
+        Family.CLEANUP,
+        ("v2", "v2beta1"),
     ),
     KindSpec("wgpolicyk8s.io", "PolicyReport", "policyreports", True, Family.REPORT, ("v1alpha2",)),
     KindSpec(

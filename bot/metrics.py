@@ -1,7 +1,9 @@
-"""Prometheus metrics, on a registry owned by one application instance.
+"""Prometheus metrics of the bot's own requests, commands and dependencies.
 
-A registry per instance (not the process-global default) lets tests build several apps in
-one process and read exact figures from each.
+These live on a registry owned by one application instance, so tests can build several apps
+in one process and read exact figures from each. Counters that belong to a shared client
+(Slack calls and 429s in `bot.slack_api`) or to the alert relay (`bot.alerts.metrics`) are
+process-wide on prometheus_client's default registry; `/metrics` serves both.
 """
 
 from __future__ import annotations
@@ -26,12 +28,6 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=r,
         )
-        self.slack_calls = Counter(
-            "policy_bot_slack_api_calls", "Slack Web API calls", ["method", "outcome"], registry=r
-        )
-        self.slack_rate_limited = Counter(
-            "policy_bot_slack_rate_limited", "Slack Web API answers 429", ["method"], registry=r
-        )
         self.cluster_up = Gauge(
             "policy_bot_cluster_reachable",
             "1 when the environment's API server answered the last probe",
@@ -40,16 +36,4 @@ class Metrics:
         )
         self.store_up = Gauge(
             "policy_bot_store_reachable", "1 when the store answered the last probe", registry=r
-        )
-        self.webhooks = Counter(
-            "policy_bot_alertmanager_webhooks",
-            "Alertmanager webhook requests by outcome",
-            ["outcome"],
-            registry=r,
-        )
-        self.outbox_depth = Gauge(
-            "policy_bot_outbox_depth", "Slack messages waiting to be sent", registry=r
-        )
-        self.outbox_oldest_seconds = Gauge(
-            "policy_bot_outbox_oldest_seconds", "Age of the oldest waiting message", registry=r
         )

@@ -131,6 +131,10 @@ class ExceptionSettings(_Frozen):
     default_days: int = Field(default=30, ge=1)
     max_days: int = Field(default=90, ge=1, le=3650)
     remind_days_before: tuple[int, ...] = (7, 1)
+    review_cron: str = "0 9 1 1,4,7,10 *"
+    """Quarterly review of every active exception (09:00 UTC on the first day of a quarter)."""
+    sweep_every_s: int = Field(default=300, ge=30, le=3600)
+    """How often expired exceptions are removed and reminders go out."""
 
     @model_validator(mode="after")
     def _coherent(self) -> ExceptionSettings:
@@ -149,6 +153,8 @@ class JiraSettings(_Frozen):
     user: str | None = None
     api_token: SecretStr | None = None
     token: SecretStr | None = None
+    close_transitions: tuple[str, ...] = ("Done", "Close Issue", "Closed", "Resolve Issue")
+    """Workflow transitions tried, in order, when an exception ends (names differ per workflow)."""
 
     @model_validator(mode="after")
     def _auth(self) -> JiraSettings:
@@ -206,13 +212,29 @@ class BackupTarget(_Frozen):
     bucket: str | None = None
     prefix: str = ""
     endpoint_url: str | None = None
+    region: str = "us-east-1"
     keep: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> BackupTarget:
+        if self.type in ("dir", "git") and self.path is None:
+            raise ValueError(f"a {self.type} target needs path (an absolute directory)")
+        if self.path is not None and not self.path.is_absolute():
+            raise ValueError(f"path {str(self.path)!r} must be absolute")
+        if self.type == "s3" and not self.bucket:
+            raise ValueError("an s3 target needs bucket")
+        return self
 
 
 class BackupSettings(_Frozen):
     cron: str | None = "0 2 * * *"
+    evidence_cron: str | None = "0 3 1 * *"  # the monthly evidence pack, for the month before
     helm_releases: tuple[HelmRelease, ...] = ()
     targets: tuple[BackupTarget, ...] = ()
+    # Secrets, from the environment only (AWS_ACCESS_KEY_ID, ...), for s3 targets.
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_session_token: SecretStr | None = None
 
 
 class PromotionSettings(_Frozen):
@@ -258,6 +280,9 @@ _ENV_SECRETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JIRA_API_TOKEN", ("jira", "api_token")),
     ("JIRA_TOKEN", ("jira", "token")),
     ("ALERTMANAGER_WEBHOOK_TOKEN", ("alertmanager", "webhook_token")),
+    ("AWS_ACCESS_KEY_ID", ("backup", "s3_access_key_id")),
+    ("AWS_SECRET_ACCESS_KEY", ("backup", "s3_secret_access_key")),
+    ("AWS_SESSION_TOKEN", ("backup", "s3_session_token")),
 )
 _SECRET_KEYS = {path for _, path in _ENV_SECRETS if path[-1] != "api_url" and path[-1] != "user"}
 _ENV_NAME = {path: name for name, path in _ENV_SECRETS}

@@ -7,8 +7,9 @@ that environment (within its timeout) while the others still answer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -16,11 +17,29 @@ from bot.clock import Clock
 from bot.errors import BotError, PolicyNotFound, UnknownEnvironment
 from bot.found_exceptions import FoundException, exception_from_object
 from bot.kinds import Family, Kind
-from bot.ladder import Ladder, StageView
+from bot.ladder import Ladder, StageEvidence, StageView
 from bot.policies import Policy, policy_from_object
 from bot.reports import PolicyKey, Tally, tally_page
+from bot.store.errors import StoreError
 
 EXPIRING_SOON = timedelta(days=7)
+log = logging.getLogger(__name__)
+
+StageEvidenceSource = Callable[[str], Awaitable[Mapping[str, StageEvidence]]]
+
+
+@dataclass(frozen=True)
+class HealthSummary:
+    """One line of Kyverno health for the overview; `/policy doctor` has the details."""
+
+    version: str | None = None
+    admission: tuple[int | None, int] | None = None  # (ready, desired); ready None: no status
+    warnings: int = 0
+    failures: int = 0
+    problem: str | None = None  # e.g. "not installed"
+
+
+HealthSource = Callable[[str], Awaitable[HealthSummary | None]]
 
 
 class Cluster(Protocol):
@@ -47,6 +66,7 @@ class Snapshot:
     exceptions: tuple[FoundException, ...] = ()
     kinds: tuple[str, ...] = ()
     error: BotError | None = None
+    health: HealthSummary | None = None
 
     def policy(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name or p.ref == name), None)
@@ -74,11 +94,24 @@ class PolicyReportView:
 
 
 class StatusService:
-    def __init__(self, clusters: Sequence[Cluster], *, clock: Clock, ladder: Ladder) -> None:
+    def __init__(
+        self,
+        clusters: Sequence[Cluster],
+        *,
+        clock: Clock,
+        ladder: Ladder,
+        stage_evidence: StageEvidenceSource | None = None,
+    ) -> None:
         self._clusters = {c.name: c for c in clusters}
         self._order = [c.name for c in clusters]
         self._clock = clock
         self._ladder = ladder
+        self._stage_evidence = stage_evidence
+        self._health: HealthSource | None = None
+
+    def use_health(self, source: HealthSource) -> None:
+        """Add a Kyverno health line per environment to the overview (set by the doctor)."""
+        self._health = source
 
     @property
     def environments(self) -> list[str]:
@@ -88,7 +121,13 @@ class StatusService:
         return self._clock.now()
 
     async def overview(self) -> list[Snapshot]:
-        return list(await asyncio.gather(*(self.snapshot(n) for n in self._order)))
+        return list(await asyncio.gather(*(self._with_health(n) for n in self._order)))
+
+    async def _with_health(self, name: str) -> Snapshot:
+        if self._health is None:
+            return await self.snapshot(name)
+        snap, health = await asyncio.gather(self.snapshot(name), self._health(name))
+        return snap if snap.error is not None else replace(snap, health=health)
 
     async def environment(self, name: str) -> Snapshot:
         if name not in self._clusters:
@@ -105,8 +144,17 @@ class StatusService:
                 raise snapshots[0].error or PolicyNotFound(name)
             raise PolicyNotFound(name)
         views = tuple(self._policy_in(s, name) for s in snapshots)
+        evidence: Mapping[str, StageEvidence] = {}
+        if self._stage_evidence is not None:
+            try:
+                evidence = await self._stage_evidence(name)
+            except (BotError, StoreError):
+                log.warning("stage history unavailable", extra={"policy": name}, exc_info=True)
         stage = self._ladder.view(
-            {s.environment: s for s in snapshots if s.error is None}, name, now=self.now()
+            {s.environment: s for s in snapshots if s.error is None},
+            name,
+            now=self.now(),
+            evidence=evidence,
         )
         return PolicyReportView(name=name, environments=views, stage=stage)
 

@@ -226,7 +226,11 @@ class ClusterGateway:
     ) -> Obj:
         api = self._api()
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        payload = json.dumps(body) if body is not None else None
+        # The client JSON-encodes dict bodies itself, but only for JSON content types; an
+        # apply patch (YAML content type) must arrive already encoded.
+        payload: Obj | str | None = body
+        if body is not None and "json" not in content_type:
+            payload = json.dumps(body)
         try:
             _, url, headers, payload, _ = api.param_serialize(
                 method=method,

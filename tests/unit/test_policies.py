@@ -52,11 +52,14 @@ def test_rule_action_wins_over_spec_and_hides_spec_overrides():
 
 def test_default_is_audit_and_non_validate_rules_have_no_mode():
     policy = policy_from_object(
-        CPOL, {"metadata": {"name": "p"}, "spec": {"rules": [rule("v"), {"name": "m", "mutate": {}}]}}
+        CPOL,
+        {"metadata": {"name": "p"}, "spec": {"rules": [rule("v"), {"name": "m", "mutate": {}}]}},
     )
     assert [r.rule for r in policy.rules] == ["v"]
     assert policy.mode is Mode.AUDIT
-    none = policy_from_object(CPOL, {"metadata": {"name": "g"}, "spec": {"rules": [{"name": "g", "generate": {}}]}})
+    none = policy_from_object(
+        CPOL, {"metadata": {"name": "g"}, "spec": {"rules": [{"name": "g", "generate": {}}]}}
+    )
     assert none.mode is Mode.NONE
 
 
@@ -76,8 +79,12 @@ def test_every_sample_has_a_mode(path):
 
 
 def test_cel_validation_actions():
-    deny = policy_from_object(VPOL, {"metadata": {"name": "v"}, "spec": {"validationActions": ["Deny"]}})
-    audit = policy_from_object(VPOL, {"metadata": {"name": "v"}, "spec": {"validationActions": ["Audit", "Warn"]}})
+    deny = policy_from_object(
+        VPOL, {"metadata": {"name": "v"}, "spec": {"validationActions": ["Deny"]}}
+    )
+    audit = policy_from_object(
+        VPOL, {"metadata": {"name": "v"}, "spec": {"validationActions": ["Audit", "Warn"]}}
+    )
     assert deny.mode is Mode.ENFORCE and audit.mode is Mode.AUDIT
     assert policy_from_object(MPOL, {"metadata": {"name": "m"}, "spec": {}}).mode is Mode.NONE
 
@@ -86,7 +93,11 @@ def test_readiness_and_identity():
     ready = policy_from_object(
         POL,
         {
-            "metadata": {"name": "p", "namespace": "team-a", "creationTimestamp": "2026-11-01T10:00:00Z"},
+            "metadata": {
+                "name": "p",
+                "namespace": "team-a",
+                "creationTimestamp": "2026-11-01T10:00:00Z",
+            },
             "spec": {"rules": [rule("r")]},
             "status": {"conditions": [{"type": "Ready", "status": "False", "message": "bad"}]},
         },
@@ -94,6 +105,9 @@ def test_readiness_and_identity():
     assert ready.ready is False and ready.ready_message == "bad"
     assert ready.ref == "team-a/p" and ready.key == (True, "team-a/p")
     assert ready.created == datetime(2026, 11, 1, 10, tzinfo=UTC)
-    cel = policy_from_object(VPOL, {"metadata": {"name": "v"}, "spec": {}, "status": {"conditionStatus": {"ready": True}}})
+    cel = policy_from_object(
+        VPOL,
+        {"metadata": {"name": "v"}, "spec": {}, "status": {"conditionStatus": {"ready": True}}},
+    )
     assert cel.ready is True and cel.key == (False, "v")
     assert policy_from_object(CPOL, {"metadata": {"name": "x"}, "spec": {}}).ready is None

@@ -85,16 +85,31 @@ def test_secrets_in_the_file_are_refused():
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        ({**MINIMAL, "server": {"port": 70000}}, "server.port: Input should be less than or equal to 65535"),
+        (
+            {**MINIMAL, "server": {"port": 70000}},
+            "server.port: Input should be less than or equal to 65535",
+        ),
         ({**MINIMAL, "environments": []}, "environments: Tuple should have at least 1 item"),
-        ({**MINIMAL, "environments": [{"name": "Prod!"}]}, "environments.0.name: must be lower-case"),
+        (
+            {**MINIMAL, "environments": [{"name": "Prod!"}]},
+            "environments.0.name: must be lower-case",
+        ),
         ({**MINIMAL, "environments": [{"name": "a"}, {"name": "a"}]}, "repeated: a"),
         ({**MINIMAL, "store": {"url": "mysql://x"}}, "store.url: use sqlite:////absolute/path.db"),
-        ({**MINIMAL, "exceptions": {"default_days": 100, "max_days": 90}}, "default_days must not exceed"),
+        (
+            {**MINIMAL, "exceptions": {"default_days": 100, "max_days": 90}},
+            "default_days must not exceed",
+        ),
         ({**MINIMAL, "slack": {"mode": "http", "chanels": {}}}, "slack.chanels: unknown key"),
         ({**MINIMAL, "alertmanager": {"routes": [{"match": {"a": "b"}}]}}, "a route needs channel"),
-        ({**MINIMAL, "slack": {"mode": "http", "roles": {"admins": {"users": ["bob"]}}}}, "is not a Slack id"),
-        ({**MINIMAL, "jira": {"url": "https://j", "project": "SEC"}}, "set JIRA_USER and JIRA_API_TOKEN"),
+        (
+            {**MINIMAL, "slack": {"mode": "http", "roles": {"admins": {"users": ["bob"]}}}},
+            "is not a Slack id",
+        ),
+        (
+            {**MINIMAL, "jira": {"url": "https://j", "project": "SEC"}},
+            "set JIRA_USER and JIRA_API_TOKEN",
+        ),
     ],
 )
 def test_bad_values_name_the_key_path(document, expected):

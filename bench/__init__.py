@@ -1,0 +1,1 @@
+"""`make bench`: the figures of SPEC 4.1 next to their peers', measured in one run."""

@@ -1,0 +1,86 @@
+"""`check-config`: reach every dependency the config names and say what answered."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import BotError
+from bot.kube.gateway import ClusterGateway
+from bot.settings import Settings
+from bot.store.database import open_database
+from bot.store.errors import StoreError
+
+TIMEOUT_S = 10.0
+
+
+async def check_dependencies(settings: Settings) -> list[tuple[str, str | None]]:
+    """(dependency, problem or None) for the store, Slack, every cluster and Alertmanager."""
+    checks = [("store", _store(settings)), ("slack", _slack(settings))]
+    checks += [
+        (f"environment {e.name}", _cluster(ClusterGateway(e))) for e in settings.environments
+    ]
+    if settings.alertmanager.url:
+        checks.append(
+            ("alertmanager", _http_ok(settings.alertmanager.url.rstrip("/") + "/-/healthy"))
+        )
+    results = await asyncio.gather(
+        *(asyncio.wait_for(c, TIMEOUT_S) for _, c in checks), return_exceptions=True
+    )
+    return [
+        (
+            name,
+            None
+            if r is None
+            else (f"no answer within {TIMEOUT_S:.0f} s" if isinstance(r, TimeoutError) else str(r)),
+        )
+        for (name, _), r in zip(checks, results, strict=True)
+    ]
+
+
+async def _store(settings: Settings) -> None:
+    try:
+        database = await open_database(settings.store.url)
+    except StoreError as err:
+        raise RuntimeError(f"cannot open {settings.store.url.split('@')[-1]}: {err}") from None
+    try:
+        await database.ping()
+    finally:
+        await database.close()
+
+
+async def _slack(settings: Settings) -> None:
+    client = AsyncWebClient(
+        token=settings.slack.bot_token.get_secret_value(),
+        base_url=settings.slack.api_url,
+        timeout=int(TIMEOUT_S),
+    )
+    try:
+        await client.auth_test()
+    except SlackApiError as err:
+        raise RuntimeError(f"auth.test failed: {err.response.get('error')}") from None
+    except aiohttp.ClientError as err:
+        raise RuntimeError(f"cannot reach {settings.slack.api_url}: {err}") from None
+
+
+async def _cluster(gateway: ClusterGateway) -> None:
+    try:
+        await gateway.ping()
+        await gateway.kinds()
+    except BotError as err:
+        raise RuntimeError(err.user_message) from None
+    finally:
+        await gateway.close()
+
+
+async def _http_ok(url: str) -> None:
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+            if response.status != 200:
+                raise RuntimeError(f"{url} answered HTTP {response.status}")
+    except aiohttp.ClientError as err:
+        raise RuntimeError(f"cannot reach {url}: {err}") from None

@@ -1,0 +1,26 @@
+"""User-facing sentences that are not tied to one renderer, kept in one place."""
+
+from __future__ import annotations
+
+SUBCOMMANDS = (
+    "help",
+    "status",
+    "exception",
+    "exceptions",
+    "backup",
+    "restore",
+    "promote",
+    "demote",
+    "audit",
+    "doctor",
+)
+UNEXPECTED = (
+    ":boom: Something went wrong on the bot's side while answering `/policy {text}`. "
+    "It has been logged; try again, and tell the platform team if it keeps happening."
+)
+NOT_YET = (
+    "`/policy {sub}` is not available in this version of policy-bot yet. "
+    "`/policy help` lists what is."
+)
+UNKNOWN = "There is no `/policy {sub}` subcommand."
+SHARED_BY = "Shared by <@{user}>"

@@ -1,0 +1,110 @@
+"""The Slack manifests and the Dockerfile say what the code needs (no Slack or Docker here)."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from slack_sdk.web.async_client import AsyncWebClient
+
+ROOT = Path(__file__).parent.parent
+# Bot scopes each Web API method needs (api.slack.com/methods).
+SCOPES = {
+    "auth_test": None,
+    "chat_postMessage": "chat:write",
+    "chat_update": "chat:write",
+    "chat_postEphemeral": "chat:write",
+    "chat_delete": "chat:write",
+    "chat_getPermalink": None,
+    "views_open": None,
+    "views_update": None,
+    "views_push": None,
+    "users_info": "users:read",
+    "usergroups_users_list": "usergroups:read",
+    "files_upload_v2": "files:write",
+    "files_getUploadURLExternal": "files:write",
+    "files_completeUploadExternal": "files:write",
+    "conversations_info": "channels:read",
+}
+
+
+def web_api_methods_used() -> set[str]:
+    known = {name for name in dir(AsyncWebClient) if not name.startswith("_")}
+    used: set[str] = set()
+    for path in [*ROOT.glob("bot/**/*.py"), *ROOT.glob("handlers/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in known and "_" in node.attr:
+                used.add(node.attr)
+    return used - {"api_call", "base_url", "retry_handlers"}
+
+
+def registered_commands() -> set[str]:
+    found = set()
+    for path in ROOT.glob("handlers/**/*.py"):
+        found |= set(re.findall(r'\.command\("(/[a-z-]+)"\)', path.read_text()))
+    return found
+
+
+def registered_actions() -> set[str]:
+    found = set()
+    for path in ROOT.glob("handlers/**/*.py"):
+        found |= set(re.findall(r"\.(?:action|view)\(", path.read_text()))
+    return found
+
+
+@pytest.mark.parametrize("name", ["manifest.yml", "manifest.socket.yml"])
+def test_manifest_lists_commands_scopes_and_interactivity(name):
+    manifest = yaml.safe_load((ROOT / name).read_text())
+    commands = {c["command"] for c in manifest["features"]["slash_commands"]}
+    assert registered_commands() and registered_commands() <= commands
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert "commands" in scopes
+    for method in web_api_methods_used():
+        assert method in SCOPES, f"add the scope of {method} to this test's table"
+        if SCOPES[method]:
+            assert SCOPES[method] in scopes, f"{method} needs {SCOPES[method]}"
+    interactivity = manifest["settings"]["interactivity"]
+    assert registered_actions() and interactivity["is_enabled"] is True
+    socket = manifest["settings"]["socket_mode_enabled"]
+    assert socket is (name == "manifest.socket.yml")
+    if socket:
+        assert "request_url" not in interactivity
+        assert all("url" not in c for c in manifest["features"]["slash_commands"])
+    else:
+        assert interactivity["request_url"].endswith("/slack/events")
+        assert all(
+            c["url"].endswith("/slack/events") for c in manifest["features"]["slash_commands"]
+        )
+    assert 1 <= len(manifest["display_information"]["name"]) <= 35
+
+
+def test_manifest_usage_hint_names_every_subcommand():
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    hint = manifest["features"]["slash_commands"][0]["usage_hint"]
+    for sub in [
+        "help",
+        "status",
+        "exception",
+        "exceptions",
+        "backup",
+        "restore",
+        "promote",
+        "demote",
+        "audit",
+        "doctor",
+    ]:
+        assert re.search(rf"\b{sub}\b", hint), sub
+
+
+def test_dockerfile_runs_the_bot_as_non_root_with_a_healthcheck():
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    assert len(stages) >= 2, "multi-stage build"
+    final = stages[-1]
+    assert re.search(r'^ENTRYPOINT \["python", "-m", "bot"\]$', final, re.M)
+    user = re.search(r"^USER (\S+)$", final, re.M)
+    assert user and not user.group(1).startswith(("0", "root"))
+    assert "HEALTHCHECK" in final and "/healthz" in final
+    assert "pip wheel" not in final and "gcc" not in final, "no build tools in the final stage"
+    assert re.match(r"python:3\.11-slim-\w+", final), "pinned base image"
