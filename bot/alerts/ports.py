@@ -1,0 +1,80 @@
+"""What the relay needs from the world, as small Protocols owned by the relay.
+
+Slack, rendering, the cluster and the audit trail are injected through these, so the sender
+and the silence service can be tested with in-memory fakes and do not import the SDKs or the
+Block Kit builders themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.alerts.state import AlertGroup, GroupChange
+from bot.alerts.webhook import Alert
+
+Block = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """A Slack message: the notification text (always set) and its blocks."""
+
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+class MessageRenderer(Protocol):
+    """Turns an alert group into Slack messages (implemented in `handlers.render.alerts`)."""
+
+    def parent(self, group: AlertGroup, *, now: datetime) -> RenderedMessage: ...
+
+    def reply(
+        self, group: AlertGroup, change: GroupChange, *, now: datetime
+    ) -> RenderedMessage: ...
+
+
+class SlackPoster(Protocol):
+    """The part of `bot.slack_api.SlackApi` the sender uses."""
+
+    async def post_message(
+        self,
+        channel: str,
+        text: str,
+        blocks: Sequence[Block] | None = None,
+        *,
+        thread_ts: str | None = None,
+    ) -> str: ...
+
+    async def update_message(
+        self, channel: str, ts: str, text: str, blocks: Sequence[Block] | None = None
+    ) -> None: ...
+
+
+class ViolationChecker(Protocol):
+    """Asks the cluster whether ended alerts still describe failing resources.
+
+    Policy Reporter ends its alerts after a while even when the violation is still there; the
+    relay asks this before telling a channel that something was resolved.
+    """
+
+    async def still_failing(self, alerts: Sequence[Alert]) -> set[str]:
+        """Fingerprints of `alerts` whose resource still fails its policy."""
+        ...
+
+
+class AuditLog(Protocol):
+    """The audit trail's append (implemented by `bot.store.audit_trail.AuditTrail`)."""
+
+    async def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        environment: str | None,
+        target: str,
+        details: Mapping[str, Any],
+    ) -> Any: ...

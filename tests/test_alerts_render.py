@@ -1,0 +1,215 @@
+"""Rendering of alert messages: golden JSON, Slack's Block Kit limits, escaping.
+
+Set POLICY_BOT_UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate change, then
+review the diff like any other code change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.alerts.ports import RenderedMessage
+from bot.alerts.state import GroupChange, Silence
+from bot.alerts.webhook import Alert
+from handlers.render import kit
+from handlers.render.alerts import (
+    AlertLinks,
+    AlertRenderer,
+    alertmanager_url,
+    parent_message,
+    thread_reply,
+)
+from tests.alerts_harness import alert, group_of, notification
+from tests.emulators.slack import validate_blocks
+
+GOLDEN = Path(__file__).parent / "golden" / "alerts"
+NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)
+T0 = datetime(2026, 11, 28, 8, 51, tzinfo=UTC)
+LINKS = AlertLinks(policy_reporter_url="https://reporter.example.invalid/#/?policies={policy}")
+SILENCE = Silence(
+    "4a1c", "U0MARIA", "maria", "1h", T0 + timedelta(minutes=29), T0 + timedelta(minutes=89)
+)
+
+Golden = Callable[[str, RenderedMessage], None]
+
+
+@pytest.fixture
+def golden() -> Golden:
+    """Compare a rendered message with `tests/golden/alerts/<name>.json` (or rewrite it)."""
+
+    def check(name: str, message: RenderedMessage) -> None:
+        problems = validate_blocks(message.blocks)
+        assert not problems, problems
+        actual: dict[str, Any] = {"text": message.text, "blocks": message.blocks}
+        path = GOLDEN / f"{name}.json"
+        if os.environ.get("POLICY_BOT_UPDATE_GOLDEN") == "1":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
+        assert path.exists(), f"{path} is missing; run with POLICY_BOT_UPDATE_GOLDEN=1"
+        assert actual == json.loads(path.read_text())
+
+    return check
+
+
+def sample_group(*names: str, **kwargs: Any) -> Any:
+    return group_of(*[notification(n).alerts for n in names], **kwargs)
+
+
+def test_parent_firing(golden: Golden) -> None:
+    group = sample_group("webhook-firing.json")
+    golden("parent_firing", parent_message(group, now=NOW.replace(hour=1, minute=33), links=LINKS))
+
+
+def test_parent_partially_resolved_and_silenced(golden: Golden) -> None:
+    group = sample_group(
+        "webhook-firing.json",
+        "webhook-partially-resolved.json",
+        silence=Silence(
+            "4a1c",
+            "U0MARIA",
+            "maria",
+            "1h",
+            datetime(2026, 11, 28, 1, 10, tzinfo=UTC),
+            datetime(2026, 11, 28, 2, 10, tzinfo=UTC),
+        ),
+    )
+    message = parent_message(group, now=datetime(2026, 11, 28, 1, 11, tzinfo=UTC), links=LINKS)
+    golden("parent_partially_resolved", message)
+
+
+def test_parent_resolved_shows_duration_and_who_silenced(golden: Golden) -> None:
+    group = sample_group(
+        "webhook-firing.json",
+        "webhook-partially-resolved.json",
+        "webhook-resolved.json",
+        silence=Silence(
+            "4a1c",
+            "U0MARIA",
+            "maria",
+            "1h",
+            datetime(2026, 11, 28, 1, 9, 50, tzinfo=UTC),
+            datetime(2026, 11, 28, 2, 9, 50, tzinfo=UTC),
+        ),
+    )
+    message = parent_message(group, now=datetime(2026, 11, 28, 3, 0, tzinfo=UTC), links=LINKS)
+    golden("parent_resolved", message)
+    assert message.text.startswith("✅ RESOLVED KyvernoPolicyViolation · require-labels")
+    assert not any(
+        e.get("action_id", "").startswith("alert_silence")
+        for b in message.blocks
+        if b["type"] == "actions"
+        for e in b["elements"]
+    )
+
+
+def test_parent_resolved_with_alerts_still_failing(golden: Golden) -> None:
+    api, web = alert("api"), alert("web", namespace="shop")
+    ended = [
+        alert("api", status="resolved", ends_at=T0 + timedelta(days=1)),
+        alert("web", namespace="shop", status="resolved", ends_at=T0 + timedelta(days=1)),
+    ]
+    group = group_of([api, web], ended, expired_failing=frozenset({api.fingerprint}))
+    golden("parent_expired", parent_message(group, now=NOW + timedelta(days=1), links=LINKS))
+
+
+def test_large_group_lists_ten_then_counts_by_namespace(golden: Golden) -> None:
+    alerts = [
+        alert(f"app-{i:02d}", namespace=("payments", "team-a", "shop")[i % 3], kind="Deployment")
+        for i in range(27)
+    ]
+    message = parent_message(group_of(alerts, truncated=3), now=NOW, links=AlertLinks())
+    golden("parent_many", message)
+    section = message.blocks[2]["text"]["text"]
+    assert section.count("\n") == 10
+    assert section.endswith("… and 17 more (team-a 9 · shop 8)")
+
+
+def test_hostile_labels_are_escaped_and_everything_fits_slack_limits() -> None:
+    loud = "<!channel> *boom* " + "x" * 400
+    alerts = [
+        alert(
+            f"{loud}-{i}",
+            namespace="<@U0BOSS>",
+            policy="p" * 300,
+            message=loud * 20,
+            severity="critical",
+        )
+        for i in range(12)
+    ]
+    message = parent_message(group_of(alerts, silence=SILENCE), now=NOW, links=LINKS)
+    assert not validate_blocks(message.blocks)
+    rendered = json.dumps(message.blocks)
+    assert "<!channel>" not in rendered and "<@U0BOSS>" not in rendered
+    assert "&lt;!channel&gt;" in rendered
+    header = message.blocks[0]["text"]["text"]
+    assert len(header) <= kit.MAX_HEADER_TEXT and header.endswith("…")
+    for block in message.blocks:
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= kit.MAX_SECTION_TEXT
+
+
+def test_buttons_carry_the_message_id_and_leave_room_for_more_actions() -> None:
+    def request_exception(group: Any) -> list[dict[str, Any]]:
+        return [
+            kit.button(
+                "Request exception", action_id="alert_request_exception", value=str(group.id)
+            )
+        ]
+
+    renderer = AlertRenderer(links=LINKS, extra_actions=request_exception)
+    message = renderer.parent(group_of([alert("api")], group_id=42), now=NOW)
+    actions = next(b for b in message.blocks if b["type"] == "actions")
+    ids = [e["action_id"] for e in actions["elements"]]
+    assert ids == [
+        "alert_silence:1h",
+        "alert_silence:1d",
+        "alert_request_exception",
+        "alert_link:alertmanager",
+        "alert_link:policy_reporter",
+    ]
+    assert [e.get("value") for e in actions["elements"][:2]] == ["42:1h", "42:1d"]
+    assert (
+        actions["elements"][4]["url"]
+        == "https://reporter.example.invalid/#/?policies=require-labels"
+    )
+    assert not validate_blocks(message.blocks)
+
+
+def test_alertmanager_link_filters_on_the_group() -> None:
+    url = alertmanager_url("http://am:9093/", {"policy_name": 'a"b', "alertname": "X"})
+    assert url == (
+        "http://am:9093/#/alerts?filter=%7Balertname%3D%22X%22%2Cpolicy_name%3D%22a%5C%22b%22%7D"
+    )
+    assert alertmanager_url("http://am:9093", {}) == "http://am:9093/#/alerts"
+
+
+def _ended(a: Alert) -> Alert:
+    return a.model_copy(update={"status": "resolved", "ends_at": NOW})
+
+
+def test_thread_reply_summarises_what_changed(golden: Golden) -> None:
+    fired = tuple(alert(n, namespace="payments") for n in ("fraud", "ledger"))
+    resolved = tuple(_ended(alert(n, namespace="shop")) for n in ("web", "cart", "api"))
+    expired = (_ended(alert("ledger-old", namespace="payments")),)
+    change = GroupChange(fired=fired, resolved=resolved, still_failing=expired, silence=SILENCE)
+    message = thread_reply(change, now=NOW)
+    golden("reply_mixed", message)
+    assert message.text.splitlines()[:2] == [
+        "+2 firing: payments Deployment/fraud, payments Deployment/ledger",
+        "3 resolved: shop Deployment/api, shop Deployment/cart, shop Deployment/web",
+    ]
+
+
+def test_thread_reply_caps_long_lists() -> None:
+    fired = tuple(alert(f"app-{i:02d}") for i in range(45))
+    message = thread_reply(GroupChange(fired=fired), now=NOW)
+    assert message.text.startswith("+45 firing: payments Deployment/app-00,")
+    assert message.text.endswith("… and 25 more")
+    assert not validate_blocks(message.blocks)

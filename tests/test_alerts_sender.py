@@ -1,0 +1,268 @@
+"""The sender against the Slack emulator (rate limits on): what a channel ends up showing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.alerts.webhook import Alert
+from bot.slack_api import SLACK_RATE_LIMITED
+from tests.alerts_harness import (
+    ALERTS_CHANNEL,
+    WEBHOOK_TOKEN,
+    RunningRelay,
+    alert,
+    payload,
+    running_relay,
+    sample,
+    sample_json,
+)
+from tests.emulators.slack import SlackEmulator
+
+HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/state.db"
+
+
+async def post(relay: RunningRelay, body: bytes | dict[str, Any]) -> int:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(relay.webhook_url, data=data, headers=HEADERS) as response,
+    ):
+        return response.status
+
+
+def texts(emulator: SlackEmulator, channel: str = ALERTS_CHANNEL) -> list[str]:
+    return [m.text for m in emulator.messages(channel)]
+
+
+async def wait_for_messages(
+    emulator: SlackEmulator, parents: int, replies: int = 0, *, timeout: float = 10.0
+) -> None:
+    def done() -> bool:
+        messages = emulator.messages(ALERTS_CHANNEL)
+        return (
+            sum(not m.is_reply for m in messages) >= parents
+            and sum(m.is_reply for m in messages) >= replies
+        )
+
+    await emulator.wait_until(done, timeout=timeout)
+
+
+def group(name: str, alerts: Sequence[Alert]) -> dict[str, Any]:
+    return payload(alerts, group_key='{}:{policy_name="' + name + '"}')
+
+
+async def test_parent_then_updates_in_place_with_thread_replies(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    async with running_relay(slack_emulator, store_url) as relay:
+        assert await post(relay, sample("webhook-firing.json")) == 200
+        await wait_for_messages(slack_emulator, parents=1)
+        assert await post(relay, sample("webhook-partially-resolved.json")) == 200
+        await wait_for_messages(slack_emulator, parents=1, replies=1)
+        assert await post(relay, sample("webhook-resolved.json")) == 200
+        await wait_for_messages(slack_emulator, parents=1, replies=2)
+        await relay.wait_idle()
+
+    [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+    assert parent.text.startswith("✅ RESOLVED KyvernoPolicyViolation · require-labels · 2")
+    assert parent.edits == 2
+    assert parent.history[0].text.startswith("🔴 FIRING KyvernoPolicyViolation")
+    replies = slack_emulator.replies(ALERTS_CHANNEL, parent.ts)
+    assert [r.text for r in replies] == [
+        "1 resolved: payments Deployment/api",
+        "1 resolved: shop Deployment/web",
+    ]
+    assert slack_emulator.ratelimited_count() == 0
+
+
+async def test_several_notifications_coalesce_into_one_update_and_one_reply(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    async with running_relay(slack_emulator, store_url, start_sender=False) as relay:
+        await post(relay, sample("webhook-firing.json"))
+        await relay.relay.start()
+        await wait_for_messages(slack_emulator, parents=1)
+        await relay.wait_idle()
+        await relay.relay.sender.stop(drain_timeout_s=0)
+
+        new = alert("cache", namespace="team-a", kind="StatefulSet")
+        document = sample_json("webhook-partially-resolved.json")
+        document["alerts"].append(new.model_dump(mode="json", by_alias=True))
+        for body in (
+            sample("webhook-partially-resolved.json"),
+            document,
+            sample("webhook-firing.json"),
+        ):
+            assert await post(relay, body) == 200
+        await relay.relay.start()
+        await wait_for_messages(slack_emulator, parents=1, replies=1)
+        await relay.wait_idle()
+
+    assert len(slack_emulator.calls("chat.update")) == 1
+    [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+    [reply] = slack_emulator.replies(ALERTS_CHANNEL, parent.ts)
+    assert reply.text == (
+        "+1 firing: team-a StatefulSet/cache\n1 resolved: payments Deployment/api"
+    )
+    assert "2 resources" in parent.text
+
+
+async def test_bursts_are_paced_per_channel_without_429s(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    async with running_relay(slack_emulator, store_url) as relay:
+        for i in range(6):
+            assert await post(relay, group(f"p{i}", [alert(f"app-{i}", policy=f"p{i}")])) == 200
+        await wait_for_messages(slack_emulator, parents=6, timeout=15)
+    posts = slack_emulator.calls("chat.postMessage")
+    assert len(posts) == 6 and all(c.ok for c in posts)
+    assert slack_emulator.ratelimited_count() == 0
+    # Three at once (the burst), then one per second.
+    assert posts[5].at - posts[0].at >= 2.5
+
+
+async def test_429_pauses_the_channel_and_nothing_is_lost(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    before = SLACK_RATE_LIMITED.labels("chat.update")._value.get()
+    async with running_relay(slack_emulator, store_url) as relay:
+        await post(relay, sample("webhook-firing.json"))
+        await wait_for_messages(slack_emulator, parents=1)
+        await relay.wait_idle()
+        slack_emulator.fail_next("chat.update", "ratelimited", status=429, retry_after=1)
+        await post(relay, sample("webhook-partially-resolved.json"))
+        await wait_for_messages(slack_emulator, parents=1, replies=1)
+        await relay.wait_idle()
+    updates = slack_emulator.calls("chat.update")
+    assert [c.status for c in updates] == [429, 200]
+    assert updates[1].at - updates[0].at >= 0.95
+    assert SLACK_RATE_LIMITED.labels("chat.update")._value.get() == before + 1
+    assert len(slack_emulator.parents(ALERTS_CHANNEL)) == 1
+
+
+async def test_server_errors_back_off_and_post_exactly_once(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    slack_emulator.fail_next("chat.postMessage", status=500, times=2)
+    async with running_relay(slack_emulator, store_url) as relay:
+        await post(relay, sample("webhook-firing.json"))
+        await wait_for_messages(slack_emulator, parents=1, timeout=15)
+    calls = slack_emulator.calls("chat.postMessage")
+    assert [c.status for c in calls] == [500, 500, 200]
+    # Exponential: about 1 s, then about 2 s (with jitter).
+    assert calls[1].at - calls[0].at >= 0.75
+    assert calls[2].at - calls[1].at >= 1.5
+    assert len(slack_emulator.parents(ALERTS_CHANNEL)) == 1
+
+
+async def test_a_deleted_parent_is_posted_again(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    async with running_relay(slack_emulator, store_url) as relay:
+        await post(relay, sample("webhook-firing.json"))
+        await wait_for_messages(slack_emulator, parents=1)
+        await relay.wait_idle()
+        [first] = slack_emulator.parents(ALERTS_CHANNEL)
+        await relay.slack.web_client.chat_delete(channel=ALERTS_CHANNEL, ts=first.ts)
+        await post(relay, sample("webhook-partially-resolved.json"))
+        await wait_for_messages(slack_emulator, parents=1)
+        await slack_emulator.wait_until(
+            lambda: any(p.ts != first.ts for p in slack_emulator.parents(ALERTS_CHANNEL))
+        )
+        await relay.wait_idle()
+    [second] = slack_emulator.parents(ALERTS_CHANNEL)
+    assert "1 resource" in second.text
+
+
+class StillFailing:
+    """A cluster where payments/api still violates the policy."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    async def still_failing(self, alerts: Sequence[Alert]) -> set[str]:
+        self.asked.append([a.fingerprint for a in alerts])
+        return {a.fingerprint for a in alerts if a.labels.get("resource_name") == "api"}
+
+
+async def test_expired_alerts_still_failing_are_called_out(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    checker = StillFailing()
+    async with running_relay(slack_emulator, store_url, checker=checker) as relay:
+        await post(relay, sample("webhook-firing.json"))
+        await wait_for_messages(slack_emulator, parents=1)
+        await post(relay, sample("webhook-partially-resolved.json"))
+        await post(relay, sample("webhook-resolved.json"))
+        await wait_for_messages(slack_emulator, parents=1, replies=1)
+        await relay.wait_idle()
+    [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+    replies = [r.text for r in slack_emulator.replies(ALERTS_CHANNEL, parent.ts)]
+    assert "expired, still failing in the cluster: payments Deployment/api" in "\n".join(replies)
+    assert "1 resolved: shop Deployment/web" in "\n".join(replies)
+    assert "still reports these as failing: payments Deployment/api" in json.dumps(
+        parent.blocks, ensure_ascii=False
+    )
+
+
+async def test_restart_with_a_full_outbox_delivers_everything_once(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    bodies = [group(f"p{i}", [alert(f"app-{i}", policy=f"p{i}")]) for i in range(5)]
+    async with running_relay(slack_emulator, store_url, start_sender=False) as relay:
+        for body in bodies:
+            assert await post(relay, body) == 200
+        assert (await relay.relay.outbox.backlog()).depth == 5
+        # A sender that dies holding a lease (no clean stop) ...
+        assert await relay.relay.outbox.claim(ALERTS_CHANNEL, owner="crashed", lease_s=600)
+    assert slack_emulator.calls("chat.postMessage") == []
+
+    # ... does not keep the next process from delivering everything, once.
+    async with running_relay(slack_emulator, store_url) as relay:
+        await wait_for_messages(slack_emulator, parents=5, timeout=15)
+        await relay.wait_idle()
+        for body in bodies:  # Alertmanager retries after the restart: nothing new.
+            assert await post(relay, body) == 200
+        await relay.wait_idle()
+    assert len(slack_emulator.calls("chat.postMessage")) == 5
+    assert slack_emulator.calls("chat.update") == []
+
+
+async def test_clean_stop_drains_what_is_due(slack_emulator: SlackEmulator, store_url: str) -> None:
+    async with running_relay(slack_emulator, store_url, drain_timeout_s=10) as relay:
+        for i in range(5):
+            await post(relay, group(f"p{i}", [alert(f"app-{i}", policy=f"p{i}")]))
+    assert len(slack_emulator.parents(ALERTS_CHANNEL)) == 5
+    assert slack_emulator.ratelimited_count() == 0
+
+
+@pytest.mark.postgres
+async def test_two_replicas_on_postgresql_send_each_message_once(
+    slack_emulator: SlackEmulator, postgres_url: str
+) -> None:
+    bodies = [group(f"p{i}", [alert(f"app-{i}", policy=f"p{i}")]) for i in range(6)]
+    async with (
+        running_relay(slack_emulator, postgres_url) as first,
+        running_relay(slack_emulator, postgres_url) as second,
+    ):
+        # Both replicas receive every notification (two Alertmanagers, or a load balancer
+        # retrying on the other one) and both senders drain the same outbox.
+        for body in bodies:
+            assert await post(first, body) == 200
+            assert await post(second, body) == 200
+        await wait_for_messages(slack_emulator, parents=6, timeout=20)
+        await first.wait_idle()
+    posted = [c for c in slack_emulator.calls("chat.postMessage") if c.ok]
+    assert len(posted) == 6
+    assert len({c.params["text"] for c in posted}) == 6
