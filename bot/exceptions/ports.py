@@ -1,0 +1,107 @@
+"""What the exception service needs from the outside, as small Protocols it owns.
+
+`ClusterGateway`, `JiraTickets`, `RoleChecker` and `AuditTrail` satisfy them as they are;
+`Notifier` is implemented next to the Slack handlers, which is where Block Kit lives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from bot.exceptions.model import ExceptionRequest, Review
+from bot.jira.adapter import Ticket, TicketDraft
+from bot.kinds import Kind
+from bot.roles import Role
+
+Obj = dict[str, Any]
+
+
+class Cluster(Protocol):
+    name: str
+
+    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]: ...
+
+    async def list_all(self, kind: Kind, *, namespace: str | None = None) -> list[Obj]: ...
+
+    async def get(self, kind: Kind, name: str, *, namespace: str | None = None) -> Obj | None: ...
+
+    async def get_path(self, path: str) -> Obj: ...
+
+    async def create(self, kind: Kind, obj: Obj) -> Obj: ...
+
+    async def delete(self, kind: Kind, name: str, *, namespace: str | None = None) -> bool: ...
+
+
+class Tickets(Protocol):
+    @property
+    def project(self) -> str: ...
+
+    def browse_url(self, key: str) -> str: ...
+
+    async def ensure(self, draft: TicketDraft) -> Ticket: ...
+
+    async def get(self, key: str) -> Ticket: ...
+
+    async def comment(self, key: str, text: str, *, quoted: str = "") -> None: ...
+
+    async def transition(self, key: str, names: Sequence[str]) -> str | None: ...
+
+
+class Roles(Protocol):
+    async def has(self, user: str, role: Role) -> bool: ...
+
+    def describe(self, role: Role) -> str: ...
+
+
+class Audit(Protocol):
+    async def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        environment: str | None = None,
+        target: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> Any: ...
+
+
+class Event(StrEnum):
+    """What happened to a request, for the people who should hear about it."""
+
+    FILED = "filed"
+    APPROVED = "approved"
+    DENIED = "denied"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    KEPT = "kept"
+    REMINDER = "reminder"
+
+
+class Notifier(Protocol):
+    """Tells people in Slack. Implementations report their own delivery failures (log)
+    and never raise: a state change that happened stays done when Slack hiccups."""
+
+    async def post_request(self, request: ExceptionRequest) -> tuple[str, str] | None:
+        """Post a new request to the approvals channel; (channel, ts), or None if it failed."""
+        ...
+
+    async def refresh_request(self, request: ExceptionRequest) -> None:
+        """Re-render the request's approval message from its current state."""
+        ...
+
+    async def tell_requester(
+        self, request: ExceptionRequest, event: Event, *, now: datetime
+    ) -> None: ...
+
+    async def announce(self, request: ExceptionRequest, event: Event, *, now: datetime) -> None:
+        """A note about the request in the approvals channel (in its message's thread)."""
+        ...
+
+    async def post_review(self, review: Review, *, now: datetime) -> tuple[str, str] | None: ...
+
+    async def refresh_review(self, review: Review, *, now: datetime) -> None: ...
