@@ -1,0 +1,146 @@
+"""Where backups and evidence packs go: a directory, a git repository, S3-compatible storage.
+
+Each target stores a finished set of files and can hand a backup back by the location it
+returned (a directory, a commit, an object key), which the catalog records. A target that
+fails raises `TargetError`; the caller reports it and still writes the other targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from bot.backup.bundle import ID_PATTERN, BundleError
+
+
+class TargetError(Exception):
+    """A target could not store or load; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Where one target put a backup (or why it could not)."""
+
+    target: str  # "dir", "git", "s3"
+    location: str  # directory, commit sha, s3:// URL; "" when nothing was stored
+    display: str  # short form for Slack: "git backups@4e1c2a9"
+    changed: bool = True  # git: False when the content equalled the last commit
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Target(Protocol):
+    kind: str
+
+    def describe(self) -> str:
+        """Where this target writes, for messages (no credentials)."""
+        ...
+
+    async def store_backup(
+        self,
+        backup_id: str,
+        files: Mapping[str, bytes],
+        *,
+        at: datetime,
+        message: str,
+        environments: Sequence[str],
+    ) -> Stored: ...
+
+    async def load_backup(self, location: str) -> dict[str, bytes]: ...
+
+    async def store_evidence(
+        self, month: str, files: Mapping[str, bytes], *, at: datetime, message: str
+    ) -> Stored: ...
+
+
+class DirectoryTarget:
+    """`<path>/<backup id>/` per backup (newest `keep` kept), `<path>/evidence/<month>/`.
+
+    Each backup is written to a hidden sibling first and renamed into place, so a crash
+    never leaves a half-written backup under its real name.
+    """
+
+    kind = "dir"
+
+    def __init__(self, path: Path, *, keep: int) -> None:
+        self.path = path
+        self.keep = keep
+
+    def describe(self) -> str:
+        return f"dir {self.path}"
+
+    async def store_backup(
+        self,
+        backup_id: str,
+        files: Mapping[str, bytes],
+        *,
+        at: datetime,
+        message: str,
+        environments: Sequence[str],
+    ) -> Stored:
+        final = self.path / backup_id
+        await asyncio.to_thread(self._write_dir, final, files)
+        await asyncio.to_thread(self._prune)
+        return Stored("dir", str(final), f"dir {final}")
+
+    async def load_backup(self, location: str) -> dict[str, bytes]:
+        return await asyncio.to_thread(read_directory, Path(location))
+
+    async def store_evidence(
+        self, month: str, files: Mapping[str, bytes], *, at: datetime, message: str
+    ) -> Stored:
+        final = self.path / "evidence" / month
+        await asyncio.to_thread(self._write_dir, final, files)
+        return Stored("dir", str(final), f"dir {final}")
+
+    def _write_dir(self, final: Path, files: Mapping[str, bytes]) -> None:
+        partial = final.with_name(f".{final.name}.partial")
+        try:
+            shutil.rmtree(partial, ignore_errors=True)
+            write_files(partial, files)
+            if final.exists():
+                shutil.rmtree(final)
+            partial.rename(final)
+        except OSError as err:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise TargetError(f"cannot write {final}: {err.strerror or err}") from None
+
+    def _prune(self) -> None:
+        try:
+            backups = sorted(
+                p for p in self.path.iterdir() if p.is_dir() and ID_PATTERN.match(p.name)
+            )
+        except OSError as err:
+            raise TargetError(f"cannot list {self.path}: {err.strerror or err}") from None
+        for old in backups[: max(0, len(backups) - self.keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_files(root: Path, files: Mapping[str, bytes]) -> None:
+    """Write `files` (relative paths) under `root`, creating directories."""
+    for relative, data in files.items():
+        target = root / relative
+        if ".." in Path(relative).parts or Path(relative).is_absolute():
+            raise TargetError(f"refusing to write outside {root}: {relative}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def read_directory(root: Path) -> dict[str, bytes]:
+    """Every regular file under `root`, by path relative to it (hidden files skipped)."""
+    if not root.is_dir():
+        raise BundleError(f"{root} is not a directory")
+    files: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            files[relative.as_posix()] = path.read_bytes()
+    return files
