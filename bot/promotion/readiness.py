@@ -1,0 +1,148 @@
+"""Did Kyverno accept the policy as written? Its Ready condition, read until it says so.
+
+Legacy policies report `status.conditions[type=Ready]`; policies.kyverno.io kinds report
+`status.conditionStatus.ready` (reference kyverno.md 1.5, 2). A report only counts when it
+is about the write the bot just made: the condition names that generation
+(`observedGeneration`), or the bot created the object, or the condition changed or
+transitioned after the write. A Ready left over from before the change is not proof.
+Without Kyverno (or with a slow one) the wait ends at a configured timeout and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.errors import BotError
+from bot.policies import parse_time
+
+Obj = Mapping[str, Any]
+READY = "ready"
+NOT_READY = "not_ready"
+TIMEOUT = "timeout"
+CLOCK_SKEW = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Condition:
+    ready: bool
+    message: str
+    observed_generation: int | None
+    transitioned: datetime | None
+
+
+@dataclass(frozen=True)
+class Readiness:
+    state: str  # ready | not_ready | timeout
+    after_s: float
+    message: str = ""
+    timeout_s: float = 0.0
+
+    def describe(self, environment: str) -> str:
+        if self.state == READY:
+            return f"Ready on {environment} after {self.after_s:.0f} s"
+        if self.state == NOT_READY:
+            why = f": {self.message}" if self.message else ""
+            return f"Kyverno reports it not Ready on {environment}{why}"
+        return f"Kyverno has not reported readiness within {self.timeout_s:g} s"
+
+
+def condition(obj: Obj | None) -> Condition | None:
+    """Kyverno's readiness report on a policy object, whichever kind it is."""
+    if obj is None:
+        return None
+    status = obj.get("status") or {}
+    cel = status.get("conditionStatus")
+    if isinstance(cel, Mapping):
+        ready_cond = _ready_condition(cel.get("conditions"))
+        if isinstance(cel.get("ready"), bool):
+            return Condition(
+                bool(cel["ready"]),
+                str(cel.get("message") or (ready_cond or {}).get("message") or ""),
+                _generation(ready_cond),
+                parse_time((ready_cond or {}).get("lastTransitionTime")),
+            )
+        if ready_cond is None:
+            return None
+    else:
+        ready_cond = _ready_condition(status.get("conditions"))
+    if ready_cond is not None:
+        return Condition(
+            ready_cond.get("status") == "True",
+            str(ready_cond.get("message") or ""),
+            _generation(ready_cond),
+            parse_time(ready_cond.get("lastTransitionTime")),
+        )
+    if isinstance(status.get("ready"), bool):
+        return Condition(bool(status["ready"]), "", None, None)
+    return None
+
+
+def _ready_condition(conditions: object) -> Mapping[str, Any] | None:
+    if not isinstance(conditions, list):
+        return None
+    return next(
+        (c for c in conditions if isinstance(c, Mapping) and c.get("type") == "Ready"), None
+    )
+
+
+def _generation(cond: Mapping[str, Any] | None) -> int | None:
+    value = (cond or {}).get("observedGeneration")
+    return int(value) if isinstance(value, int) else None
+
+
+def fresh_report(
+    now: Condition | None,
+    *,
+    generation: int,
+    created: bool,
+    before: Condition | None,
+    written_at: datetime,
+) -> Condition | None:
+    """`now` when it is a report about the write at `written_at`, else None."""
+    if now is None:
+        return None
+    if now.observed_generation is not None:
+        return now if now.observed_generation >= generation else None
+    if created or now != before:
+        return now
+    if now.transitioned is not None and now.transitioned >= written_at - CLOCK_SKEW:
+        return now
+    return None
+
+
+async def wait_ready(
+    read: Callable[[], Awaitable[Obj | None]],
+    *,
+    generation: int,
+    created: bool,
+    before: Condition | None,
+    written_at: datetime,
+    timeout_s: float,
+    poll_s: float,
+) -> Readiness:
+    """Re-read the policy until a fresh readiness report or `timeout_s`."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    while True:
+        try:
+            obj = await read()
+        except BotError:
+            obj = None  # a cluster hiccup while waiting is not a verdict; keep waiting
+        report = fresh_report(
+            condition(obj),
+            generation=generation,
+            created=created,
+            before=before,
+            written_at=written_at,
+        )
+        elapsed = time.monotonic() - started
+        if report is not None:
+            return Readiness(READY if report.ready else NOT_READY, elapsed, report.message)
+        if time.monotonic() >= deadline:
+            return Readiness(TIMEOUT, elapsed, timeout_s=timeout_s)
+        await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))

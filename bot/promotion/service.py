@@ -1,0 +1,616 @@
+"""Promotion and demotion: who may, what is checked, what is written, what is recorded.
+
+Permission checks live here, so the slash command, the buttons and the override modal all
+get them: promoters plan, confirm and demote; promotions into the production environment
+need a second person (whoever confirms is not whoever asked); only admins override failed
+gates, with a reason. Every step is written to the audit trail.
+
+Applying re-reads every environment first and refuses a plan whose policy changed since it
+was shown, answering with a fresh plan instead. The write itself is one server-side apply
+(field manager `policy-bot`) carrying the resourceVersion it was checked against.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from bot.clock import Clock
+from bot.errors import BotError, UnknownEnvironment
+from bot.kinds import Kind
+from bot.kube.gateway import Conflict, Invalid, NotFound
+from bot.policies import Mode
+from bot.promotion.config import PromotionConfig
+from bot.promotion.history import StageHistory
+from bot.promotion.modes import FieldChange, changes, clean_copy, with_mode, with_stage
+from bot.promotion.plan import (
+    CannotPromote,
+    Plan,
+    build_plan,
+    plan_from_json,
+    plan_to_json,
+    target_object,
+)
+from bot.promotion.readiness import Condition, Readiness, condition, wait_ready
+from bot.promotion.records import (
+    APPLIED,
+    APPLYING,
+    CANCELLED,
+    FAILED,
+    PENDING,
+    STALE,
+    PlanRow,
+    PromotionStore,
+)
+from bot.promotion.sightings import Cluster, Sighting, sight, sight_all
+from bot.roles import Role, RoleChecker
+from bot.store.audit_trail import AuditTrail
+
+log = logging.getLogger(__name__)
+
+MIN_REASON = 10
+
+
+class NotAllowed(BotError):
+    """The person may not do this; the message says who may."""
+
+
+class PlanClosed(BotError):
+    """The plan was already applied, cancelled or replaced."""
+
+
+class Rejected(BotError):
+    """The target cluster refused the write for a reason a retry will not fix."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write of a policy, with what is needed to wait for Kyverno's verdict on it."""
+
+    environment: str
+    kind: Kind
+    name: str
+    namespace: str | None
+    created: bool
+    resource_version_before: str | None
+    resource_version: str
+    generation: int
+    written_at: datetime
+    before: Condition | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    plan: Plan
+    by: str
+    write: Write
+    override_by: str | None = None
+    override_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Superseded:
+    old: Plan
+    fresh: Plan | None  # None when the policy has no next step any more
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Demoted:
+    policy: str
+    kind: str
+    environment: str
+    by: str
+    mode_before: Mode
+    changes: tuple[FieldChange, ...]
+    write: Write | None  # None: it was in Audit already, nothing was written
+
+
+class PromotionService:
+    def __init__(
+        self,
+        *,
+        config: PromotionConfig,
+        clusters: Mapping[str, Cluster],
+        store: PromotionStore,
+        audit: AuditTrail,
+        roles: RoleChecker,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self._clusters = clusters
+        self._store = store
+        self._audit = audit
+        self._roles = roles
+        self._clock = clock
+        self._history = StageHistory(store, clusters)
+
+    @property
+    def environments(self) -> list[str]:
+        return list(self._clusters)
+
+    # -- planning ----------------------------------------------------------------------
+
+    async def plan(self, name: str, *, user: str, channel: str) -> Plan:
+        """Read every environment, evaluate the next gate, store and return the plan."""
+        await self._require(user, Role.PROMOTER, "promote policies")
+        plan = await self._fresh_plan(name, requested_by=user)
+        plan_id = await self._store.add_plan(
+            body=plan_to_json(plan),
+            kind=plan.kind,
+            policy=plan.policy,
+            target_stage=plan.target.key,
+            blocked=plan.blocked,
+            requested_by=user,
+            channel=channel,
+            at=plan.created_at,
+        )
+        plan = _with_id(plan, plan_id)
+        await self._audit.append(
+            actor=user,
+            action="promotion.plan",
+            outcome="blocked" if plan.blocked else "ready",
+            environment=plan.target.environment,
+            target=f"{plan.kind}/{plan.policy}",
+            details=_plan_details(plan),
+        )
+        return plan
+
+    async def _fresh_plan(self, name: str, *, requested_by: str) -> Plan:
+        sightings = await sight_all(self._clusters, name, failures=True)
+        evidence = await self._history.of(sightings)
+        return build_plan(
+            ladder=self.config.ladder,
+            name=name,
+            sightings=sightings,
+            evidence=evidence,
+            requested_by=requested_by,
+            now=self._clock.now(),
+        )
+
+    async def attach_message(self, plan_id: str, *, channel: str, ts: str) -> None:
+        await self._store.attach_message(plan_id, channel=channel, ts=ts)
+
+    async def plan_row(self, plan_id: str) -> PlanRow:
+        row = await self._store.plan(plan_id)
+        if row is None:
+            raise PlanClosed(
+                f"There is no promotion plan `{plan_id[:20]}`; run `/policy promote POLICY` "
+                "for a new one."
+            )
+        return row
+
+    # -- confirming --------------------------------------------------------------------
+
+    async def confirm(self, plan_id: str, *, user: str) -> Applied | Superseded:
+        row = await self.plan_row(plan_id)
+        plan = plan_from_json(row.body)
+        self._require_pending(row)
+        try:
+            await self._require(user, Role.PROMOTER, "confirm promotions")
+            self._require_second_person(plan, user)
+            if plan.blocked:
+                failed = "; ".join(f"{g.description} ({g.figure})" for g in plan.failed_gates)
+                raise NotAllowed(
+                    f"This plan is blocked by failed gates: {failed}. Fix them and run "
+                    f"`/policy promote {plan.policy}` again, or ask an admin to override with "
+                    "a reason."
+                )
+        except NotAllowed as err:
+            await self._refused(user, "confirm", plan, err)
+            raise
+        await self._claim(plan_id, user=user)
+        return await self._apply(row, plan, user=user)
+
+    async def check_override(self, plan_id: str, *, user: str) -> Plan:
+        """Raise unless `user` may override this plan now (checked before the modal opens)."""
+        row = await self.plan_row(plan_id)
+        plan = plan_from_json(row.body)
+        self._require_pending(row)
+        try:
+            await self._require(user, Role.ADMIN, "override failed gates")
+            self._require_second_person(plan, user)
+            if not plan.blocked:
+                raise NotAllowed("Every gate of this plan passes: click Promote instead.")
+        except NotAllowed as err:
+            await self._refused(user, "override", plan, err)
+            raise
+        return plan
+
+    async def override(self, plan_id: str, *, user: str, reason: str) -> Applied | Superseded:
+        reason = " ".join(reason.split())
+        if len(reason) < MIN_REASON:
+            raise NotAllowed(
+                f"Give a reason of at least {MIN_REASON} characters: it goes into the audit "
+                "trail and the channel."
+            )
+        plan = await self.check_override(plan_id, user=user)
+        await self._claim(plan_id, user=user, override_reason=reason)
+        await self._audit.append(
+            actor=user,
+            action="promotion.override",
+            outcome="accepted",
+            environment=plan.target.environment,
+            target=f"{plan.kind}/{plan.policy}",
+            details={
+                "plan": plan.id,
+                "reason": reason,
+                "requested_by": plan.requested_by,
+                "failed_gates": [f"{g.description}: {g.figure}" for g in plan.failed_gates],
+            },
+        )
+        row = await self.plan_row(plan_id)
+        return await self._apply(row, plan, user=user, override_reason=reason)
+
+    async def cancel(self, plan_id: str, *, user: str) -> Plan:
+        row = await self.plan_row(plan_id)
+        plan = plan_from_json(row.body)
+        self._require_pending(row)
+        if user != row.requested_by:
+            try:
+                await self._require(user, Role.PROMOTER, "cancel someone else's promotion plan")
+            except NotAllowed as err:
+                await self._refused(user, "cancel", plan, err)
+                raise
+        await self._claim(plan_id, user=user, to=CANCELLED)
+        await self._audit.append(
+            actor=user,
+            action="promotion.cancel",
+            outcome="cancelled",
+            environment=plan.target.environment,
+            target=f"{plan.kind}/{plan.policy}",
+            details={"plan": plan.id},
+        )
+        return plan
+
+    async def _claim(
+        self,
+        plan_id: str,
+        *,
+        user: str,
+        to: str = APPLYING,
+        override_reason: str | None = None,
+    ) -> None:
+        """Take the plan out of `pending`; of two simultaneous clicks exactly one gets here."""
+        now = self._clock.now()
+        if await self._store.claim(
+            plan_id, user=user, at=now, to=to, override_reason=override_reason
+        ):
+            return
+        self._require_pending(await self.plan_row(plan_id))
+        raise PlanClosed(f"Plan {plan_id} changed hands while you clicked; look at it again.")
+
+    async def _apply(
+        self, row: PlanRow, plan: Plan, *, user: str, override_reason: str | None = None
+    ) -> Applied | Superseded:
+        """Re-read, compare with the plan, write; the plan is in state `applying` here."""
+        try:
+            sightings = await sight_all(self._clusters, plan.policy, failures=True)
+            fresh = build_plan(
+                ladder=self.config.ladder,
+                name=plan.policy,
+                sightings=sightings,
+                evidence=await self._history.of(sightings),
+                requested_by=row.requested_by,
+                now=self._clock.now(),
+            )
+        except CannotPromote as err:
+            await self._store.finish(plan.id, state=STALE)
+            await self._audit_stale(plan, user, [err.user_message])
+            return Superseded(plan, None, (err.user_message,))
+        except Exception:
+            await self._store.release(plan.id)  # nothing was written: the plan stays clickable
+            raise
+        if fresh.fingerprint() != plan.fingerprint():
+            return await self._supersede(row, plan, fresh, user, plan.differences(fresh))
+        try:
+            write = await self._write(sightings, fresh)
+        except Conflict:
+            again = await self._fresh_plan(plan.policy, requested_by=row.requested_by)
+            return await self._supersede(row, plan, again, user, ["it changed while applying"])
+        except BotError as err:
+            if isinstance(err, Rejected):
+                await self._store.finish(plan.id, state=FAILED, result={"error": err.user_message})
+            else:
+                await self._store.release(plan.id)  # transient: the plan can be clicked again
+            await self._audit.append(
+                actor=user,
+                action="promotion.apply",
+                outcome="error",
+                environment=plan.target.environment,
+                target=f"{plan.kind}/{plan.policy}",
+                details={"plan": plan.id, "error": err.user_message[:500]},
+            )
+            raise
+        stage = plan.target.key
+        await self._store.record(
+            at=write.written_at,
+            environment=write.environment,
+            kind=plan.kind,
+            policy=plan.policy,
+            stage=stage,
+            action="override" if override_reason else "promote",
+            actor=user,
+            plan_id=plan.id,
+            resource_version=write.resource_version,
+        )
+        result = {
+            "resource_version": write.resource_version,
+            "generation": write.generation,
+            "created": write.created,
+            "written_at": write.written_at.isoformat(),
+        }
+        await self._store.finish(plan.id, state=APPLIED, result=result)
+        await self._audit.append(
+            actor=user,
+            action="promotion.apply",
+            outcome="applied",
+            environment=write.environment,
+            target=f"{plan.kind}/{plan.policy}",
+            details={
+                **_plan_details(plan),
+                "requested_by": row.requested_by,
+                "override_reason": override_reason,
+                "resource_version_before": write.resource_version_before,
+                **result,
+            },
+        )
+        return Applied(plan, user, write, user if override_reason else None, override_reason)
+
+    async def _write(self, sightings: Mapping[str, Sighting], plan: Plan) -> Write:
+        now = self._clock.now()
+        desired, _ = target_object(sightings, plan.current, plan.target, now=now)
+        env = plan.target.environment
+        target = sightings[env]
+        kind = target.kind or await self._served_kind(env, plan.kind)
+        return await self._put(env, kind, desired, target, written_at=now)
+
+    async def _put(
+        self,
+        env: str,
+        kind: Kind,
+        desired: dict[str, Any],
+        current: Sighting,
+        *,
+        written_at: datetime,
+    ) -> Write:
+        namespace = desired["metadata"].get("namespace")
+        try:
+            stored = await self._clusters[env].apply(kind, desired, force=True)
+        except NotFound:
+            if namespace:
+                raise Rejected(
+                    f"Namespace `{namespace}` does not exist in {env}; create it there first."
+                ) from None
+            raise Rejected(
+                f"{env} does not serve {kind.spec.kind} ({kind.api_version}): install the "
+                "Kyverno version the other environments run before promoting there."
+            ) from None
+        except Invalid as err:
+            raise Rejected(
+                f"The API server of {env} rejected the change: {err.message[:400]}"
+            ) from None
+        stored = await self._hand_over_sets(env, kind, desired, stored)
+        meta = stored.get("metadata") or {}
+        return Write(
+            environment=env,
+            kind=kind,
+            name=str(meta.get("name", desired["metadata"]["name"])),
+            namespace=namespace,
+            created=current.obj is None,
+            resource_version_before=current.resource_version,
+            resource_version=str(meta.get("resourceVersion", "")),
+            generation=int(meta.get("generation") or 0),
+            written_at=written_at,
+            before=condition(current.obj),
+        )
+
+    async def _hand_over_sets(
+        self, env: str, kind: Kind, desired: dict[str, Any], stored: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Finish a write whose set-typed mode list kept another manager's elements."""
+        wanted = (desired.get("spec") or {}).get("validationActions")
+        if wanted is None or (stored.get("spec") or {}).get("validationActions") == wanted:
+            return stored
+        meta = stored["metadata"]
+        return await self._clusters[env].merge_patch(
+            kind,
+            str(meta["name"]),
+            {
+                "metadata": {"resourceVersion": meta["resourceVersion"]},
+                "spec": {"validationActions": wanted},
+            },
+            namespace=meta.get("namespace"),
+        )
+
+    async def _served_kind(self, env: str, kind_name: str) -> Kind:
+        for kind in await self._clusters[env].kinds(refresh=True):
+            if kind.spec.kind == kind_name:
+                return kind
+        raise BotError(
+            f"{env} does not serve {kind_name} (its CRD is not installed): install the Kyverno "
+            "version the other environments run before promoting there."
+        )
+
+    async def _supersede(
+        self, row: PlanRow, old: Plan, fresh: Plan, user: str, reasons: Sequence[str]
+    ) -> Superseded:
+        fresh_id = await self._store.add_plan(
+            body=plan_to_json(fresh),
+            kind=fresh.kind,
+            policy=fresh.policy,
+            target_stage=fresh.target.key,
+            blocked=fresh.blocked,
+            requested_by=row.requested_by,
+            channel=row.channel,
+            at=fresh.created_at,
+        )
+        fresh = _with_id(fresh, fresh_id)
+        await self._store.finish(old.id, state=STALE, superseded_by=fresh_id)
+        await self._audit_stale(old, user, reasons, fresh_id)
+        return Superseded(old, fresh, tuple(reasons))
+
+    async def _refused(self, user: str, what: str, plan: Plan, err: NotAllowed) -> None:
+        await self._audit.append(
+            actor=user,
+            action=f"promotion.{what}",
+            outcome="refused",
+            environment=plan.target.environment,
+            target=f"{plan.kind}/{plan.policy}",
+            details={"plan": plan.id, "reason": err.user_message[:500]},
+        )
+
+    async def _audit_stale(
+        self, plan: Plan, user: str, reasons: Sequence[str], fresh_id: str | None = None
+    ) -> None:
+        await self._audit.append(
+            actor=user,
+            action="promotion.apply",
+            outcome="stale",
+            environment=plan.target.environment,
+            target=f"{plan.kind}/{plan.policy}",
+            details={"plan": plan.id, "reasons": list(reasons), "fresh_plan": fresh_id},
+        )
+
+    # -- demoting ----------------------------------------------------------------------
+
+    async def demote(self, name: str, environment: str, *, user: str) -> Demoted:
+        """Switch the policy to Audit in one environment, at once: no gates, no second click."""
+        await self._require(user, Role.PROMOTER, "demote policies")
+        if environment not in self._clusters:
+            raise UnknownEnvironment(environment, self.environments)
+        for attempt in (1, 2):
+            found = await sight(self._clusters[environment], name, failures=False)
+            if found.error is not None:
+                raise found.error
+            if found.obj is None or found.policy is None or found.kind is None:
+                raise BotError(
+                    f"`{name}` is not deployed in {environment}, so there is nothing to demote. "
+                    f"`/policy status {name}` shows where it is."
+                )
+            policy = found.policy
+            if not policy.rules:
+                raise BotError(f"`{name}` has no validation rules: it has no mode to demote.")
+            if policy.mode is Mode.AUDIT:
+                await self._audit_demote(
+                    user, environment, policy.kind, policy.ref, "unchanged", {}
+                )
+                return Demoted(policy.ref, policy.kind, environment, user, policy.mode, (), None)
+            now = self._clock.now()
+            desired = with_mode(policy.family, clean_copy(found.obj), Mode.AUDIT, demote=True)
+            desired = with_stage(desired, stage=f"{environment}:Audit", since=now, created=False)
+            desired["metadata"]["resourceVersion"] = found.resource_version
+            diff = tuple(changes(policy.family, clean_copy(found.obj), desired))
+            try:
+                write = await self._put(environment, found.kind, desired, found, written_at=now)
+            except Conflict:
+                if attempt == 2:
+                    raise BotError(
+                        f"`{name}` in {environment} kept changing while the bot demoted it; "
+                        "try again."
+                    ) from None
+                continue
+            await self._store.record(
+                at=now,
+                environment=environment,
+                kind=policy.kind,
+                policy=policy.ref,
+                stage=f"{environment}:Audit",
+                action="demote",
+                actor=user,
+                plan_id=None,
+                resource_version=write.resource_version,
+            )
+            await self._audit_demote(
+                user,
+                environment,
+                policy.kind,
+                policy.ref,
+                "applied",
+                {
+                    "mode_before": policy.mode.value,
+                    "changes": [c.describe() for c in diff],
+                    "resource_version_before": write.resource_version_before,
+                    "resource_version": write.resource_version,
+                    "generation": write.generation,
+                },
+            )
+            return Demoted(policy.ref, policy.kind, environment, user, policy.mode, diff, write)
+        raise AssertionError("unreachable")
+
+    async def _audit_demote(
+        self, user: str, env: str, kind: str, ref: str, outcome: str, details: dict[str, Any]
+    ) -> None:
+        await self._audit.append(
+            actor=user,
+            action="promotion.demote",
+            outcome=outcome,
+            environment=env,
+            target=f"{kind}/{ref}",
+            details=details,
+        )
+
+    # -- readiness and history ---------------------------------------------------------
+
+    async def wait_ready(self, write: Write) -> Readiness:
+        cluster = self._clusters[write.environment]
+        return await wait_ready(
+            lambda: cluster.get(write.kind, write.name, namespace=write.namespace),
+            generation=write.generation,
+            created=write.created,
+            before=write.before,
+            written_at=write.written_at,
+            timeout_s=self.config.readiness_timeout_s,
+            poll_s=self.config.readiness_poll_s,
+        )
+
+    # -- rules -------------------------------------------------------------------------
+
+    async def _require(self, user: str, role: Role, what: str) -> None:
+        if not await self._roles.has(user, role):
+            raise NotAllowed(f"Only {role.value} may {what}: {self._roles.describe(role)}.")
+
+    def _require_second_person(self, plan: Plan, user: str) -> None:
+        env = plan.target.environment
+        if self.config.needs_second_person(env) and user == plan.requested_by:
+            raise NotAllowed(
+                f"You asked for this promotion to {env}, so someone else must confirm it: "
+                f"promotions to {env} need a second person."
+            )
+
+    @staticmethod
+    def _require_pending(row: PlanRow) -> None:
+        if row.state == PENDING:
+            return
+        who = f" by <@{row.decided_by}>" if row.decided_by else ""
+        if row.state == APPLIED:
+            raise PlanClosed(f"Plan {row.id} was already applied{who}; nothing more to do.")
+        if row.state == CANCELLED:
+            raise PlanClosed(f"Plan {row.id} was cancelled{who}; nothing was changed.")
+        if row.state == STALE:
+            fresh = f": see plan {row.superseded_by}" if row.superseded_by else ""
+            raise PlanClosed(f"Plan {row.id} is out of date{fresh}.")
+        if row.state == FAILED:
+            raise PlanClosed(f"Plan {row.id} failed; run `/policy promote` for a new one.")
+        raise PlanClosed(f"Plan {row.id} is being applied{who} right now.")
+
+
+def _with_id(plan: Plan, plan_id: str) -> Plan:
+    return replace(plan, id=plan_id)
+
+
+def _plan_details(plan: Plan) -> dict[str, Any]:
+    return {
+        "plan": plan.id,
+        "from": plan.current.key,
+        "to": plan.target.key,
+        "gates": [
+            f"{'pass' if g.passed else 'fail'}: {g.description}: {g.figure}" for g in plan.gates
+        ],
+        "since": f"{plan.since.isoformat() if plan.since else 'unknown'} ({plan.since_source})",
+        "changes": [c.describe() for c in plan.changes],
+        "versions": [v.describe() for v in plan.versions],
+    }

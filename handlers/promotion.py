@@ -1,0 +1,305 @@
+"""`/policy promote POLICY`, `/policy demote POLICY ENV`, the plan's buttons and the override
+modal.
+
+Listeners acknowledge first, then call `PromotionService`, which decides who may do what;
+whatever it refuses is told to the person who clicked, ephemerally. Plans and outcomes are
+posted in the channel the command came from, because a promotion to production needs a
+second person to see and confirm it, and a demotion is news for everyone there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.errors import BotError
+from bot.promotion.config import load_promotion_config
+from bot.promotion.gateway import PromotionGateway
+from bot.promotion.plan import Plan
+from bot.promotion.records import PromotionStore
+from bot.promotion.service import Applied, PromotionService, Superseded
+from bot.services import Services
+from bot.slack_api import RateLimited, SlackError
+from handlers.commands import Invocation, Subcommand
+from handlers.render import kit
+from handlers.render import promotion as render
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$")
+ENV = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PLAN_ID = re.compile(r"^P-[0-9A-F]{6}$")
+POST_ATTEMPTS = 3
+MAX_RETRY_WAIT_S = 10.0
+VIEWS_TIMEOUT_S = 5.0
+UNEXPECTED = (
+    "Something went wrong on the bot's side; the promotion may or may not have happened. "
+    "Check `/policy status POLICY` before trying again."
+)
+
+Ack = Callable[..., Awaitable[None]]
+
+
+class PromotionHandler:
+    def __init__(self, services: Services, service: PromotionService) -> None:
+        self._svc = services
+        self._promotion = service
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def promote(self, inv: Invocation) -> list[kit.Block] | None:
+        if len(inv.args) != 1:
+            raise BotError("Usage: `/policy promote POLICY` (`NAMESPACE/NAME` for a Policy).")
+        name = _policy_name(inv.args[0])
+        plan = await self._promotion.plan(name, user=inv.user, channel=inv.channel)
+        await self._post_plan(plan, inv.channel)
+        return None
+
+    async def demote(self, inv: Invocation) -> list[kit.Block] | None:
+        if len(inv.args) != 2:
+            raise BotError("Usage: `/policy demote POLICY ENV`: switches it to Audit in ENV now.")
+        name, env = _policy_name(inv.args[0]), inv.args[1]
+        if not ENV.match(env) or len(env) > 63:
+            raise BotError(f"`{kit.escape(env[:60])}` is not a valid environment name.")
+        demoted = await self._promotion.demote(name, env, user=inv.user)
+        if demoted.write is None:
+            return render.demote_unchanged(demoted)
+        timeout = self._promotion.config.readiness_timeout_s
+        text, blocks = render.demote_message(demoted, None, timeout_s=timeout)
+        try:
+            ts = await self._post(inv.channel, text, blocks)
+        except SlackError as err:
+            # The demotion happened; the person who pulled the lever must hear it anyway.
+            log.warning("could not announce a demotion", exc_info=True)
+            note = f"Could not post this in the channel ({err}); tell the channel yourself."
+            return [*blocks, kit.context([kit.escape(note)])]
+        readiness = await self._promotion.wait_ready(demoted.write)
+        text, blocks = render.demote_message(demoted, readiness, timeout_s=timeout)
+        await self._update(inv.channel, ts, text, blocks)
+        return None
+
+    # -- buttons and the modal ---------------------------------------------------------
+
+    async def on_confirm(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel, plan_id = _click(body, action)
+        self._svc.tasks.spawn(self._confirm(user, channel, plan_id), name="promote_confirm")
+
+    async def on_cancel(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel, plan_id = _click(body, action)
+        self._svc.tasks.spawn(self._cancel(user, channel, plan_id), name="promote_cancel")
+
+    async def on_override(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Open the reason modal, after checking the clicker may override at all."""
+        await ack()
+        user, channel, plan_id = _click(body, action)
+        try:
+            plan = await self._promotion.check_override(plan_id, user=user)
+        except BotError as err:
+            await self._tell(channel, user, err.user_message)
+            return
+        try:
+            async with asyncio.timeout(VIEWS_TIMEOUT_S):
+                await self._svc.slack.web_client.views_open(
+                    trigger_id=str(body.get("trigger_id", "")), view=render.override_modal(plan)
+                )
+        except Exception:
+            log.warning("could not open the override modal", exc_info=True)
+            await self._tell(channel, user, "Slack did not open the override form; click again.")
+
+    async def on_override_submit(
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        """Validate in the modal (inline errors), then apply after closing it."""
+        user = str((body.get("user") or {}).get("id", ""))
+        plan_id = str(view.get("private_metadata", ""))
+        reason = _reason(view)
+        try:
+            if not PLAN_ID.match(plan_id):
+                raise BotError("This form does not belong to a promotion plan any more.")
+            if len(" ".join(reason.split())) < 10:
+                raise BotError("Give a reason of at least 10 characters.")
+            await self._promotion.check_override(plan_id, user=user)
+        except BotError as err:
+            await ack(
+                response_action="errors",
+                errors={render.REASON_BLOCK: kit.clip(err.user_message, 300)},
+            )
+            return
+        await ack()
+        self._svc.tasks.spawn(self._override(user, plan_id, reason), name="promote_override")
+
+    # -- after the ack -----------------------------------------------------------------
+
+    async def _confirm(self, user: str, channel: str, plan_id: str) -> None:
+        try:
+            outcome = await self._promotion.confirm(plan_id, user=user)
+            await self._settle(outcome, user=user, channel=channel)
+        except BotError as err:
+            await self._tell(channel, user, err.user_message)
+        except Exception:
+            log.exception("promotion failed", extra={"plan": plan_id})
+            await self._tell(channel, user, UNEXPECTED)
+
+    async def _override(self, user: str, plan_id: str, reason: str) -> None:
+        try:
+            row = await self._promotion.plan_row(plan_id)
+        except BotError:
+            log.warning("override of a vanished plan", extra={"plan": plan_id})
+            return
+        try:
+            outcome = await self._promotion.override(plan_id, user=user, reason=reason)
+            if isinstance(outcome, Applied):
+                text, blocks = render.override_announcement(outcome)
+                await self._post(row.channel, text, blocks)
+            await self._settle(outcome, user=user, channel=row.channel)
+        except BotError as err:
+            await self._tell(row.channel, user, err.user_message)
+        except Exception:
+            log.exception("override failed", extra={"plan": plan_id})
+            await self._tell(row.channel, user, UNEXPECTED)
+
+    async def _cancel(self, user: str, channel: str, plan_id: str) -> None:
+        try:
+            plan = await self._promotion.cancel(plan_id, user=user)
+            row = await self._promotion.plan_row(plan_id)
+            text, blocks = render.cancelled_message(plan, by=user)
+            await self._update(row.channel, row.message_ts, text, blocks)
+        except BotError as err:
+            await self._tell(channel, user, err.user_message)
+
+    async def _settle(self, outcome: Applied | Superseded, *, user: str, channel: str) -> None:
+        """Replace the plan message with what happened; wait for Kyverno after a write."""
+        if isinstance(outcome, Superseded):
+            row = await self._promotion.plan_row(outcome.old.id)
+            text, blocks = render.superseded_message(outcome)
+            await self._update(row.channel, row.message_ts, text, blocks)
+            if outcome.fresh is not None:
+                await self._post_plan(outcome.fresh, row.channel)
+            await self._tell(channel, user, text)
+            return
+        row = await self._promotion.plan_row(outcome.plan.id)
+        timeout = self._promotion.config.readiness_timeout_s
+        text, blocks = render.applied_message(outcome, None, timeout_s=timeout)
+        await self._update(row.channel, row.message_ts, text, blocks)
+        readiness = await self._promotion.wait_ready(outcome.write)
+        text, blocks = render.applied_message(outcome, readiness, timeout_s=timeout)
+        await self._update(row.channel, row.message_ts, text, blocks)
+
+    async def _post_plan(self, plan: Plan, channel: str) -> None:
+        second = self._promotion.config.needs_second_person(plan.target.environment)
+        text, blocks = render.plan_message(plan, second_person=second)
+        try:
+            ts = await self._post(channel, text, blocks)
+        except SlackError as err:
+            raise BotError(
+                f"Plan {plan.id} is ready, but it could not be posted in this channel ({err}). "
+                "Invite the bot to the channel and run the command again."
+            ) from None
+        await self._promotion.attach_message(plan.id, channel=channel, ts=ts)
+
+    # -- Slack plumbing ----------------------------------------------------------------
+
+    async def _post(self, channel: str, text: str, blocks: Sequence[kit.Block]) -> str:
+        for attempt in range(1, POST_ATTEMPTS + 1):
+            try:
+                return await self._svc.slack.post_message(channel, text, blocks)
+            except RateLimited as err:
+                if attempt == POST_ATTEMPTS:
+                    raise
+                await asyncio.sleep(min(err.retry_after_s, MAX_RETRY_WAIT_S))
+        raise AssertionError("unreachable")
+
+    async def _update(
+        self, channel: str, ts: str | None, text: str, blocks: Sequence[kit.Block]
+    ) -> None:
+        if ts is None:
+            await self._post(channel, text, blocks)
+            return
+        for attempt in range(1, POST_ATTEMPTS + 1):
+            try:
+                await self._svc.slack.update_message(channel, ts, text, blocks)
+                return
+            except RateLimited as err:
+                if attempt == POST_ATTEMPTS:
+                    log.warning("could not update a promotion message", exc_info=True)
+                    return
+                await asyncio.sleep(min(err.retry_after_s, MAX_RETRY_WAIT_S))
+            except SlackError:
+                log.warning("could not update a promotion message", exc_info=True)
+                return
+
+    async def _tell(self, channel: str, user: str, text: str) -> None:
+        if not channel or not user:
+            return
+        try:
+            await self._svc.slack.post_ephemeral(channel, user, text)
+        except SlackError:
+            log.warning("could not tell the user the outcome of a click", exc_info=True)
+
+
+def _policy_name(arg: str) -> str:
+    if not NAME.match(arg) or len(arg) > 253:
+        raise BotError(
+            f"`{kit.escape(arg[:60])}` is not a valid policy name: use lower-case letters, "
+            "digits, '-' and '.', or NAMESPACE/NAME."
+        )
+    return arg
+
+
+def _click(body: Mapping[str, Any], action: Mapping[str, Any]) -> tuple[str, str, str]:
+    user = str((body.get("user") or {}).get("id", ""))
+    container = body.get("container") or {}
+    channel = str(container.get("channel_id") or (body.get("channel") or {}).get("id") or "")
+    value = str(action.get("value", ""))
+    return user, channel, value if PLAN_ID.match(value) else "P-INVALID"
+
+
+def _reason(view: Mapping[str, Any]) -> str:
+    values = ((view.get("state") or {}).get("values") or {}).get(render.REASON_BLOCK) or {}
+    entry = values.get(render.REASON_ACTION) or {}
+    return str(entry.get("value") or "")
+
+
+def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
+    gateways = {env.name: PromotionGateway(env) for env in services.settings.environments}
+
+    async def close_gateways() -> None:
+        await asyncio.gather(*(g.close() for g in gateways.values()))
+
+    services.on_close.append(close_gateways)
+    service = PromotionService(
+        config=load_promotion_config(services.settings),
+        clusters=gateways,
+        store=PromotionStore(services.database),
+        audit=services.audit,
+        roles=services.roles,
+        clock=services.clock,
+    )
+    handler = PromotionHandler(services, service)
+    bolt.action(render.CONFIRM_ACTION)(handler.on_confirm)
+    bolt.action(render.CANCEL_ACTION)(handler.on_cancel)
+    bolt.action(render.OVERRIDE_ACTION)(handler.on_override)
+    bolt.view(render.OVERRIDE_VIEW)(handler.on_override_submit)
+    return [
+        Subcommand(
+            "promote",
+            "promote POLICY",
+            "plan the next step on the ladder, with its gates; Promote to apply (promoters)",
+            handler.promote,
+            interim="Reading every environment for {what}…",
+        ),
+        Subcommand(
+            "demote",
+            "demote POLICY ENV",
+            "switch a policy to Audit in one environment at once: the outage lever (promoters)",
+            handler.demote,
+            interim="Demoting…",
+        ),
+    ]

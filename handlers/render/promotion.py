@@ -1,0 +1,272 @@
+"""Block Kit for promotion and demotion: the plan, its outcome, the override modal. Pure.
+
+Every message says the answer first (promoted / blocked / demoted), the figures behind it,
+and the next step; buttons appear only where a click changes something, and their values
+carry the plan id, which the bot looks up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from bot.ladder import STAGE_SINCE, GateResult
+from bot.promotion.modes import FieldChange
+from bot.promotion.plan import Plan
+from bot.promotion.readiness import Readiness
+from bot.promotion.service import Applied, Demoted, Superseded
+from handlers.render import kit
+
+CONFIRM_ACTION = "promote_confirm"
+CANCEL_ACTION = "promote_cancel"
+OVERRIDE_ACTION = "promote_override"
+OVERRIDE_VIEW = "promote_override_reason"
+REASON_BLOCK = "override_reason"
+REASON_ACTION = "reason"
+ACTIONS_BLOCK = "promotion_actions"
+MAX_CHANGE_LINES = 20
+
+Message = tuple[str, list[kit.Block]]
+
+
+def _gate_line(gate: GateResult) -> str:
+    icon = ":white_check_mark:" if gate.passed else ":x:"
+    detail = f" — {kit.escape(gate.detail)}" if gate.detail else ""
+    return f"{icon} {kit.escape(gate.description)}: {kit.escape(gate.figure)}{detail}"
+
+
+def _change_lines(changes: Sequence[FieldChange]) -> list[str]:
+    return [f"• {_code(c.path)}: {_code(c.before)} → {_code(c.after)}" for c in changes]
+
+
+def _code(text: str) -> str:
+    """Inline code, so globs such as `prod-*` do not turn into bold text."""
+    return "`" + kit.escape(text.replace("`", "'")) + "`"
+
+
+def _changes_block(changes: Sequence[FieldChange]) -> kit.Block:
+    lines = _change_lines(changes)
+    if len(lines) > MAX_CHANGE_LINES:
+        cut = len(lines) - MAX_CHANGE_LINES
+        lines = [*lines[:MAX_CHANGE_LINES], f"… and {cut} more fields"]
+    return kit.lines_section(lines or ["No field changes."], more="… (more fields not shown)")
+
+
+def _what(plan: Plan) -> str:
+    target = plan.target
+    mode = target.mode.value if target.mode else "unchanged"
+    rules = f"{plan.rules} rule{'s' if plan.rules != 1 else ''}"
+    if plan.creates:
+        return (
+            f"*Change:* {plan.kind} `{plan.policy}` created on *{target.environment}* as a copy "
+            f"of {plan.current.environment}'s, mode {mode} ({rules}); it differs from that copy in:"
+        )
+    return (
+        f"*Change:* {plan.kind} `{plan.policy}` on *{target.environment}*, mode {mode} "
+        f"({rules}); only these fields change:"
+    )
+
+
+def _title(plan: Plan) -> str:
+    return f"Promote {plan.policy}: {plan.current.label()} → {plan.target.label()}"
+
+
+def plan_message(plan: Plan, *, second_person: bool) -> Message:
+    """The plan as posted in the channel, with Promote/Cancel or Override…/Cancel."""
+    blocks: list[kit.Block] = [
+        kit.header(_title(plan)),
+        kit.section("\n".join(_gate_line(g) for g in plan.gates) or "No gates guard this step."),
+        kit.section(_what(plan)),
+        _changes_block(plan.changes),
+    ]
+    remarks = [f":warning: {kit.escape(n)}" for n in plan.notes]
+    if plan.drift:
+        remarks.append(
+            f":warning: {plan.target.environment}'s copy differs from "
+            f"{plan.current.environment}'s in spec.{', spec.'.join(plan.drift)}; the promotion "
+            "changes the mode only. Roll the new version out through your pipeline first if "
+            "it should travel too."
+        )
+    if remarks:
+        blocks.append(kit.context(remarks))
+    if plan.blocked:
+        verdict = (
+            "*Blocked.* Fix what fails and run the command again, or ask an admin to override "
+            "with a reason."
+        )
+        buttons = [
+            kit.button("Override…", action_id=OVERRIDE_ACTION, value=plan.id, style="danger"),
+            kit.button("Cancel", action_id=CANCEL_ACTION, value=plan.id),
+        ]
+    else:
+        verdict = "Every gate passes."
+        if second_person:
+            verdict += (
+                f" Promotions to {plan.target.environment} need a second person: someone other "
+                f"than <@{plan.requested_by}> clicks Promote."
+            )
+        buttons = [
+            kit.button("Promote", action_id=CONFIRM_ACTION, value=plan.id, style="primary"),
+            kit.button("Cancel", action_id=CANCEL_ACTION, value=plan.id),
+        ]
+    blocks.append(kit.section(verdict))
+    blocks.append(kit.context([_provenance(plan)]))
+    blocks.append(kit.actions(buttons, block_id=ACTIONS_BLOCK))
+    state = "blocked" if plan.blocked else "ready"
+    return f"Promotion plan {plan.id}: {_title(plan)} ({state})", kit.fit(blocks)
+
+
+def _provenance(plan: Plan) -> str:
+    read = " · ".join(v.describe() for v in plan.versions)
+    return f"Plan {plan.id} · asked by <@{plan.requested_by}> · read {read}"
+
+
+def applied_message(applied: Applied, readiness: Readiness | None, *, timeout_s: float) -> Message:
+    """The plan message once applied: who promoted what, and what Kyverno says about it."""
+    plan, write = applied.plan, applied.write
+    env = plan.target.environment
+    verdict = (
+        readiness.describe(env)
+        if readiness is not None
+        else f"waiting for Kyverno to report readiness (up to {timeout_s:g} s)"
+    )
+    headline = (
+        f":arrow_up: <@{applied.by}> promoted `{plan.policy}` to {plan.target.label()} · {verdict}"
+    )
+    version = (
+        f"created, resourceVersion {write.resource_version}"
+        if write.created
+        else f"resourceVersion {write.resource_version_before} → {write.resource_version}"
+    )
+    if applied.override_by:
+        gates = (
+            f"gates overridden by <@{applied.override_by}>: "
+            f"“{kit.escape(applied.override_reason or '')}”"
+        )
+    else:
+        gates = f"{len(plan.gates)} gates passed"
+    # The plan showed the time it was made; the annotation carries the time of the write.
+    stamp = write.written_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    written = [replace(c, after=stamp) if STAGE_SINCE in c.path else c for c in plan.changes]
+    blocks = [
+        kit.section(headline),
+        _changes_block(written),
+        kit.context(
+            [
+                f"Plan {plan.id} · asked by <@{plan.requested_by}> · {gates} · "
+                f"{plan.kind} on {env}: {version}, generation {write.generation}"
+            ]
+        ),
+    ]
+    return f"{plan.policy} promoted to {plan.target.label()}: {verdict}", blocks
+
+
+def override_announcement(applied: Applied) -> Message:
+    """Posted in the channel when an admin pushes a promotion past failed gates."""
+    plan = applied.plan
+    failed = "; ".join(f"{g.description} ({g.figure})" for g in plan.failed_gates)
+    text = (
+        f":warning: <@{applied.override_by}> overrode failed gates to promote `{plan.policy}` "
+        f"to {plan.target.label()}: “{kit.escape(applied.override_reason or '')}”"
+    )
+    blocks = [
+        kit.section(text),
+        kit.context(
+            [f"Failed: {kit.escape(failed)} · plan {plan.id} · recorded in the audit trail"]
+        ),
+    ]
+    return f"Gates overridden for {plan.policy} → {plan.target.label()}", blocks
+
+
+def superseded_message(outcome: Superseded) -> Message:
+    old = outcome.old
+    why = "; ".join(outcome.reasons)
+    follow = (
+        f" A fresh plan follows: {outcome.fresh.id}."
+        if outcome.fresh is not None
+        else " There is no next step for it now."
+    )
+    text = (
+        f":arrows_counterclockwise: Plan {old.id} ({kit.escape(_title(old))}) is out of date: "
+        f"{kit.escape(why)}. Nothing was changed.{follow}"
+    )
+    return f"Plan {old.id} is out of date", [kit.section(text)]
+
+
+def cancelled_message(plan: Plan, *, by: str) -> Message:
+    text = (
+        f":no_entry_sign: Plan {plan.id} ({kit.escape(_title(plan))}) cancelled by <@{by}>. "
+        "Nothing was changed."
+    )
+    return f"Plan {plan.id} cancelled", [kit.section(text)]
+
+
+def demote_message(demoted: Demoted, readiness: Readiness | None, *, timeout_s: float) -> Message:
+    """The outage lever's announcement in the channel."""
+    write = demoted.write
+    assert write is not None
+    env = demoted.environment
+    verdict = (
+        readiness.describe(env)
+        if readiness is not None
+        else f"waiting for Kyverno to report readiness (up to {timeout_s:g} s)"
+    )
+    headline = (
+        f":arrow_down: <@{demoted.by}> demoted `{demoted.policy}` to Audit in *{env}* "
+        f"(was {demoted.mode_before.value}) · {verdict}"
+    )
+    blocks = [
+        kit.section(headline),
+        _changes_block(demoted.changes),
+        kit.context(
+            [
+                f"{demoted.kind} on {env}: resourceVersion {write.resource_version_before} → "
+                f"{write.resource_version} · no gates, this is the outage lever · "
+                f"promote it again with `/policy promote {demoted.policy}` once it is fixed"
+            ]
+        ),
+    ]
+    return f"{demoted.policy} demoted to Audit in {env}: {verdict}", blocks
+
+
+def demote_unchanged(demoted: Demoted) -> list[kit.Block]:
+    return [
+        kit.section(
+            f"`{demoted.policy}` is already in Audit in {demoted.environment} (every rule and "
+            "override); nothing was changed."
+        )
+    ]
+
+
+def override_modal(plan: Plan) -> kit.Block:
+    failed = "\n".join(_gate_line(g) for g in plan.failed_gates)
+    return {
+        "type": "modal",
+        "callback_id": OVERRIDE_VIEW,
+        "private_metadata": plan.id,
+        "title": {"type": "plain_text", "text": "Override gates"},
+        "submit": {"type": "plain_text", "text": "Override and promote"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            kit.section(
+                f"Promote `{plan.policy}` to *{plan.target.label()}* although these gates fail:"
+                f"\n{failed}"
+            ),
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "label": {"type": "plain_text", "text": "Why is this safe now?"},
+                "hint": {
+                    "type": "plain_text",
+                    "text": "Goes into the audit trail and is announced in the channel.",
+                },
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_ACTION,
+                    "multiline": True,
+                    "min_length": 10,
+                    "max_length": 1000,
+                },
+            },
+        ],
+    }
