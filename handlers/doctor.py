@@ -1,0 +1,65 @@
+"""`/policy doctor [ENV]`, and the Kyverno health line of the `/policy status` overview."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.doctor.service import BackupValues, DoctorService
+from bot.errors import BotError
+from bot.services import Services
+from handlers.backup import build_backups
+from handlers.commands import Invocation, Subcommand
+from handlers.render import doctor as render
+from handlers.render import kit
+
+ENVIRONMENT = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class DoctorHandler:
+    def __init__(self, doctor: DoctorService) -> None:
+        self._doctor = doctor
+
+    async def command(self, inv: Invocation) -> list[kit.Block]:
+        return await self.answer(inv.args)
+
+    async def answer(self, args: Sequence[str]) -> list[kit.Block]:
+        """Blocks for `doctor` with `args`, which are validated here, never trusted."""
+        if not args:
+            return render.reports(await self._doctor.examine_all())
+        if len(args) > 1 or not ENVIRONMENT.match(args[0]) or len(args[0]) > 63:
+            shown = kit.escape(" ".join(args)[:60])
+            raise BotError(
+                f"`{shown}` is not an environment name. Usage: `/policy doctor [ENV]`; "
+                f"environments: {', '.join(self._doctor.environments)}."
+            )
+        return render.report(await self._doctor.examine(args[0]))
+
+
+def build_doctor(services: Services, *, backups: BackupValues | None = None) -> DoctorService:
+    settings = services.settings
+    return DoctorService(
+        list(services.clusters.values()),
+        exceptions_namespace=settings.exceptions.namespace,
+        releases={r.name: r.namespace for r in settings.backup.helm_releases},
+        backups=backups,
+    )
+
+
+def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
+    # The drift check reads the last backup's Helm values through the backup service.
+    backups = build_backups(services) if services.settings.backup.targets else None
+    doctor = build_doctor(services, backups=backups)
+    services.status.use_health(doctor.summary)
+    handler = DoctorHandler(doctor)
+    return [
+        Subcommand(
+            "doctor",
+            "doctor [ENV]",
+            "Kyverno health checked against the runbook: replicas, resources, exceptions, "
+            "resource filters, Helm history",
+            handler.command,
+        )
+    ]
