@@ -18,8 +18,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.errors import BotError
+from bot.kube.gateway import ClusterGateway
 from bot.promotion.config import load_promotion_config
-from bot.promotion.gateway import PromotionGateway
 from bot.promotion.plan import Plan
 from bot.promotion.records import PromotionStore
 from bot.promotion.service import Applied, PromotionService, Superseded
@@ -268,7 +268,8 @@ def _reason(view: Mapping[str, Any]) -> str:
 
 
 def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
-    gateways = {env.name: PromotionGateway(env) for env in services.settings.environments}
+    # Gateways of its own: a long readiness wait never queues behind `/policy status`.
+    gateways = {env.name: ClusterGateway(env) for env in services.settings.environments}
 
     async def close_gateways() -> None:
         await asyncio.gather(*(g.close() for g in gateways.values()))

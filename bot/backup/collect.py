@@ -23,12 +23,12 @@ from bot.backup.bundle import (
     namespace_path,
     object_path,
 )
-from bot.backup.cleaning import clean
 from bot.backup.serialization import dump_yaml
 from bot.doctor.helm import decode_releases
 from bot.errors import BotError, ClusterForbidden
 from bot.kinds import KIND_SPECS, Family, Kind
 from bot.kube.gateway import NotFound
+from bot.server_fields import clean
 from bot.settings import HelmRelease
 
 log = logging.getLogger(__name__)

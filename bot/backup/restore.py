@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.backup.bundle import LoadedBundle, ObjectKey
-from bot.backup.cleaning import clean
 from bot.backup.serialization import YamlError, load_yaml
 from bot.errors import BotError
 from bot.kinds import Family, Kind, KindSpec
 from bot.kube.gateway import ClusterGateway, Conflict, Invalid, NotFound
+from bot.server_fields import clean
 
 CONCURRENCY = 8
 ACTIONS = ("created", "changed", "unchanged", "invalid", "skipped")

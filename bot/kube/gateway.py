@@ -35,6 +35,7 @@ Obj = dict[str, Any]
 
 DISCOVERY_TTL_S = 60.0
 FIELD_MANAGER = "policy-bot"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class NotFound(Exception):
@@ -130,6 +131,20 @@ class ClusterGateway:
             lambda: self._request(
                 "PATCH", path, query, body, content_type="application/apply-patch+yaml"
             )
+        )
+
+    async def merge_patch(
+        self, kind: Kind, name: str, patch: Obj, *, namespace: str | None = None
+    ) -> Obj:
+        """JSON merge patch of one object, recorded under field manager `policy-bot`.
+
+        Server-side apply cannot remove an element of an `x-kubernetes-list-type: set` list
+        that another manager owns (e.g. `spec.validationActions`); a merge patch replaces it.
+        """
+        path = f"{kind.path(namespace)}/{name}"
+        query = [("fieldManager", FIELD_MANAGER)]
+        return await self._call(
+            lambda: self._request("PATCH", path, query, patch, content_type=MERGE_PATCH)
         )
 
     async def create(self, kind: Kind, obj: Obj) -> Obj:

@@ -31,23 +31,11 @@ from typing import Any
 from bot.kinds import Family
 from bot.ladder import BOT_MANAGER, STAGE, STAGE_SINCE, ModeWrite
 from bot.policies import Mode, parse_time
+from bot.server_fields import clean
 
 Obj = dict[str, Any]
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
-SERVER_SET_METADATA = (
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "managedFields",
-    "selfLink",
-    "ownerReferences",
-    "finalizers",
-)
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 LEGACY_SPEC_MODE_FIELDS = ("validationFailureAction", "validationFailureActionOverrides")
 
 
@@ -64,17 +52,10 @@ class FieldChange:
 
 
 def clean_copy(obj: Mapping[str, Any]) -> Obj:
-    """The object without what the API server sets (status, uid, resourceVersion, ...)."""
-    out = copy.deepcopy(dict(obj))
-    out.pop("status", None)
-    meta = out.setdefault("metadata", {})
-    for key in SERVER_SET_METADATA:
-        meta.pop(key, None)
-    annotations = meta.get("annotations")
-    if isinstance(annotations, dict):
-        annotations.pop(LAST_APPLIED, None)
-        if not annotations:
-            meta.pop("annotations")
+    """The object without what the API server sets, and without finalizers (a copy to
+    another cluster must not carry the source cluster's pending cleanups)."""
+    out = clean(obj)
+    out["metadata"].pop("finalizers", None)
     return out
 
 

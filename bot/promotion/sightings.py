@@ -39,7 +39,7 @@ class Reader(Protocol):
 
 
 class Cluster(Reader, Protocol):
-    """What promoting needs besides reading (implemented by `PromotionGateway`)."""
+    """What promoting needs besides reading (implemented by `bot.kube.gateway.ClusterGateway`)."""
 
     async def apply(
         self, kind: Kind, obj: Obj, *, dry_run: bool = False, force: bool = False

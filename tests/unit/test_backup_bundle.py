@@ -22,9 +22,9 @@ from bot.backup.bundle import (
     tarball,
     untar,
 )
-from bot.backup.cleaning import LAST_APPLIED, clean
 from bot.backup.serialization import YamlError, dump_yaml, load_yaml
 from bot.kinds import KIND_SPECS
+from bot.server_fields import LAST_APPLIED, clean
 
 AT = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 CPOL = next(s for s in KIND_SPECS if s.kind == "ClusterPolicy")
