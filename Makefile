@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= $(POLICY_BOT_CONFIG)
 
-.PHONY: run test lint unit deps system-deps kube bench clean
+.PHONY: run test lint unit deps system-deps kube helm bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,9 @@ system-deps:
 kube:
 	tools/kubebins/build.sh >/dev/null
 
+helm:
+	tools/helmbin/build.sh >/dev/null
+
 run: deps
 	@test -n "$(CONFIG)" || { echo "usage: make run CONFIG=path/to/config.yaml (secrets from the environment)"; exit 2; }
 	$(PY) -m bot --config $(CONFIG)
@@ -31,7 +34,7 @@ lint: deps
 unit: deps
 	$(PY) -m pytest tests/unit -q
 
-test: deps system-deps kube lint
+test: deps system-deps kube helm lint
 	$(PY) -m pytest
 
 bench: deps system-deps kube

@@ -286,6 +286,9 @@ _ENV_SECRETS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _SECRET_KEYS = {path for _, path in _ENV_SECRETS if path[-1] != "api_url" and path[-1] != "user"}
 _ENV_NAME = {path: name for name, path in _ENV_SECRETS}
+STORE_URL_ENV = "POLICY_BOT_STORE_URL"
+"""Overrides `store.url`: a PostgreSQL URL carries a password, so a deployment hands it in
+from a Secret instead of writing it into the config file (which may still name SQLite)."""
 
 
 def parse_settings(document: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
@@ -306,6 +309,10 @@ def parse_settings(document: Mapping[str, Any], env: Mapping[str, str]) -> Setti
             if not isinstance(section, dict):
                 continue
             data[path[0]] = {**section, path[1]: value}
+    store_url = env.get(STORE_URL_ENV, "").strip()
+    if store_url:
+        section = data.get("store")
+        data["store"] = {**(section if isinstance(section, dict) else {}), "url": store_url}
     if not isinstance(data.get("slack"), dict) or "bot_token" not in data["slack"]:
         data.setdefault("slack", {})
         if isinstance(data["slack"], dict):

@@ -129,3 +129,21 @@ def test_settings_are_frozen():
     settings = parse_settings(MINIMAL, ENV)
     with pytest.raises(ValueError, match="frozen"):
         settings.server.port = 1  # type: ignore[misc]
+
+
+def test_store_url_from_the_environment_overrides_the_file():
+    url = "postgresql://bot:pw@db.example:5432/policy_bot"
+    document = {**MINIMAL, "store": {"url": "sqlite:////var/lib/policy-bot/state.db"}}
+    settings = parse_settings(document, {**ENV, "POLICY_BOT_STORE_URL": url})
+    assert settings.store.url == url
+    assert parse_settings(MINIMAL, {**ENV, "POLICY_BOT_STORE_URL": url}).store.url == url
+
+
+def test_empty_store_url_variable_keeps_the_file_value():
+    settings = parse_settings(MINIMAL, {**ENV, "POLICY_BOT_STORE_URL": "  "})
+    assert settings.store.url == "sqlite:////var/lib/policy-bot/state.db"
+
+
+def test_store_url_from_the_environment_is_validated():
+    found = problems(MINIMAL, {**ENV, "POLICY_BOT_STORE_URL": "mysql://x"})
+    assert found == ["store.url: use sqlite:////absolute/path.db or postgresql://user@host/db"]
