@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.backup.bundle import LoadedBundle, ObjectKey
 from bot.backup.serialization import YamlError, load_yaml
-from bot.errors import BotError
+from bot.errors import BotError, ClusterForbidden
 from bot.kinds import Family, Kind, KindSpec
 from bot.kube.gateway import ClusterGateway, Conflict, Invalid, NotFound
 from bot.server_fields import clean
@@ -165,6 +165,9 @@ async def apply_restore(
                 await cluster.apply(obj.kind, obj.body, force=True)
             except (Invalid, Conflict, NotFound) as err:
                 return _item(obj.key, "failed", _reason(err))
+            except ClusterForbidden as err:
+                # One object the bot may not write must not stop the rest of the restore.
+                return _item(obj.key, "failed", err.user_message)
         return _item(obj.key, "applied")
 
     namespaces = [o for o in objects if o.key.kind == "Namespace"]

@@ -40,18 +40,32 @@ class Acceptance:
         return self.enabled and self.namespace in ("*", namespace)
 
 
-async def read_acceptance(cluster: PathReader) -> Acceptance:
-    """The flags of the Kyverno admission controller Deployment (any namespace)."""
-    path = f"/apis/apps/v1/deployments?labelSelector={quote(ADMISSION_SELECTOR, safe='')}"
-    try:
-        listing = await cluster.get_path(path)
-    except BotError as err:
-        return Acceptance(known=False, reason=_short(err.user_message))
-    for deployment in listing.get("items") or ():
-        found = acceptance_of(deployment)
-        if found is not None:
-            return found
-    return Acceptance(known=False, reason="no Kyverno admission controller Deployment was found")
+async def read_acceptance(
+    cluster: PathReader, *, namespaces: Sequence[str] = ("kyverno",)
+) -> Acceptance:
+    """The flags of the Kyverno admission controller Deployment.
+
+    Looked for cluster-wide first; least-privilege RBAC only lets the bot read Deployments in
+    Kyverno's namespace, so a refused cluster-wide list falls back to `namespaces`.
+    """
+    selector = quote(ADMISSION_SELECTOR, safe="")
+    paths = [f"/apis/apps/v1/deployments?labelSelector={selector}"] + [
+        f"/apis/apps/v1/namespaces/{ns}/deployments?labelSelector={selector}" for ns in namespaces
+    ]
+    reason = "no Kyverno admission controller Deployment was found"
+    for path in paths:
+        try:
+            listing = await cluster.get_path(path)
+        except BotError as err:
+            reason = _short(err.user_message)
+            continue
+        for deployment in listing.get("items") or ():
+            found = acceptance_of(deployment)
+            if found is not None:
+                return found
+        if path == paths[0]:
+            break  # the cluster-wide list was allowed and found nothing
+    return Acceptance(known=False, reason=reason)
 
 
 def acceptance_of(deployment: Mapping[str, Any]) -> Acceptance | None:

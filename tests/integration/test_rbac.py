@@ -308,6 +308,8 @@ async def test_every_feature_works_as_the_bot_service_account(
     )
     register = await command_answer(running, slack_emulator, "exceptions dev")
     assert f"`{name}`" in register, register
+    # Least privilege lists Deployments only in Kyverno's namespace, and that is enough.
+    assert f"Kyverno accepts PolicyExceptions from `{EXCEPTIONS_NS}`" in register, register
     assert len(jira.creates()) == 1
 
     # Backup of an environment: policies, exceptions and both Helm releases' values.
