@@ -40,6 +40,7 @@ class HealthSummary:
 
 
 HealthSource = Callable[[str], Awaitable[HealthSummary | None]]
+BackupSource = Callable[[str], Awaitable[datetime | None]]
 
 
 class Cluster(Protocol):
@@ -67,6 +68,8 @@ class Snapshot:
     kinds: tuple[str, ...] = ()
     error: BotError | None = None
     health: HealthSummary | None = None
+    backups_known: bool = False
+    last_backup: datetime | None = None
 
     def policy(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name or p.ref == name), None)
@@ -108,10 +111,15 @@ class StatusService:
         self._ladder = ladder
         self._stage_evidence = stage_evidence
         self._health: HealthSource | None = None
+        self._last_backup: BackupSource | None = None
 
     def use_health(self, source: HealthSource) -> None:
         """Add a Kyverno health line per environment to the overview (set by the doctor)."""
         self._health = source
+
+    def use_last_backup(self, source: BackupSource) -> None:
+        """Add the age of the last backup per environment to the overview (set by backups)."""
+        self._last_backup = source
 
     @property
     def environments(self) -> list[str]:
@@ -124,10 +132,29 @@ class StatusService:
         return list(await asyncio.gather(*(self._with_health(n) for n in self._order)))
 
     async def _with_health(self, name: str) -> Snapshot:
-        if self._health is None:
-            return await self.snapshot(name)
-        snap, health = await asyncio.gather(self.snapshot(name), self._health(name))
-        return snap if snap.error is not None else replace(snap, health=health)
+        snap, health, last_backup = await asyncio.gather(
+            self.snapshot(name), self._health_of(name), self._last_backup_of(name)
+        )
+        if snap.error is not None:
+            return snap
+        return replace(
+            snap,
+            health=health,
+            backups_known=self._last_backup is not None,
+            last_backup=last_backup,
+        )
+
+    async def _health_of(self, name: str) -> HealthSummary | None:
+        return await self._health(name) if self._health is not None else None
+
+    async def _last_backup_of(self, name: str) -> datetime | None:
+        if self._last_backup is None:
+            return None
+        try:
+            return await self._last_backup(name)
+        except Exception:  # the overview never fails because the catalog did
+            log.warning("last backup lookup failed", extra={"environment": name}, exc_info=True)
+            return None
 
     async def environment(self, name: str) -> Snapshot:
         if name not in self._clusters:

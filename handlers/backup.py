@@ -283,6 +283,7 @@ def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
     backups = build_backups(services)
     handler = BackupHandler(services, backups)
     bolt.action(render.CONFIRM_ACTION)(handler.on_confirm)
+    services.status.use_last_backup(backups.last_backup)
     settings = services.settings.backup
     if settings.cron and settings.targets:
         services.scheduler.add(JobSpec("backup.nightly", handler.nightly, cron=settings.cron))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.errors import BotError
 from bot.ladder import StageView
@@ -55,9 +55,26 @@ def _environment_summary(snap: Snapshot, now: datetime) -> str:
         lines.append("Top failing: " + " · ".join(f"`{k[1]}` {n:,}" for k, n in top))
     active, soon = active_exceptions(snap, now)
     lines.append(f"Exceptions: {active} active · {soon} expiring within 7 days")
+    if snap.backups_known:
+        lines.append(_backup_line(snap.last_backup, now))
     if snap.health is not None:
         lines.append(_health_line(snap.environment, snap.health))
     return "\n".join(lines)
+
+
+def _backup_line(last: datetime | None, now: datetime) -> str:
+    if last is None:
+        return "Last backup: none yet (`/policy backup`)"
+    return f"Last backup: {_age(now - last)} ago ({last:%Y-%m-%d %H:%M} UTC)"
+
+
+def _age(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} days"
 
 
 def _health_line(environment: str, health: HealthSummary) -> str:

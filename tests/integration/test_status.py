@@ -266,6 +266,7 @@ async def test_overview_counts_match_what_was_seeded(
         "Top failing: `require-labels` 4 · `disallow-latest-tag` 1 · `team-a/team-policy` 1" in text
     )
     assert "Exceptions: 2 active · 1 expiring within 7 days" in text
+    assert "Last backup: none yet (`/policy backup`)" in text
     assert "*production* · 1 policies: 1 Enforce" in text
     assert blocks[-1]["elements"][0]["action_id"] == "status_share"
 
