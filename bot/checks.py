@@ -23,6 +23,8 @@ async def check_dependencies(settings: Settings) -> list[tuple[str, str | None]]
     checks += [
         (f"environment {e.name}", _cluster(ClusterGateway(e))) for e in settings.environments
     ]
+    if settings.jira is not None:
+        checks.append(("jira", _jira(settings)))
     if settings.alertmanager.url:
         checks.append(
             ("alertmanager", _http_ok(settings.alertmanager.url.rstrip("/") + "/-/healthy"))
@@ -64,6 +66,19 @@ async def _slack(settings: Settings) -> None:
         raise RuntimeError(f"auth.test failed: {err.response.get('error')}") from None
     except aiohttp.ClientError as err:
         raise RuntimeError(f"cannot reach {settings.slack.api_url}: {err}") from None
+
+
+async def _jira(settings: Settings) -> None:
+    from bot.jira.adapter import JiraTickets
+
+    assert settings.jira is not None
+    tickets = JiraTickets(settings.jira, attempts=1)
+    try:
+        await tickets.check()
+    except BotError as err:
+        raise RuntimeError(err.user_message) from None
+    finally:
+        await tickets.close()
 
 
 async def _cluster(gateway: ClusterGateway) -> None:

@@ -19,6 +19,7 @@ import yaml
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import open_database
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
+from tests.emulators.jira import PAT, JiraEmulator
 from tests.emulators.slack import SlackEmulator
 from tests.kube.controlplane import ControlPlane
 
@@ -100,12 +101,21 @@ async def test_bad_config_names_the_key_path_and_exits_2(tmp_path: Path) -> None
 async def test_check_config_reaches_every_dependency(
     tmp_path: Path, control_plane: ControlPlane, slack_emulator: SlackEmulator
 ) -> None:
-    config = write_config(tmp_path, control_plane)
-    code, out, err = await run_cli(
-        "check-config", "--config", str(config), env=env_for(slack_emulator)
-    )
-    assert code == 0, out + err
-    assert out.splitlines() == ["config: ok", "store: ok", "slack: ok", "environment dev: ok"]
+    async with JiraEmulator(mode="server", projects=("SEC",)) as jira:
+        config = write_config(tmp_path, control_plane, jira={"url": jira.url, "project": "SEC"})
+        env = {**env_for(slack_emulator), "JIRA_TOKEN": PAT}
+        code, out, err = await run_cli("check-config", "--config", str(config), env=env)
+        assert code == 0, out + err
+        assert out.splitlines() == [
+            "config: ok",
+            "store: ok",
+            "slack: ok",
+            "environment dev: ok",
+            "jira: ok",
+        ]
+        env["JIRA_TOKEN"] = "wrong-token"
+        code, out, _ = await run_cli("check-config", "--config", str(config), env=env)
+        assert code == 1 and "jira: " in out and "jira: ok" not in out
     dead = write_config(tmp_path, None, alertmanager={"url": f"http://127.0.0.1:{free_port()}"})
     code, out, _ = await run_cli("check-config", "--config", str(dead), env=env_for(slack_emulator))
     assert code == 1
