@@ -311,11 +311,10 @@ class ExceptionHandlers:
         self._svc.tasks.spawn(self._approve(body, action), name="exception_approve")
 
     async def _approve(self, body: Body, action: Body) -> None:
-        user, channel = _user(body), _channel(body)
-        rid = parse_request_id(str(action.get("value", "")))
-        if rid is None:
-            await self._tell(channel, user, MALFORMED)
+        clicked = await self._clicked(body, action)
+        if clicked is None:
             return
+        user, channel, rid = clicked
         await self._guarded(channel, user, self.service.approve(rid, approver=user))
 
     async def on_deny(self, ack: Ack, body: Body, action: Body) -> None:
@@ -323,11 +322,10 @@ class ExceptionHandlers:
         self._svc.tasks.spawn(self._deny_form(body, action), name="exception_deny")
 
     async def _deny_form(self, body: Body, action: Body) -> None:
-        user, channel = _user(body), _channel(body)
-        rid = parse_request_id(str(action.get("value", "")))
-        if rid is None:
-            await self._tell(channel, user, MALFORMED)
+        clicked = await self._clicked(body, action)
+        if clicked is None:
             return
+        user, channel, rid = clicked
         try:
             request = await self.service.check_can_deny(rid, user=user)
         except BotError as err:
@@ -376,11 +374,10 @@ class ExceptionHandlers:
         self._svc.tasks.spawn(self._renew(body, action), name="exception_renew")
 
     async def _renew(self, body: Body, action: Body) -> None:
-        user, channel = _user(body), _channel(body)
-        rid = parse_request_id(str(action.get("value", "")))
-        if rid is None:
-            await self._tell(channel, user, MALFORMED)
+        clicked = await self._clicked(body, action)
+        if clicked is None:
             return
+        user, channel, rid = clicked
         try:
             old = await self.lifecycle.renewal(rid, user=user)
         except BotError as err:
@@ -413,11 +410,10 @@ class ExceptionHandlers:
         )
 
     async def _review_decision(self, body: Body, action: Body, *, keep: bool) -> None:
-        user, channel = _user(body), _channel(body)
-        rid = parse_request_id(str(action.get("value", "")))
-        if rid is None:
-            await self._tell(channel, user, MALFORMED)
+        clicked = await self._clicked(body, action)
+        if clicked is None:
             return
+        user, channel, rid = clicked
         ts = str((body.get("container") or {}).get("message_ts") or "")
         review_id = (
             await self.service.store.review_of_message(channel, ts) if channel and ts else None
@@ -479,6 +475,16 @@ class ExceptionHandlers:
         except Exception:
             log.exception("exception action failed")
             await self._tell(channel, user, UNEXPECTED)
+
+    async def _clicked(self, body: Body, action: Body) -> tuple[str, str | None, RequestId] | None:
+        """Who clicked where, and the request id the button carries; a forged or garbled
+        value is answered (ephemerally) here and gives None."""
+        user, channel = _user(body), _channel(body)
+        rid = parse_request_id(str(action.get("value", "")))
+        if rid is None:
+            await self._tell(channel, user, MALFORMED)
+            return None
+        return user, channel, rid
 
     async def _tell(self, channel: str | None, user: str, text: str) -> None:
         if not user:
