@@ -147,3 +147,10 @@ def test_empty_store_url_variable_keeps_the_file_value():
 def test_store_url_from_the_environment_is_validated():
     found = problems(MINIMAL, {**ENV, "POLICY_BOT_STORE_URL": "mysql://x"})
     assert found == ["store.url: use sqlite:////absolute/path.db or postgresql://user@host/db"]
+
+
+def test_the_example_config_is_valid():
+    example = Path(__file__).parent.parent.parent / "config.example.yaml"
+    settings = load_settings(example, {**ENV, "JIRA_TOKEN": "pat"})
+    assert [e.name for e in settings.environments] == ["dev", "qac", "staging", "production"]
+    assert settings.backup.targets[0].type == "dir"
