@@ -149,12 +149,11 @@ class PromotionService:
             at=plan.created_at,
         )
         plan = _with_id(plan, plan_id)
-        await self._audit.append(
+        await self._audit_plan(
+            plan,
             actor=user,
             action="promotion.plan",
             outcome="blocked" if plan.blocked else "ready",
-            environment=plan.target.environment,
-            target=f"{plan.kind}/{plan.policy}",
             details=_plan_details(plan),
         )
         return plan
@@ -229,12 +228,11 @@ class PromotionService:
             )
         plan = await self.check_override(plan_id, user=user)
         await self._claim(plan_id, user=user, override_reason=reason)
-        await self._audit.append(
+        await self._audit_plan(
+            plan,
             actor=user,
             action="promotion.override",
             outcome="accepted",
-            environment=plan.target.environment,
-            target=f"{plan.kind}/{plan.policy}",
             details={
                 "plan": plan.id,
                 "reason": reason,
@@ -256,15 +254,33 @@ class PromotionService:
                 await self._refused(user, "cancel", plan, err)
                 raise
         await self._claim(plan_id, user=user, to=CANCELLED)
-        await self._audit.append(
+        await self._audit_plan(
+            plan,
             actor=user,
             action="promotion.cancel",
             outcome="cancelled",
-            environment=plan.target.environment,
-            target=f"{plan.kind}/{plan.policy}",
             details={"plan": plan.id},
         )
         return plan
+
+    async def _audit_plan(
+        self,
+        plan: Plan,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        details: Mapping[str, object] | None = None,
+    ) -> None:
+        """An audit entry about `plan`, filed under its target environment and policy."""
+        await self._audit.append(
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            environment=plan.target.environment,
+            target=f"{plan.kind}/{plan.policy}",
+            details=details,
+        )
 
     async def _claim(
         self,
@@ -316,12 +332,11 @@ class PromotionService:
                 await self._store.finish(plan.id, state=FAILED, result={"error": err.user_message})
             else:
                 await self._store.release(plan.id)  # transient: the plan can be clicked again
-            await self._audit.append(
+            await self._audit_plan(
+                plan,
                 actor=user,
                 action="promotion.apply",
                 outcome="error",
-                environment=plan.target.environment,
-                target=f"{plan.kind}/{plan.policy}",
                 details={"plan": plan.id, "error": err.user_message[:500]},
             )
             raise
@@ -454,24 +469,22 @@ class PromotionService:
         return Superseded(old, fresh, tuple(reasons))
 
     async def _refused(self, user: str, what: str, plan: Plan, err: NotAllowed) -> None:
-        await self._audit.append(
+        await self._audit_plan(
+            plan,
             actor=user,
             action=f"promotion.{what}",
             outcome="refused",
-            environment=plan.target.environment,
-            target=f"{plan.kind}/{plan.policy}",
             details={"plan": plan.id, "reason": err.user_message[:500]},
         )
 
     async def _audit_stale(
         self, plan: Plan, user: str, reasons: Sequence[str], fresh_id: str | None = None
     ) -> None:
-        await self._audit.append(
+        await self._audit_plan(
+            plan,
             actor=user,
             action="promotion.apply",
             outcome="stale",
-            environment=plan.target.environment,
-            target=f"{plan.kind}/{plan.policy}",
             details={"plan": plan.id, "reasons": list(reasons), "fresh_plan": fresh_id},
         )
 
