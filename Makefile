@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= $(POLICY_BOT_CONFIG)
 
-.PHONY: run test lint unit deps system-deps kube helm bench clean
+.PHONY: run test lint unit deps system-deps kube helm kyverno bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ kube:
 helm:
 	tools/helmbin/build.sh >/dev/null
 
+kyverno:
+	tools/kyverno/build.sh >/dev/null
+
 run: deps
 	@test -n "$(CONFIG)" || { echo "usage: make run CONFIG=path/to/config.yaml (secrets from the environment)"; exit 2; }
 	$(PY) -m bot --config $(CONFIG)
@@ -34,7 +37,7 @@ lint: deps
 unit: deps
 	$(PY) -m pytest tests/unit -q
 
-test: deps system-deps kube helm lint
+test: deps system-deps kube helm kyverno lint
 	$(PY) -m pytest
 
 bench: deps system-deps kube
