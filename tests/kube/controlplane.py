@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,8 +166,12 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     return preexec
 
 
-def _launch(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    """Fork ``args`` from the long-lived launcher thread, output to ``log``, and register it."""
+def _launch(
+    args: Sequence[str], log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Fork ``args`` from the long-lived launcher thread, output to ``log``, and register it.
+
+    ``env`` replaces the environment (default: this process's)."""
     global _launcher
     install_reaper()
     with _launcher_lock:
@@ -184,6 +188,7 @@ def _launch(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent(os.getpid()),
+                env=None if env is None else dict(env),
             )
         with _children_lock:
             _children.add(child)
