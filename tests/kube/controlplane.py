@@ -312,10 +312,11 @@ class ControlPlane:
         assets: Assets,
         workdir: Path,
         *,
-        crd_dir: Path | None = None,
+        crd_dir: Path | Sequence[Path] | None = None,
         timeout: float = START_TIMEOUT,
     ) -> ControlPlane:
-        """Start a plane in ``workdir``, with the CRDs of ``crd_dir`` installed and Established.
+        """Start a plane in ``workdir``, with the CRDs of ``crd_dir`` (a directory, or a list of
+        files) installed and Established.
 
         A lost race for a port is retried once with fresh ports, as envtest does.
         """
@@ -327,7 +328,7 @@ class ControlPlane:
 
     @classmethod
     def _start_once(
-        cls, assets: Assets, workdir: Path, crd_dir: Path | None, timeout: float
+        cls, assets: Assets, workdir: Path, crd_dir: Path | Sequence[Path] | None, timeout: float
     ) -> ControlPlane:
         deadline = time.monotonic() + timeout
         workdir.mkdir(parents=True, exist_ok=True)
@@ -417,13 +418,21 @@ class ControlPlane:
         context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
         return context
 
-    def install_crds(self, crd_dir: Path, *, timeout: float = START_TIMEOUT) -> list[str]:
-        """Server-side apply every CRD file in ``crd_dir``, wait until all are Established.
+    def install_crds(
+        self, crd_dir: Path | Sequence[Path], *, timeout: float = START_TIMEOUT
+    ) -> list[str]:
+        """Server-side apply every CRD file in ``crd_dir`` (or each file of a list), wait until
+        all are Established.
 
         Returns the ``customresourcedefinition.apiextensions.k8s.io/<name>`` names applied.
         """
         applied = self.kubectl(
-            "apply", "--server-side", "--force-conflicts", "-o", "name", "-f", str(crd_dir)
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-o",
+            "name",
+            *(f"--filename={f}" for f in ([crd_dir] if isinstance(crd_dir, Path) else crd_dir)),
         ).stdout.split()
         self.kubectl(
             "wait",

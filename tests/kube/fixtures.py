@@ -3,9 +3,10 @@
 - ``kube_assets`` (session): the etcd / kube-apiserver / kubectl directory, from
   ``tools/kubebins/build.sh`` (a no-op once built). Without Go or a successful build the kube
   tests are skipped, or fail when ``POLICY_BOT_REQUIRE_KUBE=1`` (CI must not skip silently).
-- ``control_plane_factory`` (session): ``start(n)`` returns ``n`` independent planes with every
-  CRD of ``tests/data/crds`` installed; planes are shared, so tests asking for two get the same
-  two. All are stopped at session end.
+- ``control_plane_factory`` (session): ``start(n)`` returns ``n`` independent planes with the
+  policy, exception and report CRDs of the pinned Kyverno module installed (see
+  :func:`default_crds`); planes are shared, so tests asking for two get the same two. All are
+  stopped at session end. The ``kyverno`` fixture's plane gets every CRD of the module.
 - ``control_plane`` (session): the factory's first plane.
 - ``kube_api`` (session): an admin ``kubernetes`` ApiClient for ``control_plane``.
 - ``kube_namespace`` (function): a fresh namespace on ``control_plane``, deleted afterwards
@@ -17,12 +18,13 @@ with ``kube_namespace`` or unique object names rather than by restarting the API
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -30,13 +32,13 @@ from typing import TYPE_CHECKING, NoReturn
 import pytest
 
 from tests.kube.controlplane import Assets, ControlPlane, ControlPlaneError, install_reaper
+from tests.kube.kyverno import KyvernoUnavailable, crd_directory
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "kubebins" / "build.sh"
-CRD_DIR = REPO_ROOT / "tests" / "data" / "crds"
 REQUIRE_ENV = "POLICY_BOT_REQUIRE_KUBE"
 
 
@@ -66,13 +68,56 @@ def kube_assets() -> Assets:
         _unavailable(str(exc))
 
 
+TEST_PLANE_CRDS = (
+    "kyverno.io_clusterpolicies.yaml",
+    "kyverno.io_policies.yaml",
+    "kyverno.io_policyexceptions.yaml",
+    "policies.kyverno.io_validatingpolicies.yaml",
+    "policies.kyverno.io_namespacedvalidatingpolicies.yaml",
+    "policies.kyverno.io_policyexceptions.yaml",
+    "wgpolicyk8s.io_policyreports.yaml",
+    "wgpolicyk8s.io_clusterpolicyreports.yaml",
+    "openreports.io_reports.yaml",
+    "openreports.io_clusterreports.yaml",
+)
+"""The kinds the bot reads, out of the module's 24 CRDs; the other Kyverno kinds (cleanup,
+generating, mutating, image policies, update and ephemeral reports, global context) would
+show up as empty kinds in every backup and listing. Kyverno itself needs all of them."""
+
+
+@functools.cache
+def _crd_directory() -> Path | str:
+    try:
+        return crd_directory()
+    except KyvernoUnavailable as exc:
+        return str(exc)
+
+
+def default_crds() -> list[Path]:
+    """The CRD files every test plane gets, from the Kyverno module the ``kyverno`` fixture
+    runs: ``tools/kyverno/build.sh --crds`` copies its ``config/crds`` and the openreports CRDs
+    it pins out of the Go module cache (downloading the modules when needed) with a PROVENANCE
+    note. Without them the kube tests are skipped, or fail under ``POLICY_BOT_REQUIRE_KUBE=1``.
+    """
+    found = _crd_directory()
+    if isinstance(found, str):
+        _unavailable(f"no Kyverno CRDs (test planes install those of the Kyverno module): {found}")
+    files = [found / name for name in TEST_PLANE_CRDS]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        _unavailable(f"the Kyverno module has no {', '.join(missing)}")
+    return files
+
+
 class ControlPlaneFactory:
     """Starts control planes on demand and shares them across the session."""
 
-    def __init__(self, assets: Assets, base_dir: Path, crd_dir: Path = CRD_DIR) -> None:
+    def __init__(
+        self, assets: Assets, base_dir: Path, crd_dir: Path | Sequence[Path] | None = None
+    ) -> None:
         self._assets = assets
         self._base_dir = base_dir
-        self._crd_dir = crd_dir
+        self._crd_dir = crd_dir if crd_dir is not None else default_crds()
         self._planes: list[ControlPlane] = []
         self._lock = threading.Lock()
 
