@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
@@ -45,6 +47,7 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_TIMEOUT_S: Final = 10.0
 _IMMEDIATE: Final = "policy_bot_begin_immediate"
 _LOCK_POLL_S: Final = 0.2
+_WAL_RETRY_S: Final = 0.01
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -400,7 +403,7 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_s: float) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enter_wal(cursor, busy_timeout_s)
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -410,6 +413,26 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_s: float) -> None:
     def _on_begin(conn: sa.Connection) -> None:
         immediate = conn.get_execution_options().get(_IMMEDIATE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _enter_wal(cursor: Any, wait_s: float) -> None:
+    """Switch the database to WAL, waiting out another connection doing the same.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked" at once,
+    without its busy handler, when two connections open a fresh database together (the bot
+    starting while `python -m bot migrate` or a CLI backup opens the same file). Retrying
+    within the busy timeout makes the switch as patient as every other statement. This runs
+    on the driver's own thread, so the short sleeps do not block the event loop.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(_WAL_RETRY_S)
 
 
 def _first_line(error: object) -> str:
