@@ -107,13 +107,13 @@ async def bot_backup(plane: ControlPlane, work: Path) -> tuple[float, int]:
         {"SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": "bench"},
     )
     db = await open_database(f"sqlite:///{work}/state-{time.monotonic_ns()}.db")
-    await db.migrate()
+    await db.migrate(clock=SYSTEM_CLOCK)
     gateway = ClusterGateway(settings.environments[0])
     service = BackupService(
         settings=settings,
         clusters={"bench": gateway},
         database=db,
-        audit=AuditTrail(db),
+        audit=AuditTrail(db, clock=SYSTEM_CLOCK),
         clock=SYSTEM_CLOCK,
     )
     try:

@@ -50,13 +50,13 @@ BOLT = web.AppKey("bolt", AsyncApp)
 READY_TIMEOUT_S = 5.0
 
 
-async def build_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Services:
+async def build_services(settings: Settings, *, clock: Clock) -> Services:
     """Open the store (migrated), build the cluster gateways and the core services."""
     promotion = load_promotion_config(settings)  # SettingsError naming the key paths
     metrics = Metrics()
     database = await open_database(settings.store.url)
     try:
-        await database.migrate()
+        await database.migrate(clock=clock)
     except BaseException:
         await database.close()
         raise
@@ -266,7 +266,7 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then shut down cleanly."""
-    services = await build_services(settings)
+    services = await build_services(settings, clock=SYSTEM_CLOCK)
     app = build_app(services)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bot.clock import SYSTEM_CLOCK
 from bot.promotion.config import load_promotion_config
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -90,11 +91,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "backup":
         from bot.backup.command_line import run_backup
 
-        return asyncio.run(run_backup(settings, args.env, args.to))
+        return asyncio.run(run_backup(settings, args.env, args.to, clock=SYSTEM_CLOCK))
     if args.command == "restore":
         from bot.backup.command_line import run_restore
 
-        return asyncio.run(run_restore(settings, args.env, args.source, dry_run=args.dry_run))
+        return asyncio.run(
+            run_restore(settings, args.env, args.source, dry_run=args.dry_run, clock=SYSTEM_CLOCK)
+        )
     from bot.app import serve
 
     asyncio.run(serve(settings))
@@ -127,7 +130,7 @@ async def _verify(settings: Settings) -> int:
     from bot.store.errors import StoreError, StoreUnavailable
 
     try:
-        report = await verify_audit_trail(settings.store.url)
+        report = await verify_audit_trail(settings.store.url, clock=SYSTEM_CLOCK)
     except StoreUnavailable as err:
         print(f"store unavailable: {err}", file=sys.stderr)
         return EXIT_USAGE

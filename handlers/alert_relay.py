@@ -25,7 +25,7 @@ from bot.alerts.routing import Router
 from bot.alerts.sender import AlertSender
 from bot.alerts.silences import AlertmanagerSilences
 from bot.alerts.silencing import SilenceService
-from bot.clock import SYSTEM_CLOCK, Clock
+from bot.clock import Clock
 from bot.settings import Settings
 from bot.slack_api import SlackApi
 from bot.store.database import Database
@@ -46,7 +46,7 @@ class AlertRelay:
         database: Database,
         slack: SlackApi,
         audit: AuditLog | None,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock,
         violation_checker: ViolationChecker | None = None,
         extra_actions: ExtraActions | None = None,
         poll_interval_s: float = 5.0,

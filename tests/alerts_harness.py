@@ -269,7 +269,7 @@ async def running_relay(
     """
     settings = settings or relay_settings(emulator)
     database = await open_database(store_url, timeout_s=2.0)
-    await database.migrate()
+    await database.migrate(clock=SYSTEM_CLOCK)
     slack = SlackApi.open(token=BOT_TOKEN, base_url=emulator.base_url, timeout_s=5.0)
     relay = AlertRelay(
         settings=settings,

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from slack_bolt.async_app import AsyncApp
 
+from bot.clock import SYSTEM_CLOCK
 from bot.errors import BotError
 from bot.slack_api import build_web_client
 from bot.store import AuditTrail
@@ -89,7 +90,7 @@ async def test_alertmanager_down_is_explained_and_audited(
     async with start("http://127.0.0.1:9") as relay:
         await fire(relay, slack_emulator)
         text = await clicker(relay, "alert_silence:1h")
-        entries = await AuditTrail(relay.database).entries()
+        entries = await AuditTrail(relay.database, clock=SYSTEM_CLOCK).entries()
     assert "did not answer" in text and "Alertmanager's own page" in text
     [entry] = entries
     assert (entry.action, entry.outcome, entry.actor) == ("alert.silence", "failed", USER)

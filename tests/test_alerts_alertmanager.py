@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from slack_bolt.async_app import AsyncApp
 
+from bot.clock import SYSTEM_CLOCK
 from bot.slack_api import build_web_client
 from bot.store import AuditTrail
 from tests.alerts_harness import (
@@ -313,7 +314,7 @@ async def test_silence_button_creates_an_alertmanager_silence(
             )
             second = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
         await relay.wait_idle()
-        entries = [e async for e in AuditTrail(relay.database).stream()]
+        entries = [e async for e in AuditTrail(relay.database, clock=SYSTEM_CLOCK).stream()]
 
     [silence] = await am.silences()
     assert silence["createdBy"] == "maria"

@@ -17,6 +17,7 @@ from bot.alerts.routing import NoRoute, Router
 from bot.alerts.state import Silence
 from bot.alerts.tables import alert_messages, alert_notifications
 from bot.alerts.webhook import Notification, parse_notification
+from bot.clock import SYSTEM_CLOCK
 from bot.settings import AlertRoute
 from bot.store import Database, open_database
 from tests.alerts_harness import FrozenClock, alert, payload, sample, sample_json
@@ -259,7 +260,7 @@ async def test_two_replicas_storing_and_claiming_at_once(
     first = await open_database(store_url)
     second = await open_database(store_url)
     try:
-        await first.migrate()
+        await first.migrate(clock=SYSTEM_CLOCK)
         a, b = outbox(first, clock), outbox(second, clock)
         notifications = [
             parsed(payload([alert(f"app-{i}", namespace="payments")], group_key=f"g{i % 5}"))

@@ -28,6 +28,7 @@ from bot.audit import (
     next_entry,
     verify_chain,
 )
+from bot.clock import SYSTEM_CLOCK
 from bot.store import (
     AuditTrail,
     Database,
@@ -457,7 +458,7 @@ async def test_published_heads_catch_a_rewritten_or_truncated_tail(database: Dat
 
 
 async def test_concurrent_appends_keep_one_chain(database: Database) -> None:
-    trail = AuditTrail(database)
+    trail = AuditTrail(database, clock=SYSTEM_CLOCK)
     appended = await asyncio.gather(
         *(trail.append(actor=f"U{i}", action="command.status", outcome="ok") for i in range(50))
     )
@@ -471,15 +472,20 @@ async def test_two_connection_pools_appending_at_once_keep_one_chain(store_url: 
     first = await open_database(store_url)
     second = await open_database(store_url)
     try:
-        await first.migrate()
-        trails = [AuditTrail(first), AuditTrail(second), AuditTrail(first), AuditTrail(second)]
+        await first.migrate(clock=SYSTEM_CLOCK)
+        trails = [
+            AuditTrail(first, clock=SYSTEM_CLOCK),
+            AuditTrail(second, clock=SYSTEM_CLOCK),
+            AuditTrail(first, clock=SYSTEM_CLOCK),
+            AuditTrail(second, clock=SYSTEM_CLOCK),
+        ]
         await asyncio.gather(
             *(
                 trails[i % 4].append(actor="scheduler", action="job.tick", outcome="ok")
                 for i in range(60)
             )
         )
-        report = await AuditTrail(second).verify()
+        report = await AuditTrail(second, clock=SYSTEM_CLOCK).verify()
         assert (report.ok, report.checked) == (True, 60), report.reason
     finally:
         await first.close()
@@ -489,12 +495,13 @@ async def test_two_connection_pools_appending_at_once_keep_one_chain(store_url: 
 _APPENDER = textwrap.dedent(
     """
     import asyncio, sys
+    from bot.clock import SYSTEM_CLOCK
     from bot.store import AuditTrail, open_database
 
     async def main(url, name):
         async with await open_database(url) as db:
-            await db.migrate()
-            trail = AuditTrail(db)
+            await db.migrate(clock=SYSTEM_CLOCK)
+            trail = AuditTrail(db, clock=SYSTEM_CLOCK)
             for i in range(40):
                 await trail.append(actor="cli", action="test.append", outcome="ok",
                                    details={"process": name, "i": i})
@@ -519,14 +526,14 @@ async def test_two_os_processes_appending_keep_one_chain(store_url: str) -> None
         assert proc.returncode == 0, err.decode()
 
     await asyncio.gather(run("a"), run("b"))
-    report = await verify_audit_trail(store_url)
+    report = await verify_audit_trail(store_url, clock=SYSTEM_CLOCK)
     assert (report.ok, report.checked) == (True, 80), report.reason
 
 
 async def test_verify_audit_trail_for_the_command_line(database: Database, store_url: str) -> None:
     trail = AuditTrail(database, clock=SteppingClock())
     entries = await _fill(trail, 5)
-    report = await verify_audit_trail(store_url)
+    report = await verify_audit_trail(store_url, clock=SYSTEM_CLOCK)
     assert report.ok
     assert report.describe() == (
         f"audit trail intact: 5 entries, head is entry 5 with hash {entries[-1].hash}"
@@ -535,9 +542,11 @@ async def test_verify_audit_trail_for_the_command_line(database: Database, store
 
 async def test_verify_audit_trail_on_a_database_without_a_trail(store_url: str) -> None:
     with pytest.raises(StoreError, match="has no audit trail"):
-        await verify_audit_trail(store_url)
+        await verify_audit_trail(store_url, clock=SYSTEM_CLOCK)
 
 
 async def test_verify_audit_trail_when_the_store_is_down() -> None:
     with pytest.raises(StoreUnavailable):
-        await verify_audit_trail("postgresql://postgres@127.0.0.1:1/bot", connect_timeout_s=1)
+        await verify_audit_trail(
+            "postgresql://postgres@127.0.0.1:1/bot", connect_timeout_s=1, clock=SYSTEM_CLOCK
+        )

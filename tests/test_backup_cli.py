@@ -19,6 +19,7 @@ import yaml
 
 from bot.backup.bundle import MANIFEST, tarball
 from bot.backup.targets import read_directory
+from bot.clock import SYSTEM_CLOCK
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import open_database
 from tests.harness import kubeconfig_via
@@ -66,7 +67,7 @@ async def test_backup_and_restore_from_the_command_line(
 
     store = f"sqlite:///{tmp_path}/state.db"
     async with await open_database(store) as db:
-        await db.migrate()
+        await db.migrate(clock=SYSTEM_CLOCK)
     down = kubeconfig_via(control_plane.kubeconfig, _closed_port(), tmp_path / "down.kubeconfig")
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -121,7 +122,7 @@ async def test_backup_and_restore_from_the_command_line(
     assert f"{applied} applied, 0 failed" in restore.stdout and applied == 5
     control_plane.kubectl("get", "clusterpolicy", names[1])
     async with await open_database(store) as db:
-        entries = await AuditTrail(db).entries()
+        entries = await AuditTrail(db, clock=SYSTEM_CLOCK).entries()
     assert [(e.actor, e.action, e.environment, e.target) for e in entries] == [
         ("command-line", "restore.apply", "dev", match.group(1))
     ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bot.clock import SYSTEM_CLOCK
 from bot.store import (
     MIGRATIONS,
     Database,
@@ -91,8 +92,8 @@ async def test_sqlite_connection_settings(tmp_path: Path) -> None:
 async def test_migrations_apply_once_and_rerun_is_a_no_op(store_url: str) -> None:
     async with await open_database(store_url) as db:
         assert [m.version for m in await pending_migrations(db)] == KNOWN
-        assert await db.migrate() == KNOWN
-        assert await db.migrate() == []
+        assert await db.migrate(clock=SYSTEM_CLOCK) == KNOWN
+        assert await db.migrate(clock=SYSTEM_CLOCK) == []
         assert await pending_migrations(db) == []
         applied = await applied_versions(db)
         assert applied == {m.version: m.name for m in MIGRATIONS}
@@ -100,7 +101,7 @@ async def test_migrations_apply_once_and_rerun_is_a_no_op(store_url: str) -> Non
             tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
         assert {"schema_migrations", "audit_entries"} <= tables
     async with await open_database(store_url) as again:  # a restart
-        assert await again.migrate() == []
+        assert await again.migrate(clock=SYSTEM_CLOCK) == []
 
 
 async def test_newer_schema_is_refused(database: Database) -> None:
@@ -113,7 +114,7 @@ async def test_newer_schema_is_refused(database: Database) -> None:
             {"at": datetime.now(UTC)},
         )
     with pytest.raises(SchemaTooNew, match=r"9999 \(from the future\).*newer release"):
-        await database.migrate()
+        await database.migrate(clock=SYSTEM_CLOCK)
     with pytest.raises(SchemaTooNew):
         await pending_migrations(database)
 
@@ -138,8 +139,10 @@ def _with(*extra: Migration) -> list[Migration]:
 async def test_versions_are_applied_by_set_not_by_maximum(database: Database) -> None:
     # One release adds 990; the next adds 980 (another feature's range): 980 must still be
     # applied although 990 > 980 is already there.
-    assert await database.migrate(_with(_create("t990"))) == [990]
-    assert await database.migrate(_with(_create("t980"), _create("t990"))) == [980]
+    assert await database.migrate(_with(_create("t990")), clock=SYSTEM_CLOCK) == [990]
+    assert await database.migrate(_with(_create("t980"), _create("t990")), clock=SYSTEM_CLOCK) == [
+        980
+    ]
     assert {"t980", "t990"} <= await _tables(database)
 
 
@@ -150,7 +153,7 @@ async def test_failed_migration_is_rolled_back_and_stops_the_run(database: Datab
 
     broken = _with(Migration(991, "breaks", half_done), _create("t992"))
     with pytest.raises(MigrationFailed, match=r"migration 991 \(breaks\) .*rolled back: boom"):
-        await database.migrate(broken)
+        await database.migrate(broken, clock=SYSTEM_CLOCK)
     assert set(await applied_versions(database)) == set(KNOWN)
     assert not {"t991", "t992"} & await _tables(database)
 
@@ -177,7 +180,9 @@ async def test_two_processes_migrating_at_once_apply_each_version_once(store_url
     first = await open_database(store_url)
     second = await open_database(store_url)
     try:
-        done = await asyncio.gather(first.migrate(), second.migrate())
+        done = await asyncio.gather(
+            first.migrate(clock=SYSTEM_CLOCK), second.migrate(clock=SYSTEM_CLOCK)
+        )
         assert sorted(done[0] + done[1]) == KNOWN
         assert set(await applied_versions(first)) == set(KNOWN)
     finally:
@@ -195,7 +200,7 @@ async def test_processes_opening_a_fresh_sqlite_store_together_all_get_in(tmp_pa
         stores = [await open_database(url) for _ in range(6)]
         try:
             await asyncio.gather(*(s.ping() for s in stores))
-            done = await asyncio.gather(*(s.migrate() for s in stores))
+            done = await asyncio.gather(*(s.migrate(clock=SYSTEM_CLOCK) for s in stores))
             assert sorted(v for applied in done for v in applied) == KNOWN
         finally:
             await asyncio.gather(*(s.close() for s in stores))
@@ -290,7 +295,7 @@ async def test_sqlite_writer_waits_at_most_the_busy_timeout(tmp_path: Path) -> N
     holder = await open_database(url)
     other = await open_database(url, timeout_s=0.3)  # another process, short busy timeout
     try:
-        await holder.migrate()
+        await holder.migrate(clock=SYSTEM_CLOCK)
         async with holder.begin():
             started = time.monotonic()
             with pytest.raises(StoreUnavailable, match=r"locked|within 0.3 s"):

@@ -17,7 +17,7 @@ from bot.backup.collect import collect_environment
 from bot.backup.restore import apply_restore, plan_restore
 from bot.backup.service import load_path
 from bot.backup.targets import DirectoryTarget, TargetError
-from bot.clock import SYSTEM_CLOCK
+from bot.clock import Clock
 from bot.errors import BotError
 from bot.kinds import Family
 from bot.kube.gateway import ClusterGateway
@@ -29,7 +29,7 @@ EXIT_USAGE = 2
 KEEP_EVERYTHING = 1_000_000
 
 
-async def run_backup(settings: Settings, environment: str, to: Path) -> int:
+async def run_backup(settings: Settings, environment: str, to: Path, *, clock: Clock) -> int:
     names = [e.name for e in settings.environments]
     chosen = names if environment == "all" else [environment]
     if environment != "all" and settings.environment(environment) is None:
@@ -42,7 +42,7 @@ async def run_backup(settings: Settings, environment: str, to: Path) -> int:
         )
     finally:
         await asyncio.gather(*(g.close() for g in gateways))
-    now = SYSTEM_CLOCK.now()
+    now = clock.now()
     bundle = Bundle(backup_id(now), now, __version__, tuple(results))
     files = await asyncio.to_thread(lambda: bundle.files)
     target = DirectoryTarget(to, keep=KEEP_EVERYTHING)
@@ -71,7 +71,9 @@ async def run_backup(settings: Settings, environment: str, to: Path) -> int:
     return EXIT_OK if all(e.ok for e in results) else EXIT_FAILED
 
 
-async def run_restore(settings: Settings, environment: str, source: Path, *, dry_run: bool) -> int:
+async def run_restore(
+    settings: Settings, environment: str, source: Path, *, dry_run: bool, clock: Clock
+) -> int:
     env = settings.environment(environment)
     if env is None:
         known = ", ".join(e.name for e in settings.environments)
@@ -109,17 +111,21 @@ async def run_restore(settings: Settings, environment: str, source: Path, *, dry
     )
     for item in result.failed:
         print(f"  FAILED {item.kind} {item.ref}: {item.detail}", file=sys.stderr)
-    await _audit(settings, environment, bundle.id, len(result.applied), len(result.failed))
+    await _audit(
+        settings, environment, bundle.id, len(result.applied), len(result.failed), clock=clock
+    )
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-async def _audit(settings: Settings, environment: str, bid: str, applied: int, failed: int) -> None:
+async def _audit(
+    settings: Settings, environment: str, bid: str, applied: int, failed: int, *, clock: Clock
+) -> None:
     from bot.store.audit_trail import AuditTrail
     from bot.store.database import open_database
 
     try:
         async with await open_database(settings.store.url) as db:
-            await AuditTrail(db).append(
+            await AuditTrail(db, clock=clock).append(
                 actor="command-line",
                 action="restore.apply",
                 outcome="ok" if not failed else "partial",

@@ -26,7 +26,7 @@ from yarl import URL
 
 from bot.backup.bundle import ID_PATTERN, MANIFEST, tarball, untar
 from bot.backup.targets import Stored, TargetError
-from bot.clock import SYSTEM_CLOCK, Clock
+from bot.clock import Clock
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -50,7 +50,7 @@ class S3Client:
         credentials: Credentials,
         endpoint_url: str | None = None,
         timeout_s: float = 30.0,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock,
     ) -> None:
         self.bucket = bucket
         self.region = region

@@ -40,7 +40,7 @@ from bot.audit import (
     next_entry,
     validate_fields,
 )
-from bot.clock import SYSTEM_CLOCK, Clock
+from bot.clock import Clock
 from bot.store.database import (
     DEFAULT_CONNECT_TIMEOUT_S,
     Database,
@@ -154,9 +154,7 @@ class AuditTrail:
     hold a pool connection each while waiting for the chain lock.
     """
 
-    def __init__(
-        self, db: Database, *, clock: Clock = SYSTEM_CLOCK, page_size: int = DEFAULT_PAGE_SIZE
-    ) -> None:
+    def __init__(self, db: Database, *, clock: Clock, page_size: int = DEFAULT_PAGE_SIZE) -> None:
         if page_size < 1:
             raise ValueError("page_size must be positive")
         self._db = db
@@ -338,6 +336,7 @@ def _feed(verifier: ChainVerifier, rows: Sequence[_Row]) -> bool:
 async def verify_audit_trail(
     url: str,
     *,
+    clock: Clock,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     anchors: Mapping[int, str] | None = None,
 ) -> VerifyReport:
@@ -357,4 +356,4 @@ async def verify_audit_trail(
             raise StoreError(
                 f"{db.display_url} has no audit trail: the bot has never run against it"
             )
-        return await AuditTrail(db).verify(anchors=anchors)
+        return await AuditTrail(db, clock=clock).verify(anchors=anchors)

@@ -33,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot.clock import SYSTEM_CLOCK, Clock
+from bot.clock import Clock
 from bot.store.errors import InvalidStoreUrl, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ class Database:
         self,
         migrations: Sequence[Migration] | None = None,
         *,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock,
     ) -> list[int]:
         """Apply pending migrations (all known ones by default); returns the versions applied."""
         from bot.store.migrations import MIGRATIONS, apply_migrations

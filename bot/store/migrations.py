@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.alerts import migrations as alert_migrations
 from bot.backup import migrations as backup_migrations
-from bot.clock import SYSTEM_CLOCK, Clock
+from bot.clock import Clock
 from bot.exceptions import migrations as exception_migrations
 from bot.promotion import migrations as promotion_migrations
 from bot.store import audit_trail
@@ -130,7 +130,7 @@ async def pending_migrations(
 
 
 async def apply_migrations(
-    db: Database, migrations: Sequence[Migration], *, clock: Clock = SYSTEM_CLOCK
+    db: Database, migrations: Sequence[Migration], *, clock: Clock
 ) -> list[int]:
     """Apply what is pending, in order; returns the versions this call applied."""
     check_registry(migrations)

@@ -32,6 +32,7 @@ import yaml
 
 from bot.backup.bundle import MANIFEST, read_bundle
 from bot.backup.service import BackupService
+from bot.clock import SYSTEM_CLOCK
 from bot.kube.gateway import ClusterGateway
 from bot.settings import Settings
 from bot.store.audit_trail import AuditTrail
@@ -186,7 +187,7 @@ def _git(*args: str, cwd: Path | None = None) -> str:
 @pytest_asyncio.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Database]:
     db = await open_database(f"sqlite:///{tmp_path}/state.db")
-    await db.migrate()
+    await db.migrate(clock=SYSTEM_CLOCK)
     try:
         yield db
     finally:
@@ -195,9 +196,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Database]:
 
 def _service(settings: Settings, db: Database) -> tuple[BackupService, list[ClusterGateway]]:
     gateways = {e.name: ClusterGateway(e) for e in settings.environments}
-    audit = AuditTrail(db)
-    from bot.clock import SYSTEM_CLOCK
-
+    audit = AuditTrail(db, clock=SYSTEM_CLOCK)
     service = BackupService(
         settings=settings, clusters=gateways, database=db, audit=audit, clock=SYSTEM_CLOCK
     )

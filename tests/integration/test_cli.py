@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 import yaml
 
+from bot.clock import SYSTEM_CLOCK
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import open_database
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
@@ -172,8 +173,8 @@ async def test_audit_verify_detects_a_tampered_row(tmp_path: Path) -> None:
     config = write_config(tmp_path, None)
     db = await open_database(f"sqlite:///{tmp_path}/state.db")
     try:
-        await db.migrate()
-        trail = AuditTrail(db)
+        await db.migrate(clock=SYSTEM_CLOCK)
+        trail = AuditTrail(db, clock=SYSTEM_CLOCK)
         for i in range(20):
             await trail.append(
                 actor="U0SAM", action="command.status", outcome="ok", details={"i": i}

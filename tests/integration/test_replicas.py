@@ -30,6 +30,7 @@ import sqlalchemy as sa
 import yaml
 
 from bot.alerts.tables import alert_messages
+from bot.clock import SYSTEM_CLOCK
 from bot.store import Database, open_database
 from bot.store.audit_trail import AuditTrail
 from bot.store.scheduled_runs import scheduled_runs
@@ -229,7 +230,7 @@ async def test_two_replicas_share_the_work_without_doing_it_twice(
         assert len([c for c in slack_emulator.calls("chat.postMessage") if c.ok]) == 2
 
         # 2. The expiry sweep fires on both schedules; the orphan is removed once.
-        trail = AuditTrail(database)
+        trail = AuditTrail(database, clock=SYSTEM_CLOCK)
 
         async def orphan_removals() -> list[Any]:
             return [

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.clock import SYSTEM_CLOCK
 from bot.store import Database, open_database
 from tests.servers.postgres import (
     REQUIRE_ENV,
@@ -59,7 +60,7 @@ async def database(store_url: str) -> AsyncIterator[Database]:
     """An opened, migrated store on each backend; closed after the test."""
     db = await open_database(store_url)
     try:
-        await db.migrate()
+        await db.migrate(clock=SYSTEM_CLOCK)
         yield db
     finally:
         await db.close()

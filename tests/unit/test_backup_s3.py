@@ -21,6 +21,7 @@ import pytest
 from bot.backup.bundle import MANIFEST, tarball
 from bot.backup.s3 import Credentials, S3Client, S3Target, sign
 from bot.backup.targets import TargetError
+from bot.clock import SYSTEM_CLOCK
 
 AT = datetime(2026, 11, 28, 2, tzinfo=UTC)
 EXAMPLE = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
@@ -80,6 +81,7 @@ def moto_url() -> Iterator[str]:
 
 def _client(url: str, bucket: str, secret: str = "secret") -> S3Client:
     return S3Client(
+        clock=SYSTEM_CLOCK,
         bucket=bucket,
         region="us-east-1",
         credentials=Credentials("testing", secret),
