@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= $(POLICY_BOT_CONFIG)
 
-.PHONY: run test lint unit deps system-deps kube helm kyverno bench clean
+.PHONY: run test test-dates lint unit deps system-deps kube helm kyverno bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,7 +38,18 @@ unit: deps
 	$(PY) -m pytest tests/unit -q
 
 test: deps system-deps kube helm kyverno lint
+	$(MAKE) --no-print-directory test-dates
 	$(PY) -m pytest
+
+# The suites whose tests pin the bot's clock, started at a month end, a year end, a leap
+# day and a year from now (tests/timeline.py): none may depend on the day it runs.
+DATED_SUITES ?= tests/integration/test_exceptions.py tests/test_store.py tests/unit/test_promotion_service.py
+TEST_DATES   ?= 2027-01-31T23:58 2026-12-31T23:59 2028-02-29T09:00 $(shell date -u -d '+1 year' +%Y-%m-%dT%H:%M)
+test-dates: deps
+	@set -e; for start in $(TEST_DATES); do \
+	  echo "== tests starting at $$start"; \
+	  POLICY_BOT_TEST_START=$$start $(PY) -m pytest -q -p no:cacheprovider $(DATED_SUITES); \
+	done
 
 bench: deps system-deps kube
 	$(PY) -m bench

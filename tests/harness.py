@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.app import build_app, build_services
-from bot.clock import SYSTEM_CLOCK, Clock
+from bot.clock import Clock
 from bot.services import Services
 from bot.settings import Settings, parse_settings
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
@@ -73,7 +73,7 @@ class RunningBot:
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    settings: Settings, emulator: SlackEmulator, *, clock: Clock = SYSTEM_CLOCK
+    settings: Settings, emulator: SlackEmulator, *, clock: Clock
 ) -> AsyncIterator[RunningBot]:
     services = await build_services(settings, clock=clock)
     app = build_app(services)

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from bot.clock import SYSTEM_CLOCK
 from tests.emulators.slack import RateLimits, SlackEmulator
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
 from tests.kube import seed
@@ -50,7 +51,7 @@ async def bot(
         environments=[{"name": "prod-eu-1", "kubeconfig": str(control_plane.kubeconfig)}],
         secrets={"ALERTMANAGER_WEBHOOK_TOKEN": TOKEN},
     )
-    async with running_bot(settings, slack_emulator) as running:
+    async with running_bot(settings, slack_emulator, clock=SYSTEM_CLOCK) as running:
         yield running
 
 

@@ -397,7 +397,7 @@ async def bot(
         slack_emulator.add_channel(channel)
     for user in (ADMIN, SECOND_ADMIN, ENGINEER):
         slack_emulator.add_user(user, user.lower())
-    async with running_bot(settings, slack_emulator) as running:
+    async with running_bot(settings, slack_emulator, clock=SYSTEM_CLOCK) as running:
         yield running
 
 

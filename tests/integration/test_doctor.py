@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.clock import SYSTEM_CLOCK
 from bot.doctor.model import BackedUpValues, DoctorReport, Verdict
 from bot.doctor.service import DoctorService
 from bot.kube.gateway import ClusterGateway
@@ -546,7 +547,7 @@ async def bot(
     )
     slack_emulator.add_channel(CHANNEL, "platform")
     slack_emulator.add_user(USER, "sam")
-    async with running_bot(settings, slack_emulator) as running:
+    async with running_bot(settings, slack_emulator, clock=SYSTEM_CLOCK) as running:
         yield running
 
 

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from tests.harness import RunningBot, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
+from tests.timeline import MovableClock, suite_start
 
 pytestmark = pytest.mark.kube
 
@@ -40,22 +41,10 @@ OUTSIDER = "U0OUTSIDER"
 CHANNEL = "C0PLATFORM"
 APPROVALS = "C0APPROVALS"
 EXCEPTIONS_NS = "kyverno-exceptions"
-START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+START = suite_start()
+EXPIRES = START + timedelta(days=30)  # of a request for the default 30 days, approved at START
 RID = re.compile(r"R-[0-9a-f]{8}")
 WAIT = 20.0
-
-
-class MovableClock:
-    """A clock the test moves forward (the bot's services all read it)."""
-
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, delta: timedelta) -> None:
-        self._now += delta
 
 
 def _admission_controller(namespace: str) -> dict[str, Any]:
@@ -357,12 +346,14 @@ async def test_request_approve_creates_one_ticket_and_one_accepted_exception(w: 
     text = message_text(approved)
     assert "exception_approve" not in str(approved.blocks)
     assert "✅ Approved by <@U0APPROVER1>" in text and "SEC-1" in text
-    assert f"pe-require-labels-{rid[2:]}" in text and "expires 2026-12-28 09:00 UTC" in text
+    assert (
+        f"pe-require-labels-{rid[2:]}" in text and f"expires {EXPIRES:%Y-%m-%d %H:%M} UTC" in text
+    )
 
     # exactly one ticket, found by its fingerprint label, commented on
     assert len(w.jira.creates()) == 1
     (issue,) = w.jira.with_label(f"policy-bot-{rid}")
-    assert issue.key == "SEC-1" and issue.fields["duedate"] == "2026-12-28"
+    assert issue.key == "SEC-1" and issue.fields["duedate"] == EXPIRES.date().isoformat()
     assert "{noformat}\nLegacy ledger chart" in issue.fields["description"]
     await eventually(lambda: issue.comments)
     assert "Approved in Slack by U0APPROVER1" in issue.comments[0].body
@@ -374,13 +365,13 @@ async def test_request_approve_creates_one_ticket_and_one_accepted_exception(w: 
     assert meta["labels"] == {
         "app.kubernetes.io/managed-by": "policy-bot",
         "policy-bot.io/request-id": rid,
-        "cleanup.kyverno.io/ttl": "2026-12-28T090000Z",
+        "cleanup.kyverno.io/ttl": f"{EXPIRES:%Y-%m-%dT%H%M%SZ}",
     }
     assert meta["annotations"] == {
         "policy-bot.io/jira": "SEC-1",
         "policy-bot.io/requested-by": REQUESTER,
         "policy-bot.io/approved-by": APPROVER,
-        "policy-bot.io/expires-at": "2026-12-28T09:00:00Z",
+        "policy-bot.io/expires-at": f"{EXPIRES:%Y-%m-%dT%H:%M:%SZ}",
     }
     assert obj["spec"]["exceptions"] == [
         {
@@ -417,7 +408,7 @@ async def test_cel_policy_gets_a_policies_kyverno_io_exception_with_expires_at(w
     assert obj["apiVersion"].startswith("policies.kyverno.io/")
     spec = obj["spec"]
     assert spec["policyRefs"] == [{"name": "vpol-deny", "kind": "ValidatingPolicy"}]
-    assert spec["expiresAt"] == "2026-12-28T09:00:00Z"
+    assert spec["expiresAt"] == f"{EXPIRES:%Y-%m-%dT%H:%M:%SZ}"
     assert spec["properties"] == {
         "request-id": rid,
         "ticket": "SEC-1",
@@ -434,7 +425,7 @@ async def test_cel_policy_gets_a_policies_kyverno_io_exception_with_expires_at(w
         ),
         "policy-bot-names": ("object != null && (object.metadata.name.matches('^api-.\\\\.v1$'))"),
     }
-    assert obj["metadata"]["labels"]["cleanup.kyverno.io/ttl"] == "2026-12-28T090000Z"
+    assert obj["metadata"]["labels"]["cleanup.kyverno.io/ttl"] == f"{EXPIRES:%Y-%m-%dT%H%M%SZ}"
     assert ours(w.plane, rid) == []  # nothing in the kyverno.io API
 
 
@@ -483,12 +474,16 @@ async def test_deny_asks_for_a_reason_and_tells_everyone(w: World) -> None:
 
 async def test_self_approval_and_non_approvers_are_refused_and_audited(w: World) -> None:
     rid, ts = await file_request(w, user=APPROVER)
-    await click(w, "exception_approve", APPROVER, ts)
-    await click(w, "exception_approve", OUTSIDER, ts)
-    await click(w, "exception_deny", OUTSIDER, ts)
-    await click(w, "exception_deny", APPROVER, ts)
-    await eventually(lambda: len(ephemeral_texts(w, OUTSIDER)) >= 2)
-    await eventually(lambda: len(ephemeral_texts(w, APPROVER)) >= 2)
+    # One click after the other, each answered before the next, as people click: the
+    # answers of clicks in flight together may arrive in either order.
+    for action, user, answered in (
+        ("exception_approve", APPROVER, 1),
+        ("exception_approve", OUTSIDER, 1),
+        ("exception_deny", OUTSIDER, 2),
+        ("exception_deny", APPROVER, 2),
+    ):
+        await click(w, action, user, ts)
+        await eventually(lambda u=user, n=answered: len(ephemeral_texts(w, u)) >= n)  # type: ignore[misc]
     assert ephemeral_texts(w, APPROVER) == [
         "You requested this exception, so someone else must approve it.",
         "You requested this exception, so someone else must decide on it.",
@@ -673,7 +668,10 @@ async def test_reminder_renewal_and_expiry_sweep(w: World) -> None:
     assert any("expired and was deleted" in c.body for c in issue.comments)
     assert issue.status == "Done" and issue.transitions_done == ["Done"]
     text = message_text(w.slack.message(APPROVALS, ts))
-    assert "⌛ Expired on 2026-11-30 09:01 UTC: the PolicyException was deleted." in text
+    expired_at = START + timedelta(days=2, minutes=1)
+    assert (
+        f"⌛ Expired on {expired_at:%Y-%m-%d %H:%M} UTC: the PolicyException was deleted." in text
+    )
     replies = w.slack.replies(APPROVALS, ts)
     assert len(replies) == 1 and f"{rid} expired" in replies[0].text
     assert any("expired and was removed" in t for t in dms(w, REQUESTER))
@@ -702,7 +700,7 @@ async def test_quarterly_review_posts_and_acts_on_keep_and_revoke(w: World) -> N
     assert await w.bot.services.scheduler.fire("exceptions.review")
     review = w.slack.parents(APPROVALS)[parents]
     text = message_text(review)
-    assert "Quarterly exception review · 2 active · 2026-12-01" in text
+    assert f"Quarterly exception review · 2 active · {START + timedelta(days=3):%Y-%m-%d}" in text
     assert "age 3 days" in text and "(In Progress)" in text and "(To Do)" in text
 
     stale, _ = w.bot.slack.block_actions_payload(
@@ -759,13 +757,19 @@ async def test_quarterly_review_posts_and_acts_on_keep_and_revoke(w: World) -> N
 async def test_register_lists_active_unmanaged_and_the_kyverno_namespace(w: World) -> None:
     rid, ts = await file_request(w)
     await click(w, "exception_approve", APPROVER, ts)
-    await eventually(lambda: ours(w.plane, rid))
+    # Approved as people see it: the approval message says so once the request is active
+    # (the PolicyException exists a moment before the request is marked active).
+    await eventually(lambda: "Approved by" in message_text(w.slack.message(APPROVALS, ts)))
+    assert ours(w.plane, rid)
     before = len(w.slack.responses)
     answer = await w.bot.slack.command("/policy", "exceptions dev", user=REQUESTER, channel=CHANNEL)
     assert answer.status == 200 and "Reading" in answer.text
-    await eventually(lambda: len(w.slack.responses) > before)
-    blocks = w.slack.responses[before].payload["blocks"]
-    text = "\n".join(_texts(blocks))
+    register = await eventually(
+        lambda: [
+            r for r in w.slack.responses[before:] if "Exceptions ·" in str(r.payload.get("blocks"))
+        ]
+    )
+    text = "\n".join(_texts(register[0].payload["blocks"]))
     assert "*dev* · 1 active · 1 unmanaged" in text
     assert (
         f"`pe-require-labels-{rid[2:]}` · `require-labels` / check-for-labels · payments · "
@@ -793,7 +797,7 @@ async def test_register_warns_when_kyverno_reads_another_namespace(
     settings = settings_for(
         slack_emulator, plane, tmp_path / "s.db", jira=jira, exceptions={"namespace": "other"}
     )
-    async with running_bot(settings, slack_emulator) as bot:
+    async with running_bot(settings, slack_emulator, clock=MovableClock(START)) as bot:
         await bot.slack.command("/policy", "exceptions", user=REQUESTER, channel=CHANNEL)
         await slack_emulator.wait_until(lambda: bool(slack_emulator.responses), timeout=WAIT)
         text = "\n".join(_texts(slack_emulator.responses[0].payload["blocks"]))
@@ -808,8 +812,9 @@ async def test_without_jira_requests_are_filed_but_approval_says_why_not(
 ) -> None:
     _people(slack_emulator)
     settings = settings_for(slack_emulator, plane, tmp_path / "s.db", jira=None)
-    async with running_bot(settings, slack_emulator) as bot:
-        w = World(bot, slack_emulator, JiraEmulator(), plane, MovableClock(START), tmp_path)
+    clock = MovableClock(START)
+    async with running_bot(settings, slack_emulator, clock=clock) as bot:
+        w = World(bot, slack_emulator, JiraEmulator(), plane, clock, tmp_path)
         rid, ts = await file_request(w)
         assert "JIRA is not configured, so this request cannot be approved yet" in message_text(
             slack_emulator.message(APPROVALS, ts)
@@ -1070,8 +1075,9 @@ async def test_a_slow_cluster_gets_a_typed_policy_and_an_answer_by_message(
         settings = settings_for(slack_emulator, plane, tmp_path / "s.db", jira=jira)
         env = settings.environments[0].model_copy(update={"kubeconfig": slow_config})
         settings = settings.model_copy(update={"environments": (env,)})
-        async with running_bot(settings, slack_emulator) as bot:
-            w = World(bot, slack_emulator, jira, plane, MovableClock(START), tmp_path)
+        clock = MovableClock(START)
+        async with running_bot(settings, slack_emulator, clock=clock) as bot:
+            w = World(bot, slack_emulator, jira, plane, clock, tmp_path)
             await bot.services.clusters["dev"].kinds()  # discovery, while the cluster is quick
             proxy.delay = 2.2  # more than the 2 s the submission's check may take
             view = await open_form(w)
@@ -1130,13 +1136,14 @@ async def test_an_exception_left_by_an_earlier_attempt_is_adopted_a_foreign_one_
     """409 AlreadyExists on create: ours (request-id label) is kept, anyone else's fails."""
     ours_rid, ours_ts = await file_request(w)
     theirs_rid, theirs_ts = await file_request(w)
+    earlier_expiry = (START + timedelta(days=22)).replace(hour=0, minute=0)
     earlier = seed.kyverno_policy_exception(
         f"pe-require-labels-{ours_rid[2:]}",
         EXCEPTIONS_NS,
         policy="require-labels",
         rules=["check-for-labels"],
         labels={"app.kubernetes.io/managed-by": "policy-bot", "policy-bot.io/request-id": ours_rid},
-        annotations={"policy-bot.io/expires-at": "2026-12-20T00:00:00Z"},
+        annotations={"policy-bot.io/expires-at": f"{earlier_expiry:%Y-%m-%dT%H:%M:%SZ}"},
     )
     foreign = seed.kyverno_policy_exception(
         f"pe-require-labels-{theirs_rid[2:]}", EXCEPTIONS_NS, policy="other", rules=["x"]
@@ -1148,7 +1155,8 @@ async def test_an_exception_left_by_an_earlier_attempt_is_adopted_a_foreign_one_
     await eventually(lambda: "Approved by" in message_text(w.slack.message(APPROVALS, ours_ts)))
     adopted = await eventually(
         lambda: (
-            (m := w.slack.message(APPROVALS, ours_ts)) and "expires 2026-12-20" in message_text(m)
+            (m := w.slack.message(APPROVALS, ours_ts))
+            and f"expires {earlier_expiry:%Y-%m-%d}" in message_text(m)
         )
     )
     assert adopted and len(ours(w.plane, ours_rid)) == 1

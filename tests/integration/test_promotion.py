@@ -312,8 +312,14 @@ async def audit_actions(bot: RunningBot) -> list[tuple[str, str, str]]:
     return [(e.actor, e.action, e.outcome) for e in await bot.services.audit.entries()]
 
 
-def today() -> str:
-    return datetime.now(UTC).date().isoformat()
+def mode_set_on(obj: dict[str, Any]) -> str:
+    """The day the API server recorded the tests' write of the mode field (its managedFields
+    time), which the plan dates the stage from; read off the object, not the calendar, so a
+    test running over midnight agrees with the bot."""
+    times = [
+        m["time"] for m in obj["metadata"]["managedFields"] if m["manager"] == "policy-bot-tests"
+    ]
+    return times[-1][:10]
 
 
 # -- gates ---------------------------------------------------------------------------------
@@ -322,12 +328,12 @@ def today() -> str:
 async def test_young_policy_is_blocked_by_the_days_gate(
     bot: RunningBot, slack_emulator: SlackEmulator, apis: dict[str, Any]
 ) -> None:
-    seeded("staging", apis, seed.legacy_cluster_policy("young-policy", action="Audit"))
+    (young,) = seeded("staging", apis, seed.legacy_cluster_policy("young-policy", action="Audit"))
     plan = await promote(bot, slack_emulator, OWNER1, "young-policy")
     text = text_of(plan.blocks)
     assert "Promote young-policy: staging (Audit) → staging (Enforce)" in text
     assert (
-        f":x: at least 7 days in staging (Audit): 0 days (since {today()}, from the managedFields "
+        f":x: at least 7 days in staging (Audit): 0 days (since {mode_set_on(young)}, from the managedFields "
         "time of its mode field (policy-bot-tests))" in text
     )
     assert ":white_check_mark: at most 0 failing results in staging: 0 failing" in text
@@ -658,7 +664,7 @@ async def test_override_needs_an_admin_and_a_reason_and_is_announced(
     bot: RunningBot, slack_emulator: SlackEmulator, apis: dict[str, Any]
 ) -> None:
     obj = seed.legacy_cluster_policy("override-policy", action="Audit")
-    seeded("staging", apis, obj)
+    (stored,) = seeded("staging", apis, obj)
     plan = await promote(bot, slack_emulator, OWNER1, "override-policy")
     assert actions_of(plan) == ["promote_override", "promote_cancel"]
 
@@ -701,7 +707,7 @@ async def test_override_needs_an_admin_and_a_reason_and_is_announced(
     assert (OWNER1, "promotion.override", "refused") in await audit_actions(bot)
     assert override[0].details["reason"] == reason
     assert override[0].details["failed_gates"] == [
-        f"at least 7 days in staging (Audit): 0 days (since {today()}, from the managedFields "
+        f"at least 7 days in staging (Audit): 0 days (since {mode_set_on(stored)}, from the managedFields "
         "time of its mode field (policy-bot-tests))"
     ]
     assert (await bot.services.audit.verify()).ok

@@ -39,6 +39,7 @@ from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
+from tests.timeline import MovableClock
 
 pytestmark = pytest.mark.kube
 
@@ -50,17 +51,6 @@ OWNER1, OWNER2, ADMIN = "U0OWNER1", "U0OWNER2", "U0ADMIN1"
 CHANNEL = "C0PLATFORM"
 APPROVALS = CHANNELS["approvals"]
 WAIT = 20.0
-
-
-class MovableClock:
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, delta: timedelta) -> None:
-        self._now += delta
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.clock import SYSTEM_CLOCK
 from tests.emulators.slack import SlackEmulator
 from tests.harness import bot_settings, running_bot
 from tests.kube.controlplane import ControlPlane
@@ -26,7 +27,7 @@ async def test_slash_command_over_socket_mode(
     )
     slack_emulator.add_channel("C0PLATFORM", "platform")
     slack_emulator.add_user("U0SAM", "sam")
-    async with running_bot(settings, slack_emulator) as bot:
+    async with running_bot(settings, slack_emulator, clock=SYSTEM_CLOCK) as bot:
         code, _ = await bot.get("/slack/events")
         assert code in (404, 405)  # no HTTP events endpoint in socket mode
         await slack_emulator.socket_mode.wait_connected(timeout=10)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.clock import SYSTEM_CLOCK
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.slack_client import Signing
 from tests.harness import RunningBot, TcpProxy, bot_settings, kubeconfig_via, running_bot
@@ -213,7 +214,7 @@ async def bot(
     )
     slack_emulator.add_channel(CHANNEL, "platform")
     slack_emulator.add_user(USER, "sam")
-    async with running_bot(settings, slack_emulator) as running:
+    async with running_bot(settings, slack_emulator, clock=SYSTEM_CLOCK) as running:
         yield running
 
 

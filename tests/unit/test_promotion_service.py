@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,9 +26,10 @@ from bot.settings import RoleMembers, Roles
 from bot.store import Database
 from bot.store.audit_trail import AuditTrail
 from tests.kube import seed
+from tests.timeline import suite_start
 
 CPOL = Kind(next(s for s in KIND_SPECS if s.kind == "ClusterPolicy"), "v1")
-NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)
+NOW = suite_start()
 
 
 class Clock:
