@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         required=True,
         dest="source",
-        help="bundle directory (holding MANIFEST) or its .tar.gz",
+        help=(
+            "a bundle directory (holding MANIFEST), its .tar.gz, or the folder backups were "
+            "written to (its newest bundle is used, and named)"
+        ),
     )
     restore.add_argument(
         "--dry-run", action="store_true", help="show what would change, change nothing"

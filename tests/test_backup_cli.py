@@ -104,6 +104,21 @@ async def test_backup_and_restore_from_the_command_line(
     )  # fmt: skip
     assert dry.returncode == 0, dry.stderr
     assert "1 created" in dry.stdout and f"created   ClusterPolicy {names[1]}" in dry.stdout
+    # The folder given to `backup --to` restores too: its newest bundle, named in the answer.
+    again = await asyncio.to_thread(
+        _run, "backup", "--config", str(config), "--env", "dev", "--to", str(out)
+    )
+    newest = re.search(r"backup (b-\d{8}-\d{6}(-\d+)?) written to", again.stdout)
+    assert again.returncode == 0 and newest is not None, again.stderr
+    from_folder = await asyncio.to_thread(
+        _run, "restore", "--config", str(config), "--env", "dev", "--from", str(out), "--dry-run"
+    )
+    assert from_folder.returncode == 0, from_folder.stderr
+    assert (
+        f"using {newest.group(1)}, the newest of 2 bundles in {out} (older: {match.group(1)};"
+        in from_folder.stdout
+    )
+    assert f"dry run of {newest.group(1)} into dev" in from_folder.stdout
     assert control_plane.kubectl("get", "clusterpolicy", names[1], check=False).returncode != 0
 
     # The real restore gets only this test's objects: the plane is shared with other tests,
@@ -152,4 +167,5 @@ async def test_command_line_errors(control_plane: ControlPlane, tmp_path: Path) 
     not_a_bundle = await asyncio.to_thread(
         _run, "restore", "--config", str(config), "--env", "down", "--from", str(tmp_path)
     )
-    assert not_a_bundle.returncode == 2 and "no MANIFEST" in not_a_bundle.stderr
+    assert not_a_bundle.returncode == 2
+    assert f"{tmp_path} holds no backup bundle: found config.yaml" in not_a_bundle.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 from bot import __version__
 from bot.backup.bundle import Bundle, BundleError, backup_id, read_bundle
 from bot.backup.collect import collect_environment
+from bot.backup.locate import locate_bundle
 from bot.backup.restore import apply_restore, plan_restore
 from bot.backup.service import load_path
 from bot.backup.targets import DirectoryTarget, TargetError
@@ -80,7 +81,10 @@ async def run_restore(
         print(f"error: no environment {environment!r}; known: {known}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        files = await asyncio.to_thread(load_path, source)
+        located = await asyncio.to_thread(locate_bundle, source)
+        if located.note:
+            print(located.note)
+        files = await asyncio.to_thread(load_path, located.path)
         bundle = await asyncio.to_thread(read_bundle, files, environment=environment)
     except BundleError as err:
         print(f"error: {err}", file=sys.stderr)
