@@ -58,6 +58,27 @@ def test_a_later_start_is_a_new_instance_and_an_earlier_one_is_stale() -> None:
     assert merge_alerts(merged, [alert("api", starts_at=T0 - timedelta(days=1))]) is None
 
 
+def test_a_resolve_with_an_earlier_merged_start_still_resolves() -> None:
+    """Alertmanager keeps the earliest start of overlapping copies (an HA Prometheus pair):
+    the resolve of the alert stored as starting at T0 may say it started a minute before."""
+    stored = merge_alerts({}, [alert("api", starts_at=T0)])
+    assert stored is not None
+    merged_copy = alert("api", starts_at=T0 - timedelta(minutes=1))
+    assert merge_alerts(stored, [merged_copy]) is None  # the same instance, nothing to tell
+    resolved = alert("api", status="resolved", starts_at=T0 - timedelta(minutes=1), ends_at=T1)
+    merged = merge_alerts(stored, [resolved])
+    assert merged is not None and not merged[resolved.fingerprint].firing
+    # Retries of both firing copies, in any order, leave it resolved.
+    assert merge_alerts(merged, [merged_copy, alert("api", starts_at=T0)]) is None
+
+
+def test_a_resolve_of_an_older_instance_does_not_end_the_current_one() -> None:
+    current = alert("api", starts_at=T1 + timedelta(hours=1))
+    stored = {current.fingerprint: current}
+    late = alert("api", status="resolved", starts_at=T0, ends_at=T1)
+    assert merge_alerts(stored, [late]) is None
+
+
 def test_change_since_coalesces_everything_slack_has_not_seen() -> None:
     api, web, cache = alert("api"), alert("web", namespace="shop"), alert("cache")
     group_before = group_of([api, web])

@@ -109,8 +109,23 @@ def common_labels(alerts: Iterable[Alert]) -> dict[str, str]:
     return {k: v for k, v in (shared or {}).items() if v}
 
 
-def _rank(alert: Alert) -> tuple[datetime, int]:
-    return (alert.starts_at, 0 if alert.firing else 1)
+def _supersedes(new: Alert, current: Alert) -> bool:
+    """Whether `new` says something newer than `current` about one alert (one fingerprint).
+
+    Alertmanager merges overlapping copies of an alert (an HA Prometheus pair, a restarted
+    rule) keeping the earliest `startsAt`, so the start it reports can move earlier between
+    notifications: a resolve ends the stored instance whenever it ended after that instance
+    began, whatever start it carries. Once resolved, an alert fires again only as a new
+    instance, started after it ended; a late copy of the earlier firing state (a retry, a
+    slow peer) does not revive it, and a second resolution is not news.
+    """
+    if current.firing:
+        if new.firing:
+            return new.starts_at > current.starts_at  # a later instance; its resolve never came
+        return new.ends_at is None or new.ends_at >= current.starts_at
+    if new.firing:
+        return new.starts_at > (current.ends_at or current.starts_at)
+    return False
 
 
 def merge_alerts(stored: Mapping[str, Alert], incoming: Iterable[Alert]) -> dict[str, Alert] | None:
@@ -123,7 +138,7 @@ def merge_alerts(stored: Mapping[str, Alert], incoming: Iterable[Alert]) -> dict
     changed = False
     for alert in incoming:
         current = merged.get(alert.fingerprint)
-        if current is None or _rank(alert) > _rank(current):
+        if current is None or _supersedes(alert, current):
             merged[alert.fingerprint] = alert
             changed = True
     return merged if changed else None
