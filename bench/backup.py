@@ -28,6 +28,8 @@ from bot.store.audit_trail import AuditTrail
 from bot.store.database import open_database
 from tests.kube import seed
 from tests.kube.controlplane import Assets, ControlPlane
+from tests.kube.fixtures import TEST_PLANE_CRDS
+from tests.kube.kyverno import crd_directory
 
 ROOT = Path(__file__).parent.parent
 POLICIES = 1000
@@ -131,7 +133,9 @@ async def bot_backup(plane: ControlPlane, work: Path) -> tuple[float, int]:
 def main() -> list[tuple[str, str, str, str]]:
     with tempfile.TemporaryDirectory(prefix="bench-backup-") as tmp:
         work = Path(tmp)
-        plane = ControlPlane.start(assets(), work / "plane", crd_dir=ROOT / "tests/data/crds")
+        plane = ControlPlane.start(
+            assets(), work / "plane", crd_dir=[crd_directory() / f for f in TEST_PLANE_CRDS]
+        )
         try:
             with plane.api_client() as api:
                 seed.apply_objects(api, objects(), workers=8)

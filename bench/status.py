@@ -29,6 +29,8 @@ from tests.emulators.slack import RateLimits, SlackEmulator
 from tests.emulators.slack_client import SignedSlackClient
 from tests.kube import seed
 from tests.kube.controlplane import Assets, ControlPlane
+from tests.kube.fixtures import TEST_PLANE_CRDS
+from tests.kube.kyverno import crd_directory
 
 ROOT = Path(__file__).parent.parent
 POLICIES = 500
@@ -189,7 +191,9 @@ def main() -> list[tuple[str, str, str, str]]:
     """Rows of (scenario, policy-bot, peer, bar) for the summary table."""
     with tempfile.TemporaryDirectory(prefix="policy-bot-bench-") as tmp:
         workdir = Path(tmp)
-        plane = ControlPlane.start(assets(), workdir / "plane", crd_dir=ROOT / "tests/data/crds")
+        plane = ControlPlane.start(
+            assets(), workdir / "plane", crd_dir=[crd_directory() / f for f in TEST_PLANE_CRDS]
+        )
         try:
             started = time.perf_counter()
             seed_plane(plane)

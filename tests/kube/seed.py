@@ -4,7 +4,8 @@ Builders are pure functions returning plain dicts, so a test knows exactly what 
 assert counts without reading anything back. ``apply_objects`` writes them with server-side apply
 (idempotent, and the same code path a GitOps tool would use), in parallel for bulk seeding.
 
-Shapes follow Kyverno v1.19 (see ``tests/data/samples`` and ``tests/data/crds``):
+Shapes follow Kyverno v1.19 (see ``tests/data/samples``; the CRDs are the Kyverno module's, see
+``tools/kyverno/README.md``):
 
 - ClusterPolicy in the three mode styles the bot must read: the legacy spec-level
   ``validationFailureAction`` (+ ``validationFailureActionOverrides``), the per-rule
@@ -14,6 +15,14 @@ Shapes follow Kyverno v1.19 (see ``tests/data/samples`` and ``tests/data/crds``)
   ``scope`` and owner reference pointing at it, label ``app.kubernetes.io/managed-by: kyverno``,
   in both ``wgpolicyk8s.io/v1alpha2`` and ``openreports.io/v1alpha1`` form.
 - PolicyExceptions of both APIs and a Helm release Secret in Helm 3's storage format.
+
+What a running Kyverno 1.19.1 writes (``tests/integration/test_kyverno_admission.py``) differs
+from the defaults here (the bot keys results by source and policy, never by message): messages are ``validation error:
+<rule message> rule <rule> failed at path <path>`` / ``validation rule '<rule>' passed.`` /
+``rule is skipped due to policy exceptions<namespace>/<name>`` (no space, Kyverno's own
+concatenation); timestamps are the scan time. ValidatingPolicy results carry no ``rule``, the
+bare validation message, ``properties["cel.validationIndex"]`` and ``source:
+KyvernoValidatingPolicy`` -- seed them with that source, never ``kyverno``.
 """
 
 from __future__ import annotations
@@ -623,7 +632,7 @@ _CUSTOM_PLURALS: dict[tuple[str, str], str] = {
     ("openreports.io", "Report"): "reports",
     ("openreports.io", "ClusterReport"): "clusterreports",
 }
-"""Kinds of the CRDs in ``tests/data/crds``."""
+"""Kinds of the CRDs the test planes install (``TEST_PLANE_CRDS`` in ``tests/kube/fixtures.py``)."""
 
 
 def plural(api_version: str, kind: str) -> str:
