@@ -12,6 +12,8 @@ chart's config file as `python -m bot`, with the root filesystem read-only as in
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from tests.emulators.slack_client import SignedSlackClient
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
+from tests.servers.prometheus import require_promtool
 
 pytestmark = pytest.mark.kube
 
@@ -53,6 +56,9 @@ POSTGRES_TWO: dict[str, Any] = {
 MONITORING: dict[str, Any] = {
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     "prometheusRule": {"enabled": True, "environment": "production"},
+}
+KYVERNO_MONITORING: dict[str, Any] = {
+    "prometheusRule": {"enabled": True, "source": "kyverno", "environment": "production"},
 }
 
 
@@ -101,6 +107,7 @@ def test_chart_lints_clean(helm: Helm) -> None:
         ("default", None),
         ("postgres", POSTGRES_TWO),
         ("monitoring", MONITORING),
+        ("monitoring-kyverno", KYVERNO_MONITORING),
         ("standalone", yaml.safe_load((REPO_ROOT / "deploy/rbac/values.yaml").read_text())),
     ):
         output = helm.lint(values, name=name)
@@ -221,6 +228,10 @@ def test_postgresql_two_replicas_read_the_url_from_a_secret(helm: Helm) -> None:
         ({"store": {"type": "mysql"}}, 'store.type must be sqlite or postgresql, not "mysql"'),
         ({"config": {"store": {"url": PG_URL}}}, "config.store is managed by the chart"),
         ({"secrets": {"existingSecret": ""}}, "secrets.existingSecret must name the Secret"),
+        (
+            {"prometheusRule": {"enabled": True, "source": "prometheus"}},
+            'prometheusRule.source must be policy-reporter or kyverno, not "prometheus"',
+        ),
     ],
 )
 def test_bad_values_fail_rendering_with_what_to_do(
@@ -241,6 +252,49 @@ def test_monitoring_renders_the_violation_alert(helm: Helm) -> None:
     (expected,) = yaml.safe_load((DATA / "kyverno-policy-violation-rule.yaml").read_text())
     expected["labels"]["environment"] = "production"
     assert rules == [expected]
+
+
+def test_kyverno_source_renders_the_rule_on_kyvernos_own_metrics(helm: Helm) -> None:
+    objects = documents(helm.template(KYVERNO_MONITORING))
+    rules = only(objects, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    (expected,) = yaml.safe_load((DATA / "kyverno-metrics-violation-rule.yaml").read_text())
+    expected["labels"]["environment"] = "production"
+    assert rules == [expected]
+    expr = rules[0]["expr"]
+    assert "kyverno_policy_results_total" in expr and "policy_report_result" not in expr
+    # The default stays Policy Reporter's rule.
+    default = only(documents(helm.template(MONITORING)), "PrometheusRule")
+    assert "policy_report_result" in default["spec"]["groups"][0]["rules"][0]["expr"]
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize(
+    ("values", "unit_test"),
+    [(MONITORING, None), (KYVERNO_MONITORING, "kyverno-metrics-rule-test.yaml")],
+    ids=["policy-reporter", "kyverno"],
+)
+def test_prometheus_accepts_the_rendered_rules(
+    helm: Helm, values: dict[str, Any], unit_test: str | None, tmp_path: Path
+) -> None:
+    promtool = require_promtool()
+    rule = only(documents(helm.template(values)), "PrometheusRule")
+    rules = tmp_path / "rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    check = subprocess.run(
+        [str(promtool), "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    if unit_test is not None:
+        # When it fires and resolves, evaluated by Prometheus' engine on series with the
+        # labels Kyverno really exports (the test file reads rules.yml beside it).
+        shutil.copy(DATA / unit_test, tmp_path / unit_test)
+        run = subprocess.run(
+            [str(promtool), "test", "rules", str(tmp_path / unit_test)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_standalone_rbac_manifest_is_the_charts_rendering(helm: Helm) -> None:

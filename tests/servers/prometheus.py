@@ -64,6 +64,18 @@ def require_binary() -> Path:
         pytest.skip(str(missing))
 
 
+def require_promtool() -> Path:
+    """`promtool` from the same package as the server (beside it), or a skip / failure."""
+    binary = require_binary()
+    for candidate in (binary.parent / "promtool", shutil.which("promtool")):
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    missing = f"no promtool next to {binary} or on PATH"
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{missing} ({REQUIRE_ENV}=1)")
+    pytest.skip(missing)
+
+
 def scrape_config(job: str, url: str) -> dict[str, Any]:
     """A static scrape job for one `http://host:port/path` metrics endpoint."""
     scheme, rest = url.split("://", 1)
