@@ -29,14 +29,24 @@ case "${1:-}" in
 esac
 
 built() {
-  local b
+  local b version
   for b in "${BINARIES[@]}"; do [[ -x "$cache/$b" ]] || return 1; done
   [[ -f "$cache/crds/PROVENANCE" ]] || return 1
-  "$cache/kubectl-kyverno" version 2>/dev/null | grep -q "^Version: ${KYVERNO_VERSION}$"
+  # read all of it first: `| grep -q` under pipefail fails when the CLI gets SIGPIPE
+  version="$("$cache/kubectl-kyverno" version 2>/dev/null)" || return 1
+  grep -qx "Version: ${KYVERNO_VERSION}" <<< "$version"
 }
+done_already() {
+  if (( crds_only )); then [[ -f "$cache/crds/PROVENANCE" ]]; else built; fi
+}
+result() { if (( crds_only )); then echo "$cache/crds"; else echo "$cache"; fi; }
 
-if (( crds_only )) && [[ -f "$cache/crds/PROVENANCE" ]]; then echo "$cache/crds"; exit 0; fi
-if (( ! crds_only )) && built; then echo "$cache"; exit 0; fi
+if done_already; then result; exit 0; fi
+# One build at a time (parallel test sessions, make -j): the others wait, then find it done.
+mkdir -p "$(dirname "$cache")"
+exec 9> "$cache.lock"
+flock 9
+if done_already; then result; exit 0; fi
 
 # The official Go tarball installs to /usr/local/go without touching PATH.
 if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH="$PATH:/usr/local/go/bin"; fi
