@@ -616,14 +616,12 @@ class Kyverno:
             self._api = None
 
     def _remove_webhooks(self) -> None:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        admission = client.AdmissionregistrationV1Api(self._api)
-        selector = "webhook.kyverno.io/managed-by=kyverno"
-        with contextlib.suppress(ApiException):
-            admission.delete_collection_validating_webhook_configuration(label_selector=selector)
-            admission.delete_collection_mutating_webhook_configuration(label_selector=selector)
+        """Best effort: the plane may be gone already (a failed start, a session teardown)."""
+        selector = "labelSelector=webhook.kyverno.io%2Fmanaged-by%3Dkyverno"
+        for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+            path = f"/apis/admissionregistration.k8s.io/v1/{kind}?{selector}"
+            with contextlib.suppress(Exception):
+                self.request("DELETE", path)
 
 
 def _https_ok(port: int) -> bool:
