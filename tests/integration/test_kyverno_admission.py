@@ -262,3 +262,65 @@ def test_policy_exception_admits_the_violating_create(
             kyverno.exception_namespace,
             "--ignore-not-found",
         )
+
+
+def test_promote_and_demote_take_effect_at_once_while_ready_stays_put(
+    kyverno: Kyverno, namespace: str, policy_name: str
+) -> None:
+    kyverno.apply(require_label_policy(policy_name, namespace, "Audit"))
+    first = kyverno.wait_policy_ready(policy_name)
+    (ready,) = [c for c in first["status"]["conditions"] if c["type"] == "Ready"]
+    admitted(kyverno, namespace, "before-promotion")
+
+    kyverno.apply(require_label_policy(policy_name, namespace, "Enforce"))
+    names = iter(range(1000))
+
+    def refused_once() -> dict[str, Any] | None:
+        code, answer = create_deployment(kyverno, namespace, f"promoted-{next(names)}")
+        return answer if code == 400 else None
+
+    eventually(refused_once, timeout=10, what="Enforce to refuse")
+    promoted = kyverno.policy(policy_name)
+    assert promoted["metadata"]["generation"] == first["metadata"]["generation"] + 1
+    # Kyverno keeps the Ready condition as it was: its lastTransitionTime tells when the policy
+    # first became Ready, not when the new mode took effect, and it has no observedGeneration.
+    assert [c for c in promoted["status"]["conditions"] if c["type"] == "Ready"] == [ready]
+    assert "observedGeneration" not in ready
+
+    kyverno.apply(require_label_policy(policy_name, namespace, "Audit"))
+
+    def admitted_once() -> dict[str, Any] | None:
+        code, answer = create_deployment(kyverno, namespace, f"demoted-{next(names)}")
+        return answer if code == 201 else None
+
+    eventually(admitted_once, timeout=10, what="Audit to admit again")
+
+
+def test_cleanup_controller_deletes_an_exception_at_its_ttl(
+    kyverno: Kyverno, namespace: str, policy_name: str
+) -> None:
+    kyverno.apply(require_label_policy(policy_name, namespace, "Enforce"))
+    kyverno.wait_policy_ready(policy_name)
+    exception = seed.kyverno_policy_exception(
+        f"{policy_name}-ttl",
+        kyverno.exception_namespace,
+        policy=policy_name,
+        rules=[AUTOGEN_RULE],
+        namespaces=(namespace,),
+        labels={"cleanup.kyverno.io/ttl": "10s"},
+    )
+    kyverno.apply(exception)
+    names = iter(range(10_000))
+
+    def outcome(wanted: int) -> dict[str, Any] | None:
+        code, answer = create_deployment(kyverno, namespace, f"d-{next(names)}")
+        assert code in (201, 400), answer
+        return answer if code == wanted else None
+
+    eventually(lambda: outcome(201), timeout=30, what="the exception to admit")
+    # The cleanup controller starts watching labelled kinds at its first reconciliation tick
+    # (--ttlReconciliationInterval, a minute), then deletes at the TTL: up to ~70 s here.
+    eventually(lambda: outcome(400), timeout=150, what="refusal after the exception's TTL")
+    path = f"/apis/kyverno.io/v2/namespaces/{kyverno.exception_namespace}/policyexceptions"
+    code, _ = kyverno.request("GET", f"{path}/{exception['metadata']['name']}")
+    assert code == 404
