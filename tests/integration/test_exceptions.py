@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -267,6 +267,17 @@ async def eventually(condition: Callable[[], Any], *, timeout: float = WAIT) -> 
         value = condition()
         if value:
             return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def eventually_async(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = WAIT
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await condition():
+            return
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
 
@@ -691,7 +702,11 @@ async def test_quarterly_review_posts_and_acts_on_keep_and_revoke(w: World) -> N
     await eventually(
         lambda: len(w.jira.issues) == 2 and all(i.comments for i in w.jira.issues.values())
     )
-    w.jira.issues["SEC-1"].fields["status"] = {
+    # The two approvals run at once, so either may have created SEC-1: find each request's
+    # ticket by the fingerprint label the bot puts on it.
+    (first_issue,) = w.jira.with_label(f"policy-bot-{first}")
+    (second_issue,) = w.jira.with_label(f"policy-bot-{second}")
+    first_issue.fields["status"] = {
         "name": "In Progress",
         "statusCategory": {"key": "indeterminate"},
     }
@@ -741,10 +756,10 @@ async def test_quarterly_review_posts_and_acts_on_keep_and_revoke(w: World) -> N
     assert ours(w.plane, second) == [] and len(ours(w.plane, first)) == 1
     assert await request_state(w, second) is State.REVOKED
     assert await request_state(w, first) is State.ACTIVE
-    revoked_issue = w.jira.issues["SEC-2"]
+    revoked_issue = second_issue
     assert revoked_issue.status == "Done"
     assert any("was revoked by U0APPROVER1" in c.body for c in revoked_issue.comments)
-    assert any("Kept at the quarterly review" in c.body for c in w.jira.issues["SEC-1"].comments)
+    assert any("Kept at the quarterly review" in c.body for c in first_issue.comments)
     await w.bot.slack.post_payload(stale)  # a click on the report as it was before
     await eventually(lambda: ephemeral_texts(w, APPROVER))
     assert ephemeral_texts(w, APPROVER) == [f"Request {first} was already reviewed in this report."]
@@ -989,8 +1004,15 @@ async def test_every_bad_modal_input_is_answered_inline_and_changes_nothing(w: W
     for field, shown, error in seen:
         print(f"{field:13} {shown:72} {error}")
     assert w.slack.parents(APPROVALS) == []
-    invalid = [a for a in await audit_actions(w) if a[1:3] == ("exception.request", "invalid")]
-    assert len(invalid) == len(BAD_INPUTS) + 1
+
+    # The form is answered first; each refusal is audited just after.
+    async def refusals_audited() -> bool:
+        entries = await audit_actions(w)
+        invalid = [a for a in entries if a[1:3] == ("exception.request", "invalid")]
+        assert len(invalid) <= len(BAD_INPUTS) + 1
+        return len(invalid) == len(BAD_INPUTS) + 1
+
+    await eventually_async(refusals_audited)
 
     # Mentions, links and markup in free text are accepted but cannot ping, link or format.
     injected = "Needed until Q1 <!channel> <https://evil.example|approve here> *now* {code}x{code}"
