@@ -101,6 +101,7 @@ async def run_restore(
             if item.action != "unchanged":
                 detail = f" ({item.detail})" if item.detail else ""
                 print(f"  {item.action:9} {item.kind} {item.ref}{detail}")
+        _print_warnings(environment, plan.warnings)
         if dry_run:
             return EXIT_FAILED if counts["invalid"] else EXIT_OK
         result = await apply_restore(gateway, bundle, environment)
@@ -115,10 +116,16 @@ async def run_restore(
     )
     for item in result.failed:
         print(f"  FAILED {item.kind} {item.ref}: {item.detail}", file=sys.stderr)
+    _print_warnings(environment, result.warnings)
     await _audit(
         settings, environment, bundle.id, len(result.applied), len(result.failed), clock=clock
     )
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _print_warnings(environment: str, warnings: tuple[tuple[str, int], ...]) -> None:
+    for text, count in warnings:
+        print(f"  warning from {environment} ({count} objects): {text}")
 
 
 async def _audit(

@@ -85,10 +85,19 @@ class PlanItem:
         )
 
 
+def tally_warnings(per_object: Sequence[Sequence[str]]) -> tuple[tuple[str, int], ...]:
+    """Each distinct API server warning with the number of objects that drew it, most first
+    (Kyverno warns once per kyverno.io/v1 policy; a bundle holds hundreds)."""
+    counts = Counter(w for warnings in per_object for w in dict.fromkeys(warnings))
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 @dataclass(frozen=True)
 class RestorePlan:
     environment: str
     items: tuple[PlanItem, ...]
+    warnings: tuple[tuple[str, int], ...] = ()
+    """What the API server warned in the dry run: (text, number of objects)."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -102,6 +111,7 @@ class RestoreResult:
     applied: tuple[PlanItem, ...] = ()
     failed: tuple[PlanItem, ...] = ()
     skipped: tuple[PlanItem, ...] = ()
+    warnings: tuple[tuple[str, int], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -126,6 +136,7 @@ async def plan_restore(
         o.key.name for o in objects if o.key.kind == "Namespace" and live.get(_id(o)) is None
     }
     gate = asyncio.Semaphore(CONCURRENCY)
+    warned: list[list[str]] = []
 
     async def one(obj: _Object) -> PlanItem:
         if obj.kind is None:
@@ -134,8 +145,12 @@ async def plan_restore(
         if obj.key.namespace in missing_namespaces:
             return _item(obj.key, "created", f"namespace {obj.key.namespace} is created first")
         async with gate:
+            warnings: list[str] = []
+            warned.append(warnings)
             try:
-                result = await cluster.apply(obj.kind, obj.body, dry_run=True, force=True)
+                result = await cluster.apply(
+                    obj.kind, obj.body, dry_run=True, force=True, warnings=warnings
+                )
             except (Invalid, Conflict) as err:
                 return _item(obj.key, "invalid", _reason(err))
             except NotFound as err:
@@ -147,7 +162,7 @@ async def plan_restore(
         return _item(obj.key, "changed", _changed_fields(clean(current), clean(result)))
 
     items = await asyncio.gather(*(one(o) for o in objects))
-    return RestorePlan(environment, tuple(items))
+    return RestorePlan(environment, tuple(items), tally_warnings(warned))
 
 
 async def apply_restore(
@@ -156,13 +171,16 @@ async def apply_restore(
     """Server-side apply (policy-bot, force) every object of `environment`, namespaces first."""
     objects = await _objects(cluster, bundle, environment)
     gate = asyncio.Semaphore(CONCURRENCY)
+    warned: list[list[str]] = []
 
     async def one(obj: _Object) -> PlanItem:
         if obj.kind is None:
             return _item(obj.key, "skipped", "the environment does not serve this kind")
         async with gate:
+            warnings: list[str] = []
+            warned.append(warnings)
             try:
-                await cluster.apply(obj.kind, obj.body, force=True)
+                await cluster.apply(obj.kind, obj.body, force=True, warnings=warnings)
             except (Invalid, Conflict, NotFound) as err:
                 return _item(obj.key, "failed", _reason(err))
             except ClusterForbidden as err:
@@ -179,6 +197,7 @@ async def apply_restore(
         applied=tuple(i for i in done if i.action == "applied"),
         failed=tuple(i for i in done if i.action == "failed"),
         skipped=tuple(i for i in done if i.action == "skipped"),
+        warnings=tally_warnings(warned),
     )
 
 

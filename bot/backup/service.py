@@ -409,7 +409,12 @@ class BackupService:
             outcome="ok",
             environment=environment,
             target=backup_id_,
-            details={"plan": record.id, "counts": plan.counts, "source": source},
+            details={
+                "plan": record.id,
+                "counts": plan.counts,
+                "source": source,
+                **({"api_warnings": dict(plan.warnings)} if plan.warnings else {}),
+            },
         )
         return PlanView(record, plan, self.is_production(environment))
 
@@ -448,6 +453,7 @@ class BackupService:
             "applied": len(result.applied),
             "failed": [f"{i.kind} {i.ref}: {i.detail}" for i in result.failed][:50],
             "skipped": len(result.skipped),
+            **({"api_warnings": dict(result.warnings)} if result.warnings else {}),
         }
         await self.catalog.finish_plan(plan_id, state=state, result=summary)
         await self._audit.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -118,9 +119,20 @@ class ClusterGateway:
     # -- writes ------------------------------------------------------------------------
 
     async def apply(
-        self, kind: Kind, obj: Obj, *, dry_run: bool = False, force: bool = False
+        self,
+        kind: Kind,
+        obj: Obj,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        warnings: list[str] | None = None,
     ) -> Obj:
-        """Server-side apply of `obj` with field manager `policy-bot`."""
+        """Server-side apply of `obj` with field manager `policy-bot`.
+
+        Writes take an optional `warnings` list that receives the API server's warnings for
+        the call (its `Warning: 299` headers): admission webhooks such as Kyverno's use them
+        to say, for example, that the object's API is deprecated.
+        """
         meta = obj.get("metadata", {})
         path = f"{kind.path(meta.get('namespace'))}/{meta['name']}"
         query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
@@ -129,12 +141,23 @@ class ClusterGateway:
         body = {**obj, "apiVersion": kind.api_version, "kind": kind.spec.kind}
         return await self._call(
             lambda: self._request(
-                "PATCH", path, query, body, content_type="application/apply-patch+yaml"
+                "PATCH",
+                path,
+                query,
+                body,
+                content_type="application/apply-patch+yaml",
+                warnings=warnings,
             )
         )
 
     async def merge_patch(
-        self, kind: Kind, name: str, patch: Obj, *, namespace: str | None = None
+        self,
+        kind: Kind,
+        name: str,
+        patch: Obj,
+        *,
+        namespace: str | None = None,
+        warnings: list[str] | None = None,
     ) -> Obj:
         """JSON merge patch of one object, recorded under field manager `policy-bot`.
 
@@ -144,14 +167,18 @@ class ClusterGateway:
         path = f"{kind.path(namespace)}/{name}"
         query = [("fieldManager", FIELD_MANAGER)]
         return await self._call(
-            lambda: self._request("PATCH", path, query, patch, content_type=MERGE_PATCH)
+            lambda: self._request(
+                "PATCH", path, query, patch, content_type=MERGE_PATCH, warnings=warnings
+            )
         )
 
-    async def create(self, kind: Kind, obj: Obj) -> Obj:
+    async def create(self, kind: Kind, obj: Obj, *, warnings: list[str] | None = None) -> Obj:
         meta = obj.get("metadata", {})
         body = {**obj, "apiVersion": kind.api_version, "kind": kind.spec.kind}
         return await self._call(
-            lambda: self._request("POST", kind.path(meta.get("namespace")), [], body)
+            lambda: self._request(
+                "POST", kind.path(meta.get("namespace")), [], body, warnings=warnings
+            )
         )
 
     async def delete(self, kind: Kind, name: str, *, namespace: str | None = None) -> bool:
@@ -238,6 +265,7 @@ class ClusterGateway:
         *,
         content_type: str = "application/json",
         timeout: float | None = None,
+        warnings: list[str] | None = None,
     ) -> Obj:
         api = self._api()
         headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -265,6 +293,8 @@ class ClusterGateway:
             data: bytes = response.read()  # type: ignore[no-untyped-call]
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ClusterUnavailable(self.name, _reason(exc)) from None
+        if warnings is not None:
+            warnings.extend(api_warnings(response.headers.getlist("Warning")))
         if response.status >= 400:
             raise _translate(response.status, data, self.name, method, path)
         return json.loads(data) if data else {}
@@ -310,6 +340,26 @@ def _message(data: bytes) -> str:
         return data[:300].decode("utf-8", "replace")
 
 
+_WARNING = re.compile(r'^\s*299\s+\S+\s+"((?:[^"\\]|\\.)*)"')
+
+
+def api_warnings(headers: list[str]) -> list[str]:
+    """The texts of the API server's `Warning` headers (`299 - "text"`, RFC 7234), in order.
+
+    The server folds several warnings into one header line only when they arrive in one
+    value; each value here is split on the commas between quoted warnings.
+    """
+    texts: list[str] = []
+    for header in headers:
+        for part in re.split(r'(?<=")\s*,\s*(?=299\s)', header):
+            found = _WARNING.match(part)
+            if found is None:
+                texts.append(part.strip())
+                continue
+            texts.append(re.sub(r"\\(.)", r"\1", found.group(1)))
+    return [t for t in texts if t]
+
+
 def _reason(exc: BaseException) -> str:
     text = str(getattr(exc, "reason", None) or exc)
     if "Connection refused" in text:
@@ -319,4 +369,4 @@ def _reason(exc: BaseException) -> str:
     return text.split(": ", 1)[-1][:120]
 
 
-__all__ = ["ClusterGateway", "Conflict", "Invalid", "NotFound"]
+__all__ = ["ClusterGateway", "Conflict", "Invalid", "NotFound", "api_warnings"]

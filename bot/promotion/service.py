@@ -80,6 +80,8 @@ class Write:
     generation: int
     written_at: datetime
     before: Condition | None
+    warnings: tuple[str, ...] = ()
+    """What the API server warned about the write (Kyverno: a deprecated API, a field)."""
 
 
 @dataclass(frozen=True)
@@ -371,6 +373,7 @@ class PromotionService:
                 "override_reason": override_reason,
                 "resource_version_before": write.resource_version_before,
                 **result,
+                **({"api_warnings": list(write.warnings)} if write.warnings else {}),
             },
         )
         return Applied(plan, user, write, user if override_reason else None, override_reason)
@@ -393,8 +396,9 @@ class PromotionService:
         written_at: datetime,
     ) -> Write:
         namespace = desired["metadata"].get("namespace")
+        warnings: list[str] = []
         try:
-            stored = await self._clusters[env].apply(kind, desired, force=True)
+            stored = await self._clusters[env].apply(kind, desired, force=True, warnings=warnings)
         except NotFound:
             if namespace:
                 raise Rejected(
@@ -408,7 +412,7 @@ class PromotionService:
             raise Rejected(
                 f"The API server of {env} rejected the change: {err.message[:400]}"
             ) from None
-        stored = await self._hand_over_sets(env, kind, desired, stored)
+        stored = await self._hand_over_sets(env, kind, desired, stored, warnings)
         meta = stored.get("metadata") or {}
         return Write(
             environment=env,
@@ -421,10 +425,16 @@ class PromotionService:
             generation=int(meta.get("generation") or 0),
             written_at=written_at,
             before=condition(current.obj),
+            warnings=tuple(dict.fromkeys(warnings)),
         )
 
     async def _hand_over_sets(
-        self, env: str, kind: Kind, desired: dict[str, Any], stored: dict[str, Any]
+        self,
+        env: str,
+        kind: Kind,
+        desired: dict[str, Any],
+        stored: dict[str, Any],
+        warnings: list[str],
     ) -> dict[str, Any]:
         """Finish a write whose set-typed mode list kept another manager's elements."""
         wanted = (desired.get("spec") or {}).get("validationActions")
@@ -439,6 +449,7 @@ class PromotionService:
                 "spec": {"validationActions": wanted},
             },
             namespace=meta.get("namespace"),
+            warnings=warnings,
         )
 
     async def _served_kind(self, env: str, kind_name: str) -> Kind:
@@ -549,6 +560,7 @@ class PromotionService:
                     "resource_version_before": write.resource_version_before,
                     "resource_version": write.resource_version,
                     "generation": write.generation,
+                    **({"api_warnings": list(write.warnings)} if write.warnings else {}),
                 },
             )
             return Demoted(policy.ref, policy.kind, environment, user, policy.mode, diff, write)

@@ -42,11 +42,23 @@ class Cluster(Reader, Protocol):
     """What promoting needs besides reading (implemented by `bot.kube.gateway.ClusterGateway`)."""
 
     async def apply(
-        self, kind: Kind, obj: Obj, *, dry_run: bool = False, force: bool = False
+        self,
+        kind: Kind,
+        obj: Obj,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        warnings: list[str] | None = None,
     ) -> Obj: ...
 
     async def merge_patch(
-        self, kind: Kind, name: str, patch: Obj, *, namespace: str | None = None
+        self,
+        kind: Kind,
+        name: str,
+        patch: Obj,
+        *,
+        namespace: str | None = None,
+        warnings: list[str] | None = None,
     ) -> Obj: ...
 
 

@@ -14,6 +14,7 @@ from bot.backup.service import BackupReport, EvidenceReport, PlanView, RestoreOu
 from bot.backup.targets import Stored
 from bot.kinds import Family
 from handlers.render import kit
+from handlers.render.warnings import warnings_block
 
 CONFIRM_ACTION = "restore_confirm"
 LISTED_ITEMS = 40
@@ -193,6 +194,7 @@ def plan(view: PlanView) -> list[kit.Block]:
         if more > 0:
             lines.append(f"… and {more} more")
         blocks.append(kit.lines_section(lines, more="… and more (not shown)"))
+    blocks += warnings_block(record.environment, view.plan.warnings)
     blocks.append(kit.context([f"From {kit.escape(record.source)} · plan {record.id}"]))
     if counts["created"] + counts["changed"] == 0:
         blocks.append(kit.section("Nothing to restore: the environment already matches."))
@@ -258,6 +260,7 @@ def restored(outcome: RestoreOutcome, *, user: str) -> list[kit.Block]:
                 more="… more failures in the audit trail",
             )
         )
+    blocks += warnings_block(record.environment, result.warnings)
     return blocks
 
 

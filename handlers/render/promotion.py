@@ -16,6 +16,7 @@ from bot.promotion.plan import Plan
 from bot.promotion.readiness import Readiness
 from bot.promotion.service import Applied, Demoted, Superseded
 from handlers.render import kit
+from handlers.render.warnings import warnings_block
 
 CONFIRM_ACTION = "promote_confirm"
 CANCEL_ACTION = "promote_cancel"
@@ -151,6 +152,7 @@ def applied_message(applied: Applied, readiness: Readiness | None, *, timeout_s:
     blocks = [
         kit.section(headline),
         _changes_block(written),
+        *warnings_block(env, [(w, 1) for w in write.warnings]),
         kit.context(
             [
                 f"Plan {plan.id} · asked by <@{plan.requested_by}> · {gates} · "
@@ -218,6 +220,7 @@ def demote_message(demoted: Demoted, readiness: Readiness | None, *, timeout_s: 
     blocks = [
         kit.section(headline),
         _changes_block(demoted.changes),
+        *warnings_block(env, [(w, 1) for w in write.warnings]),
         kit.context(
             [
                 f"{demoted.kind} on {env}: resourceVersion {write.resource_version_before} → "

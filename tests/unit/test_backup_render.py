@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,23 @@ def test_restore_plans(golden: Golden) -> None:
     many = render.plan(_plan(False, ("created",) * 120))
     assert not validate_blocks(many)
     assert "… and 80 more" in json.dumps(many, ensure_ascii=False)
+
+
+DEPRECATED = (
+    "kyverno.io/v1 ClusterPolicy is deprecated and will be removed in a future release; migrate "
+    "to ValidatingPolicy, MutatingPolicy, GeneratingPolicy or ImageValidatingPolicy "
+    "(policies.kyverno.io), see https://kyverno.io/docs/guides/migration-to-cel/"
+)
+
+
+def test_restore_plan_and_outcome_show_the_api_servers_warnings(golden: Golden) -> None:
+    view = _plan(False, ("created", "changed", "unchanged"))
+    warned = replace(view, plan=replace(view.plan, warnings=((DEPRECATED, 3),)))
+    golden("plan_warned", render.plan(warned))
+    result = RestoreResult("dev", applied=view.plan.items, warnings=((DEPRECATED, 1),))
+    blocks = render.restored(RestoreOutcome(view.record, result), user="U0ADMIN2")
+    text = json.dumps(blocks, ensure_ascii=False)
+    assert "The API server of dev warned:" in text and "(1 objects)" not in text
 
 
 def test_restore_outcomes(golden: Golden) -> None:

@@ -181,6 +181,27 @@ def test_applied_while_waiting_and_after(golden: Golden) -> None:
     )
 
 
+def test_applied_shows_what_the_api_server_warned(golden: Golden) -> None:
+    """Kyverno 1.19 warns on every write of a kyverno.io/v1 policy; the message says so."""
+    warned = replace(
+        WRITE,
+        warnings=(
+            "kyverno.io/v1 ClusterPolicy is deprecated and will be removed in a future release; "
+            "migrate to ValidatingPolicy, MutatingPolicy, GeneratingPolicy or "
+            "ImageValidatingPolicy (policies.kyverno.io), see "
+            "https://kyverno.io/docs/guides/migration-to-cel/",
+            "spec.validationFailureAction: Validation failure actions enforce/audit are "
+            "deprecated, use Enforce/Audit instead. <b>",
+        ),
+    )
+    text, blocks = render.applied_message(
+        Applied(PLAN, "U0OWNER2", warned), Readiness(READY, 4.2), timeout_s=60
+    )
+    dumped = json.dumps(blocks)
+    assert "The API server of staging warned:" in dumped and "&lt;b&gt;" in dumped
+    golden("applied_warned", (text, blocks))
+
+
 def test_override_outcome_and_announcement(golden: Golden) -> None:
     write = replace(WRITE, created=False, resource_version_before="1190", generation=4)
     applied = Applied(BLOCKED, "U0ADMIN1", write, "U0ADMIN1", "Backfill finished; SEC-1423 <b>")

@@ -83,6 +83,7 @@ class FakeCluster:
         self.objects = {o["metadata"]["name"]: self._stored(o, 1) for o in objects}
         self.fail_apply: Exception | None = None
         self.applied: list[dict[str, Any]] = []
+        self.warn: list[str] = []  # what the API server says about every write
 
     @staticmethod
     def _stored(obj: dict[str, Any], version: int) -> dict[str, Any]:
@@ -104,8 +105,16 @@ class FakeCluster:
         return []
 
     async def apply(
-        self, kind: Kind, obj: Any, *, dry_run: bool = False, force: bool = False
+        self,
+        kind: Kind,
+        obj: Any,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        warnings: list[str] | None = None,
     ) -> Any:
+        if warnings is not None:
+            warnings.extend(self.warn)
         if self.fail_apply is not None:
             error, self.fail_apply = self.fail_apply, None
             raise error
@@ -120,7 +129,13 @@ class FakeCluster:
         return copy.deepcopy(self.objects[name])
 
     async def merge_patch(
-        self, kind: Kind, name: str, patch: Any, *, namespace: str | None = None
+        self,
+        kind: Kind,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str | None = None,
+        warnings: list[str] | None = None,
     ) -> Any:
         raise AssertionError("no set-typed lists in these tests")
 
@@ -202,3 +217,18 @@ async def test_readiness_wait_ends_at_the_configured_timeout(service: Any) -> No
     assert isinstance(applied, Applied)
     readiness = await svc.wait_ready(applied.write)
     assert readiness.describe("staging") == "Kyverno has not reported readiness within 0.1 s"
+
+
+async def test_what_the_api_server_warns_is_kept_with_the_write_and_audited(service: Any) -> None:
+    svc, clusters = service
+    deprecated = (
+        "kyverno.io/v1 ClusterPolicy is deprecated and will be removed in a future release; "
+        "migrate to ValidatingPolicy (policies.kyverno.io)"
+    )
+    clusters["staging"].warn = [deprecated, deprecated]  # said once per write, kept once
+    plan = await svc.plan("p", user="U0OWNER1", channel="C1")
+    applied = await svc.confirm(plan.id, user="U0OWNER1")
+    assert isinstance(applied, Applied)
+    assert applied.write.warnings == (deprecated,)
+    (entry,) = [e for e in await svc._audit.entries() if e.action == "promotion.apply"]
+    assert entry.details["api_warnings"] == [deprecated]
