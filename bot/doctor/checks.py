@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
 from bot.doctor.helm import PENDING, HelmRelease, values_drift
+from bot.doctor.migration import MIGRATION_GUIDE
 from bot.doctor.model import (
     BackedUpValues,
     Deployment,
@@ -58,7 +59,7 @@ def run_checks(
             *background_scans(health),
             *versions(health),
         ]
-    findings += [*resource_filters(health), *helm_history(health)]
+    findings += [*resource_filters(health), *helm_history(health), *deprecated_api(health)]
     findings += drift(health, backed_up or {})
     return (*findings, *gaps)
 
@@ -319,6 +320,47 @@ def versions(health: KyvernoHealth) -> Iterator[Finding]:
         )
 
 
+# -- deprecated policy APIs --------------------------------------------------------------------
+
+TWINS_LISTED = 5
+
+
+def deprecated_api(health: KyvernoHealth) -> Iterator[Finding]:
+    """Policies on the kyverno.io API that Kyverno 1.19 deprecates, and their twins."""
+    apis = health.policy_apis
+    if apis is None:
+        return  # the listing was forbidden: its gap says so
+    if not apis.total:
+        yield Finding(
+            "deprecated-api",
+            Verdict.PASS,
+            "no policy uses the deprecated kyverno.io policy API",
+        )
+        return
+    counts = ", ".join(f"{n} {kind}" for kind, n in apis.legacy.items())
+    uses = "object uses" if apis.total == 1 else "objects use"
+    summary = f"{apis.total} {uses} the deprecated kyverno.io API ({counts})"
+    if apis.twins:
+        shown = ", ".join(f"{t.kind} {t.ref} → {t.twin_kind}" for t in apis.twins[:TWINS_LISTED])
+        more = (
+            f" and {len(apis.twins) - TWINS_LISTED} more" if len(apis.twins) > TWINS_LISTED else ""
+        )
+        has = "has" if len(apis.twins) == 1 else "have"
+        summary += (
+            f"; {len(apis.twins)} already {has} a policies.kyverno.io twin of the same name "
+            f"({shown}{more})"
+        )
+    yield Finding(
+        "deprecated-api",
+        Verdict.WARN,
+        summary,
+        "Kyverno 1.19 deprecates the kyverno.io policy types for the policies.kyverno.io ones "
+        "and warns on every write of them; a later release removes them. A twin enforces "
+        "the same intent twice until its kyverno.io original is deleted. Migrate each "
+        f"({MIGRATION_GUIDE}), then delete the original once its twin reports Ready.",
+    )
+
+
 # -- resource filters --------------------------------------------------------------------------
 
 
@@ -369,10 +411,12 @@ def resource_filters(health: KyvernoHealth) -> Iterator[Finding]:
             why.append("High-volume kinds cost admission latency for no policy value.")
         missing = [n.namespace for n in missing_ns] + [k.label for k in missing_kinds]
         critical = any(n.critical for n in missing_ns)
+        excluded = [n.namespace for n in namespaces if n not in missing_ns]
+        also = f" (they do exclude {', '.join(excluded)})" if excluded and missing_ns else ""
         yield Finding(
             "resource-filters",
             Verdict.FAIL if critical else Verdict.WARN,
-            f"resource filters do not exclude {', '.join(missing)}",
+            f"resource filters do not exclude {', '.join(missing)}{also}",
             " ".join(why),
             tuple(fix),
         )
@@ -494,15 +538,14 @@ def drift(health: KyvernoHealth, backed_up: Mapping[str, BackedUpValues]) -> Ite
 
 def _gap(gap: Gap) -> Finding:
     group = f'"{gap.group}"' if gap.group else '""'
+    where = f" in {gap.namespace}" if gap.namespace else ""
+    role = f"Role in {gap.namespace}" if gap.namespace else "ClusterRole"
     return Finding(
         f"rbac-{gap.resource}",
         Verdict.WARN,
-        f"could not read {gap.what} in {gap.namespace}: the bot may not {gap.permission}",
+        f"could not read {gap.what}{where}: the bot may not {gap.permission}",
         "The checks that need it were skipped.",
-        (
-            f"Role in {gap.namespace}: apiGroups [{group}], resources [{gap.resource}], "
-            f"verbs [{gap.verb}]",
-        ),
+        (f"{role}: apiGroups [{group}], resources [{gap.resource}], verbs [{gap.verb}]",),
     )
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from bot.doctor.filters import ResourceFilters
 from bot.doctor.helm import HelmRelease, HelmRevision
+from bot.doctor.migration import PolicyApis
 from bot.errors import BotError
 
 VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -109,12 +110,13 @@ class Gap:
     verb: str  # list | get
     resource: str  # deployments
     group: str  # apps ("" for the core group)
-    namespace: str
+    namespace: str  # "" for a read across the cluster
 
     @property
     def permission(self) -> str:
         resource = f"{self.resource}.{self.group}" if self.group else self.resource
-        return f"{self.verb} {resource} in namespace {self.namespace}"
+        where = f"in namespace {self.namespace}" if self.namespace else "cluster-wide"
+        return f"{self.verb} {resource} {where}"
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class KyvernoHealth:
     config_map_found: bool = False
     releases: tuple[HelmRelease, ...] = ()
     release_lookups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    policy_apis: PolicyApis | None = None  # None: the policy kinds could not be listed
     gaps: tuple[Gap, ...] = ()
 
     def controller(self, role: str) -> Deployment | None:

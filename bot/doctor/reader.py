@@ -14,19 +14,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from bot.doctor.filters import parse_resource_filters
 from bot.doctor.helm import HelmRelease, decode_releases
+from bot.doctor.migration import LEGACY_GROUP, NEW_GROUP, REPLACEMENTS, PolicyApis, policy_apis
 from bot.doctor.model import Container, Deployment, Gap, KyvernoHealth
 from bot.doctor.runbook import CONTROLLERS, HELM_RELEASES, KYVERNO_NAMESPACE
 from bot.errors import ClusterForbidden
+from bot.kinds import Kind
 from bot.kube.gateway import NotFound
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+REPLACED_BY = frozenset(k for kinds in REPLACEMENTS.values() for k in kinds)
 
 Obj = dict[str, Any]
 COMPONENT_ROLES = {c.component: c.role for c in CONTROLLERS}
@@ -44,6 +48,12 @@ class ApiReader(Protocol):
 
     async def get_path(self, path: str) -> Obj: ...
 
+    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]: ...
+
+    async def scan(
+        self, kind: Kind, reduce: Callable[[list[Obj]], T], *, namespace: str | None = None
+    ) -> list[T]: ...
+
 
 class HealthReader:
     """Builds a `KyvernoHealth` for one environment.
@@ -59,10 +69,11 @@ class HealthReader:
     async def read(self, cluster: ApiReader) -> KyvernoHealth:
         gaps: list[Gap] = []
         namespace, located_by = await self._locate(cluster)
-        deployments, (filters_text, config_found), found = await asyncio.gather(
+        deployments, (filters_text, config_found), found, apis = await asyncio.gather(
             self._deployments(cluster, namespace, gaps),
             self._config_map(cluster, namespace, gaps),
             asyncio.gather(*(self._release(cluster, n, namespace, gaps) for n in HELM_RELEASES)),
+            self._policy_apis(cluster, gaps),
         )
         releases = tuple(r for r, _ in found if r is not None)
         lookups = {name: where for (_, where), name in zip(found, HELM_RELEASES, strict=True)}
@@ -77,6 +88,7 @@ class HealthReader:
             config_map_found=config_found,
             releases=releases,
             release_lookups=lookups,
+            policy_apis=apis,
             gaps=tuple(gaps),
         )
 
@@ -106,6 +118,36 @@ class HealthReader:
             return None
         parsed = (deployment_from_object(item) for item in items)
         return tuple(sorted((d for d in parsed if d.role), key=_role_order))
+
+    async def _policy_apis(self, cluster: ApiReader, gaps: list[Gap]) -> PolicyApis | None:
+        """Names of every deprecated kyverno.io object and of the policies.kyverno.io kinds
+        that replace them (names only: each page is reduced in the gateway's thread)."""
+        wanted = [
+            k
+            for k in await cluster.kinds()
+            if (k.spec.group == LEGACY_GROUP and k.spec.kind in REPLACEMENTS)
+            or (k.spec.group == NEW_GROUP and k.spec.kind in REPLACED_BY)
+        ]
+
+        async def refs(kind: Kind) -> list[str] | None:
+            try:
+                pages = await cluster.scan(kind, _refs)
+            except ClusterForbidden:
+                gaps.append(
+                    Gap(f"{kind.spec.kind} objects", "list", kind.spec.plural, kind.spec.group, "")
+                )
+                return None
+            return [ref for page in pages for ref in page]
+
+        listed = await asyncio.gather(*(refs(k) for k in wanted))
+        if any(found is None for found in listed):
+            return None  # counting part of them would understate what is left to migrate
+        return policy_apis(
+            {
+                (k.spec.group, k.spec.kind): found or []
+                for k, found in zip(wanted, listed, strict=True)
+            }
+        )
 
     async def _config_map(
         self, cluster: ApiReader, namespace: str, gaps: list[Gap]
@@ -157,6 +199,15 @@ class HealthReader:
                     )
                 return release, tuple(looked)
         return None, tuple(looked)
+
+
+def _refs(items: list[Obj]) -> list[str]:
+    refs = []
+    for item in items:
+        meta = item.get("metadata") or {}
+        name, namespace = str(meta.get("name", "")), meta.get("namespace")
+        refs.append(f"{namespace}/{name}" if namespace else name)
+    return refs
 
 
 def deployment_from_object(obj: Obj) -> Deployment:

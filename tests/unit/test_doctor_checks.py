@@ -15,6 +15,7 @@ import pytest
 from bot.doctor.checks import go_duration_seconds, run_checks
 from bot.doctor.filters import parse_resource_filters
 from bot.doctor.helm import decode_releases, decode_revision, values_drift
+from bot.doctor.migration import policy_apis
 from bot.doctor.model import BackedUpValues, Finding, Gap, KyvernoHealth, Verdict
 from bot.doctor.reader import deployment_from_object
 from tests.kube import seed
@@ -385,7 +386,10 @@ def test_filters_missing_kube_system_fail_and_name_the_misleading_value() -> Non
     text = CHART_FILTERS.replace("[*/*,kube-system,*]", "")
     finding = check(healthy(filters=parse_resource_filters(text)), "resource-filters")
     assert finding.verdict is Verdict.FAIL
-    assert finding.summary == "resource filters do not exclude kube-system"
+    assert finding.summary == (
+        "resource filters do not exclude kube-system "
+        "(they do exclude kube-public, kube-node-lease, kyverno)"
+    )
     assert finding.fix == ("config.resourceFiltersIncludeNamespaces: [kube-system]",)
     assert "resourceFiltersExcludeNamespaces" in finding.why
 
@@ -398,7 +402,10 @@ def test_filters_missing_kinds_and_public_namespace_warn() -> None:
     )
     finding = check(healthy(filters=parse_resource_filters(text)), "resource-filters")
     assert finding.verdict is Verdict.WARN
-    assert finding.summary == "resource filters do not exclude kube-public, Event"
+    assert finding.summary == (
+        "resource filters do not exclude kube-public, Event "
+        "(they do exclude kube-system, kube-node-lease, kyverno)"
+    )
     assert finding.fix == (
         "config.resourceFiltersIncludeNamespaces: [kube-public]",
         "config.resourceFiltersInclude: ['[Event,*,*]']",
@@ -590,3 +597,62 @@ def test_long_histories_decode_only_the_newest_and_the_deployed_revision() -> No
     )
     assert history.deployed is not None and history.deployed.values == {}
     assert history.latest is not None and history.latest.status == "pending-upgrade"
+
+
+# -- deprecated policy APIs ---------------------------------------------------------------------
+
+
+def test_policies_on_the_deprecated_api_are_counted_with_their_twins() -> None:
+    apis = policy_apis(
+        {
+            ("kyverno.io", "ClusterPolicy"): ["disallow-proc-mount", "require-labels", "b"],
+            ("kyverno.io", "Policy"): ["team-a/limits", "team-b/limits"],
+            ("kyverno.io", "PolicyException"): ["kyverno-exceptions/pe-1"],
+            ("policies.kyverno.io", "ValidatingPolicy"): ["disallow-proc-mount", "other"],
+            ("policies.kyverno.io", "MutatingPolicy"): ["require-labels"],
+            ("policies.kyverno.io", "NamespacedValidatingPolicy"): ["team-b/limits"],
+            ("policies.kyverno.io", "PolicyException"): ["elsewhere/pe-1"],
+        }
+    )
+    assert apis.legacy == {"ClusterPolicy": 3, "Policy": 2, "PolicyException": 1}
+    assert [(t.kind, t.ref, t.twin_kind) for t in apis.twins] == [
+        ("ClusterPolicy", "disallow-proc-mount", "ValidatingPolicy"),
+        ("ClusterPolicy", "require-labels", "MutatingPolicy"),
+        ("Policy", "team-b/limits", "NamespacedValidatingPolicy"),
+    ]
+    finding = check(healthy(policy_apis=apis), "deprecated-api")
+    assert finding.verdict is Verdict.WARN
+    assert finding.summary == (
+        "6 objects use the deprecated kyverno.io API (3 ClusterPolicy, 2 Policy, "
+        "1 PolicyException); 3 already have a policies.kyverno.io twin of the same name "
+        "(ClusterPolicy disallow-proc-mount → ValidatingPolicy, ClusterPolicy require-labels → "
+        "MutatingPolicy, Policy team-b/limits → NamespacedValidatingPolicy)"
+    )
+    assert "https://kyverno.io/docs/guides/migration-to-cel/" in finding.why
+    one = check(
+        healthy(policy_apis=policy_apis({("kyverno.io", "Policy"): ["a/b"]})), "deprecated-api"
+    )
+    assert one.summary == "1 object uses the deprecated kyverno.io API (1 Policy)"
+
+
+def test_only_policies_kyverno_io_passes_and_an_unreadable_listing_says_nothing() -> None:
+    clean = policy_apis({("policies.kyverno.io", "ValidatingPolicy"): ["a"]})
+    assert check(healthy(policy_apis=clean), "deprecated-api").verdict is Verdict.PASS
+    unread = [f for f in run_checks(healthy(), exceptions_namespace=EXC_NS)]
+    assert not [f for f in unread if f.check == "deprecated-api"]
+
+
+def test_a_cluster_wide_gap_names_a_cluster_role() -> None:
+    gap = Gap("ClusterPolicy objects", "list", "clusterpolicies", "kyverno.io", "")
+    (finding,) = [
+        f
+        for f in run_checks(healthy(gaps=(gap,)), exceptions_namespace=EXC_NS)
+        if f.check == "rbac-clusterpolicies"
+    ]
+    assert finding.summary == (
+        "could not read ClusterPolicy objects: the bot may not list clusterpolicies.kyverno.io "
+        "cluster-wide"
+    )
+    assert finding.fix == (
+        'ClusterRole: apiGroups ["kyverno.io"], resources [clusterpolicies], verbs [list]',
+    )
