@@ -22,7 +22,8 @@ from the defaults here (the bot keys results by source and policy, never by mess
 ``rule is skipped due to policy exceptions<namespace>/<name>`` (no space, Kyverno's own
 concatenation); timestamps are the scan time. ValidatingPolicy results carry no ``rule``, the
 bare validation message, ``properties["cel.validationIndex"]`` and ``source:
-KyvernoValidatingPolicy`` -- seed them with that source, never ``kyverno``.
+KyvernoValidatingPolicy`` -- seed them with ``source=VALIDATING_POLICY_SOURCE`` (which gives
+that shape), never ``kyverno``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ Obj = dict[str, Any]
 Result = Literal["pass", "fail", "warn", "error", "skip"]
 RESULTS: tuple[Result, ...] = ("pass", "fail", "warn", "error", "skip")
 MANAGED_BY_KYVERNO = {"app.kubernetes.io/managed-by": "kyverno"}
+KYVERNO_SOURCE = "kyverno"
+"""``source`` of the results of kyverno.io ClusterPolicies and Policies."""
+VALIDATING_POLICY_SOURCE = "KyvernoValidatingPolicy"
+"""``source`` Kyverno 1.19 writes on ValidatingPolicy results (``pkg/utils/report/source.go``)."""
 FIELD_MANAGER = "policy-bot-tests"
 
 # --- policies ------------------------------------------------------------------------------------
@@ -334,7 +339,7 @@ def report_result(
     message: str | None = None,
     seconds: int = 1_755_590_400,
     exceptions: Sequence[str] = (),
-    source: str = "kyverno",
+    source: str = KYVERNO_SOURCE,
     process: str = "background scan",
 ) -> Obj:
     """One ``results[]`` entry with Kyverno's messages and ``{seconds, nanos}`` timestamp.
@@ -342,34 +347,58 @@ def report_result(
     ``exceptions`` are ``<namespace>/<name>`` of PolicyExceptions; they make a ``skip`` result.
     ``warn`` is written unscored, as Kyverno turns ``fail`` into ``warn`` for policies annotated
     ``policies.kyverno.io/scored: "false"``.
+
+    With ``source=VALIDATING_POLICY_SOURCE`` the result has a ValidatingPolicy's shape as
+    Kyverno 1.19 writes it (``pkg/cel/policies/vpol/engine``): no ``rule`` unless one is given
+    (pass ``""``), the validation's own message on a fail (that of :func:`validating_policy`),
+    ``success`` for a pass, ``cel.validationIndex`` on a fail or error, and ``exception`` as the
+    rule of a result an exception skipped.
     """
+    cel = source == VALIDATING_POLICY_SOURCE
     if message is None:
-        message = {
-            "pass": "rule passed",
-            "fail": f"validation error: rule {rule} failed at path /metadata/labels/",
-            "warn": f"validation error: rule {rule} failed at path /metadata/labels/",
-            "error": f"failed to substitute variables in rule {rule}",
-            "skip": (
-                f"rule is skipped due to policy exception {exceptions[0]}"
-                if exceptions
-                else "rule skipped due to preconditions"
-            ),
-        }[result]
+        message = (
+            {
+                "pass": "success",
+                "fail": "The label `team` is required.",  # validating_policy's message
+                "warn": "The label `team` is required.",
+                "error": "error",
+                "skip": f"rule is skipped due to policy exception: {', '.join(exceptions)}",
+            }
+            if cel
+            else {
+                "pass": "rule passed",
+                "fail": f"validation error: rule {rule} failed at path /metadata/labels/",
+                "warn": f"validation error: rule {rule} failed at path /metadata/labels/",
+                "error": f"failed to substitute variables in rule {rule}",
+                "skip": (
+                    f"rule is skipped due to policy exception {exceptions[0]}"
+                    if exceptions
+                    else "rule skipped due to preconditions"
+                ),
+            }
+        )[result]
     properties = {"process": process}
+    if cel and result in ("fail", "warn", "error"):
+        properties["cel.validationIndex"] = "0"
     if exceptions:
         properties["exceptions"] = ",".join(e.rpartition("/")[2] for e in exceptions)
-    return {
-        "source": source,
-        "policy": policy,
-        "rule": rule,
-        "result": result,
-        "scored": result != "warn",
-        "severity": severity,
-        "category": category,
-        "message": message,
-        "properties": properties,
-        "timestamp": {"seconds": seconds, "nanos": 0},
-    }
+        if cel:
+            rule = "exception"
+    entry: Obj = {"source": source, "policy": policy}
+    if rule:
+        entry["rule"] = rule
+    entry.update(
+        {
+            "result": result,
+            "scored": result != "warn",
+            "severity": severity,
+            "category": category,
+            "message": message,
+            "properties": properties,
+            "timestamp": {"seconds": seconds, "nanos": 0},
+        }
+    )
+    return entry
 
 
 def summarize(results: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -421,12 +450,17 @@ def resource_report(
 
 @dataclass(frozen=True)
 class PolicyRule:
-    """A policy/rule pair as it appears in report results, with its report metadata."""
+    """A policy/rule pair as it appears in report results, with its report metadata.
+
+    A ValidatingPolicy has no rules: give it ``rule=""`` and
+    ``source=VALIDATING_POLICY_SOURCE``, as Kyverno reports it.
+    """
 
     policy: str
     rule: str
     severity: str = "medium"
     category: str = "Best Practices"
+    source: str = KYVERNO_SOURCE
 
 
 SAMPLE_RULES: tuple[PolicyRule, ...] = (
@@ -482,6 +516,7 @@ def report_fleet(
                         severity=r.severity,
                         category=r.category,
                         exceptions=exceptions,
+                        source=r.source,
                     )
                 )
             reports.append(resource_report(subject, results, fmt=fmt))
