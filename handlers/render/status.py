@@ -53,6 +53,14 @@ def _environment_summary(snap: Snapshot, now: datetime) -> str:
     top = snap.tally.top_failing(3)
     if top:
         lines.append("Top failing: " + " · ".join(f"`{k[1]}` {n:,}" for k, n in top))
+    others = snap.tally.others
+    if others:
+        shown = ", ".join(kit.escape(source) for source, _ in others.most_common(4))
+        more = f" and {len(others) - 4} more" if len(others) > 4 else ""
+        lines.append(
+            f"Also in the report APIs: {sum(others.values()):,} results from {shown}{more} "
+            "(not counted above)"
+        )
     active, soon = active_exceptions(snap, now)
     lines.append(f"Exceptions: {active} active · {soon} expiring within 7 days")
     if snap.backups_known:

@@ -83,7 +83,45 @@ def _reports() -> list[dict[str, Any]]:
         _report("team-a", "app-0", "wgpolicyk8s", (*TP, "fail", k), (*TP, "error", k)),
         _report("billing", "app-0", "openreports", (*RL, "fail", k)),
         _report("billing", "app-1", "openreports", (*RL, "fail", k), (*VD, "pass", v)),
+        # Cluster-scoped reports, as Kyverno writes them for cluster-scoped resources.
+        seed.resource_report(
+            seed.ResourceRef("v1", "Namespace", "billing", None, _uid("ns-billing")),
+            [seed.report_result(*RL, "fail", source=k)],  # type: ignore[arg-type]
+        ),
+        seed.resource_report(
+            seed.ResourceRef("v1", "Namespace", "shop", None, _uid("ns-shop")),
+            [seed.report_result(*RL, "pass", source=k)],  # type: ignore[arg-type]
+            fmt="openreports",
+        ),
     ]
+
+
+def _uid(seed_text: str) -> str:
+    return f"00000000-0000-4000-8000-{abs(hash(seed_text)) % 10**12:012d}"
+
+
+KYVERNO_SOURCES = ("kyverno", "KyvernoValidatingPolicy")
+
+
+def _foreign_reports() -> list[dict[str, Any]]:
+    """What other tools write into the same report APIs: not Kyverno's figures."""
+    trivy = _report(
+        "shop",
+        "app-0-trivy",
+        "wgpolicyk8s",
+        ("CVE-2024-0001", "libssl", "fail", "trivy"),
+        ("CVE-2024-0002", "zlib", "fail", "trivy"),
+        ("CVE-2024-0003", "curl", "warn", "trivy"),
+    )
+    node = seed.ResourceRef("v1", "Node", "node-1", None, _uid("node-1"))
+    bench = seed.resource_report(
+        node,
+        [
+            seed.report_result("cis-1.2.1", "anonymous-auth", "fail", source="kube-bench"),  # type: ignore[arg-type]
+            seed.report_result("require-labels", "vap", "fail", source="ValidatingAdmissionPolicy"),  # type: ignore[arg-type]
+        ],
+    )
+    return [trivy, bench]
 
 
 def _exceptions() -> list[dict[str, Any]]:
@@ -106,8 +144,8 @@ def _exceptions() -> list[dict[str, Any]]:
 
 def expected_totals() -> Counter[str]:
     totals: Counter[str] = Counter()
-    for report in _reports():
-        totals.update(r["result"] for r in report["results"])
+    for report in [*_reports(), *_foreign_reports()]:
+        totals.update(r["result"] for r in report["results"] if r["source"] in KYVERNO_SOURCES)
     return totals
 
 
@@ -124,7 +162,10 @@ def planes(
                 seed.namespace(n)
                 for n in ("team-a", "shop", "payments", "billing", "kyverno-exceptions")
             ]
-            seed.apply_objects(api, [*namespaces, *_policies(), *_reports(), *_exceptions()])
+            seed.apply_objects(
+                api,
+                [*namespaces, *_policies(), *_reports(), *_foreign_reports(), *_exceptions()],
+            )
         dev.kubectl(
             "patch",
             "clusterpolicy",
@@ -261,11 +302,16 @@ async def test_overview_counts_match_what_was_seeded(
     assert "Not ready: 1 · readiness not reported: 5" in text
     assert (
         f"Results: {totals['fail']} fail · {totals['warn']} warn · {totals['error']} error"
-        f" · {totals['pass']} pass (8 reports)"
+        f" · {totals['pass']} pass (12 reports)"
     ) in text
+    # Kyverno's results only (cluster-scoped reports included); other tools' are named apart.
     assert (
-        "Top failing: `require-labels` 4 · `disallow-latest-tag` 1 · `team-a/team-policy` 1" in text
+        "Top failing: `require-labels` 5 · `disallow-latest-tag` 1 · `team-a/team-policy` 1" in text
     )
+    assert (
+        "Also in the report APIs: 5 results from trivy, kube-bench, ValidatingAdmissionPolicy "
+        "(not counted above)"
+    ) in text
     assert "Exceptions: 2 active · 1 expiring within 7 days" in text
     assert "Last backup: none yet (`/policy backup`)" in text
     assert "*production* · 1 policies: 1 Enforce" in text
@@ -278,7 +324,7 @@ async def test_policy_view_shows_rules_overrides_namespaces_exceptions_and_stage
     _, _, blocks = await status(bot, slack_emulator, "status require-labels")
     text = text_of(blocks)
     assert (
-        "*dev* · ClusterPolicy · mixed · :x: not ready webhook not ready · 4 fail · 0 warn" in text
+        "*dev* · ClusterPolicy · mixed · :x: not ready webhook not ready · 5 fail · 0 warn" in text
     )
     assert "Rules: check-for-labels (Audit; Enforce in prod-*)" in text
     assert "Failing in: shop 2 · billing 2" in text

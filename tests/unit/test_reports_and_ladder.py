@@ -32,6 +32,24 @@ def test_tally_counts_per_policy_and_namespace_and_merges_pages():
     assert tally.top_failing(1) == [((True, "p1"), 2)]
 
 
+def test_only_kyverno_sources_count_and_other_tools_are_counted_apart():
+    page = tally_page(
+        [
+            report("a", ("p1", "fail")),
+            report("a", ("v1", "fail"), source="KyvernoValidatingPolicy"),
+            report("a", ("iv1", "pass"), source="KyvernoImageValidatingPolicy"),
+            report("a", ("CVE-1", "fail"), ("CVE-2", "fail"), source="trivy"),
+            report("a", ("cis-1.2.1", "fail"), source="kube-bench"),
+            report("a", ("p1", "fail"), source="ValidatingAdmissionPolicy"),
+        ]
+    )
+    tally = Tally().merge(page)
+    assert tally.totals == {"fail": 2, "pass": 1}
+    assert tally.top_failing(5) == [((True, "p1"), 1), ((False, "v1"), 1)]
+    assert tally.others == {"trivy": 2, "kube-bench": 1, "ValidatingAdmissionPolicy": 1}
+    assert tally.failing_namespaces == {(True, "p1"): {"a": 1}, (False, "v1"): {"a": 1}}
+
+
 def policy(name, action, *, since=None, created="2026-11-01T00:00:00Z"):
     meta = {"name": name, "creationTimestamp": created, "annotations": {}}
     if since:
