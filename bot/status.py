@@ -19,13 +19,14 @@ from bot.found_exceptions import FoundException, exception_from_object
 from bot.kinds import Family, Kind
 from bot.ladder import Ladder, StageEvidence, StageView
 from bot.policies import Policy, policy_from_object
+from bot.policy_ref import PolicyRef, qualified
 from bot.reports import PolicyKey, Tally, tally_page
 from bot.store.errors import StoreError
 
 EXPIRING_SOON = timedelta(days=7)
 log = logging.getLogger(__name__)
 
-StageEvidenceSource = Callable[[str], Awaitable[Mapping[str, StageEvidence]]]
+StageEvidenceSource = Callable[[PolicyRef], Awaitable[Mapping[str, StageEvidence]]]
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,38 @@ class Snapshot:
     def policy(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name or p.ref == name), None)
 
+    def matching(self, ref: PolicyRef) -> list[Policy]:
+        """The policies `ref` names here; a bare name also finds namespaced ones of that name."""
+        return [
+            p
+            for p in self.policies
+            if ref.accepts(p.kind)
+            and (p.ref == ref.ref or (ref.namespace is None and p.name == ref.name))
+        ]
+
     def failures(self, policy: Policy) -> int:
         return self.tally.count(policy.key, "fail")
+
+
+@dataclass(frozen=True)
+class OnePolicy:
+    """A snapshot seen as holding one policy of one kind (what the ladder reads)."""
+
+    snapshot: Snapshot
+    kind: str
+    ref: str
+
+    @property
+    def environment(self) -> str:
+        return self.snapshot.environment
+
+    def policy(self, name: str) -> Policy | None:
+        return next(
+            (p for p in self.snapshot.policies if p.kind == self.kind and p.ref == self.ref), None
+        )
+
+    def failures(self, policy: Policy) -> int:
+        return self.snapshot.failures(policy)
 
 
 @dataclass(frozen=True)
@@ -161,29 +192,57 @@ class StatusService:
             raise UnknownEnvironment(name, self._order)
         return await self.snapshot(name)
 
-    async def policy(self, name: str, *, only: str | None = None) -> PolicyReportView:
+    async def policy(
+        self, ref: PolicyRef, *, only: str | None = None
+    ) -> tuple[PolicyReportView, ...]:
+        """One view per policy `ref` names: a bare name shared by a ClusterPolicy and a
+        ValidatingPolicy (mid-migration) shows both, each with its own kind."""
         if only is not None and only not in self._clusters:
             raise UnknownEnvironment(only, self._order)
         names = [only] if only else self._order
         snapshots = await asyncio.gather(*(self.snapshot(n) for n in names))
-        if not any(s.policy(name) for s in snapshots):
+        found = sorted({(p.kind, p.ref) for s in snapshots for p in s.matching(ref)})
+        if not found:
             if all(s.error for s in snapshots):
-                raise snapshots[0].error or PolicyNotFound(name)
-            raise PolicyNotFound(name)
-        views = tuple(self._policy_in(s, name) for s in snapshots)
+                raise snapshots[0].error or PolicyNotFound(str(ref))
+            raise PolicyNotFound(str(ref))
+        several = len(found) > 1
+        return tuple(
+            [
+                await self._policy_view(
+                    snapshots,
+                    kind,
+                    policy_ref,
+                    qualified(kind, policy_ref) if several else str(ref),
+                )
+                for kind, policy_ref in found
+            ]
+        )
+
+    async def _policy_view(
+        self, snapshots: Sequence[Snapshot], kind: str, ref: str, title: str
+    ) -> PolicyReportView:
+        views = [OnePolicy(s, kind, ref) for s in snapshots]
         evidence: Mapping[str, StageEvidence] = {}
         if self._stage_evidence is not None:
+            namespace, _, name = ref.rpartition("/")
             try:
-                evidence = await self._stage_evidence(name)
-            except (BotError, StoreError):
-                log.warning("stage history unavailable", extra={"policy": name}, exc_info=True)
+                evidence = await self._stage_evidence(PolicyRef(name, namespace or None, kind))
+            except (BotError, StoreError) as err:
+                # Expected (a cluster down, the store busy): one line, no traceback.
+                log.warning(
+                    "stage history unavailable",
+                    extra={"policy": title, "error": getattr(err, "user_message", str(err))},
+                )
         stage = self._ladder.view(
-            {s.environment: s for s in snapshots if s.error is None},
-            name,
+            {v.environment: v for v in views if v.snapshot.error is None},
+            ref,
             now=self.now(),
             evidence=evidence,
         )
-        return PolicyReportView(name=name, environments=views, stage=stage)
+        return PolicyReportView(
+            name=title, environments=tuple(self._policy_in(v) for v in views), stage=stage
+        )
 
     async def snapshot(self, name: str) -> Snapshot:
         cluster = self._clusters[name]
@@ -231,10 +290,11 @@ class StatusService:
             kinds=tuple(sorted({f"{k.spec.kind} ({k.api_version})" for k in kinds})),
         )
 
-    def _policy_in(self, snap: Snapshot, name: str) -> PolicyInEnvironment:
+    def _policy_in(self, view: OnePolicy) -> PolicyInEnvironment:
+        snap = view.snapshot
         if snap.error is not None:
             return PolicyInEnvironment(snap.environment, None, 0, 0, (), (), snap.error)
-        policy = snap.policy(name)
+        policy = view.policy(view.ref)
         if policy is None:
             return PolicyInEnvironment(snap.environment, None, 0, 0, (), ())
         key: PolicyKey = policy.key

@@ -19,6 +19,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.errors import BotError
 from bot.kube.gateway import ClusterGateway
+from bot.policy_ref import parse_policy_ref
 from bot.promotion.config import load_promotion_config
 from bot.promotion.plan import Plan
 from bot.promotion.records import PromotionStore
@@ -31,7 +32,6 @@ from handlers.render import promotion as render
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$")
 ENV = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PLAN_ID = re.compile(r"^P-[0-9A-F]{6}$")
 POST_ATTEMPTS = 3
@@ -54,19 +54,22 @@ class PromotionHandler:
 
     async def promote(self, inv: Invocation) -> list[kit.Block] | None:
         if len(inv.args) != 1:
-            raise BotError("Usage: `/policy promote POLICY` (`NAMESPACE/NAME` for a Policy).")
-        name = _policy_name(inv.args[0])
-        plan = await self._promotion.plan(name, user=inv.user, channel=inv.channel)
+            raise BotError(
+                "Usage: `/policy promote POLICY`: `NAMESPACE/NAME` for a Policy; `cpol/NAME`, "
+                "`vpol/NAME`, `pol/NAMESPACE/NAME` … to pick the kind."
+            )
+        ref = parse_policy_ref(inv.args[0])
+        plan = await self._promotion.plan(ref, user=inv.user, channel=inv.channel)
         await self._post_plan(plan, inv.channel)
         return None
 
     async def demote(self, inv: Invocation) -> list[kit.Block] | None:
         if len(inv.args) != 2:
             raise BotError("Usage: `/policy demote POLICY ENV`: switches it to Audit in ENV now.")
-        name, env = _policy_name(inv.args[0]), inv.args[1]
+        ref, env = parse_policy_ref(inv.args[0]), inv.args[1]
         if not ENV.match(env) or len(env) > 63:
             raise BotError(f"`{kit.escape(env[:60])}` is not a valid environment name.")
-        demoted = await self._promotion.demote(name, env, user=inv.user)
+        demoted = await self._promotion.demote(ref, env, user=inv.user)
         if demoted.write is None:
             return render.demote_unchanged(demoted)
         timeout = self._promotion.config.readiness_timeout_s
@@ -242,15 +245,6 @@ class PromotionHandler:
             await self._svc.slack.post_ephemeral(channel, user, text)
         except SlackError:
             log.warning("could not tell the user the outcome of a click", exc_info=True)
-
-
-def _policy_name(arg: str) -> str:
-    if not NAME.match(arg) or len(arg) > 253:
-        raise BotError(
-            f"`{kit.escape(arg[:60])}` is not a valid policy name: use lower-case letters, "
-            "digits, '-' and '.', or NAMESPACE/NAME."
-        )
-    return arg
 
 
 def _click(body: Mapping[str, Any], action: Mapping[str, Any]) -> tuple[str, str, str]:

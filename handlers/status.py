@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.errors import BotError
+from bot.policy_ref import parse_policy_ref
 from bot.services import Services
 from handlers.commands import Invocation, Subcommand
 from handlers.render import kit, messages
@@ -17,7 +18,7 @@ from handlers.render import status as render
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$")
+ENV = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class StatusHandler:
@@ -36,20 +37,19 @@ class StatusHandler:
             return render.overview(await status.overview(), now=now, share=share)
         if len(args) > 2:
             raise BotError("Usage: `/policy status [ENV] [POLICY]`: at most two arguments.")
-        for arg in args:
-            if not NAME.match(arg) or len(arg) > 253:
-                raise BotError(
-                    f"`{kit.escape(arg[:60])}` is not a valid environment or policy name: "
-                    "use lower-case letters, digits, '-' and '.', or NAMESPACE/NAME."
-                )
         first = args[0]
-        if first in envs and len(args) == 1:
+        if len(args) == 1 and first in envs:
             return render.environment(await status.environment(first), now=now, share=share)
-        if first in envs:
-            return render.policy(await status.policy(args[1], only=first), share=share)
         if len(args) == 2:
-            return render.policy(await status.policy(args[1], only=first), share=share)
-        return render.policy(await status.policy(first), share=share)
+            if not ENV.match(first) or len(first) > 63:
+                raise BotError(
+                    f"`{kit.escape(first[:60])}` is not a valid environment name: use "
+                    "lower-case letters, digits and '-'."
+                )
+            views = await status.policy(parse_policy_ref(args[1]), only=first)
+        else:
+            views = await status.policy(parse_policy_ref(first))
+        return render.policies(views, share=share)
 
     async def on_share(
         self,

@@ -16,6 +16,7 @@ from bot.exceptions.model import PolicyInfo
 from bot.exceptions.ports import Cluster
 from bot.exceptions.validation import Field, InputErrors
 from bot.kinds import Family, Kind
+from bot.policy_ref import parse_policy_ref, qualified
 
 MAX_OPTIONS = 100
 MAX_OPTION_VALUE = 150
@@ -42,7 +43,16 @@ class Catalog:
                 listings = await asyncio.gather(*(self.policies(env) for env in self._clusters))
         except (TimeoutError, BotError):
             return None
-        names = sorted({p.ref for listing in listings for p in listing})
+        kinds: dict[str, set[str]] = {}
+        for listing in listings:
+            for p in listing:
+                kinds.setdefault(p.ref, set()).add(p.kind)
+        # A name two kinds share is offered once per kind, qualified (`cpol/x`, `vpol/x`).
+        names = sorted(
+            name
+            for ref, found in kinds.items()
+            for name in ([ref] if len(found) == 1 else [qualified(k, ref) for k in found])
+        )
         if len(names) > MAX_OPTIONS or any(len(n) > MAX_OPTION_VALUE for n in names):
             return None
         return names
@@ -57,23 +67,32 @@ class Catalog:
             for obj in objs
         ]
 
-    async def find(self, environment: str, ref: str) -> PolicyInfo:
-        """The policy `ref` in `environment`; InputErrors when it is not there.
-
-        A ClusterPolicy wins over a policies.kyverno.io policy of the same name, as the
-        legacy kind is what reports and most exceptions refer to.
-        """
-        found = [p for p in await self.policies(environment) if p.ref == ref]
+    async def find(self, environment: str, text: str) -> PolicyInfo:
+        """The policy `text` names in `environment` (`NAME`, `NAMESPACE/NAME`, or qualified
+        by its kind, `vpol/NAME`); InputErrors when it is not there or is not one policy."""
+        ref = parse_policy_ref(text)
+        found = [
+            p for p in await self.policies(environment) if p.ref == ref.ref and ref.accepts(p.kind)
+        ]
         if not found:
             raise InputErrors(
                 {
                     Field.POLICY: (
-                        f"There is no policy “{ref}” in {environment}. "
+                        f"There is no policy “{text}” in {environment}. "
                         "/policy status lists the policies of each environment."
                     )
                 }
             )
-        found.sort(key=lambda p: (p.family is not Family.LEGACY_POLICY, p.kind))
+        if len(found) > 1:
+            kinds = " and ".join(f"a {p.kind}" for p in found)
+            forms = " or ".join(qualified(p.kind, p.ref) for p in found)
+            raise InputErrors(
+                {
+                    Field.POLICY: (
+                        f"“{text}” names {kinds} in {environment}: type {forms} to say which."
+                    )
+                }
+            )
         return found[0]
 
     def _cluster(self, environment: str) -> Cluster:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.exceptions.model import Draft, PolicyInfo, RequestId, Scope
+from bot.policy_ref import BadPolicyRef, parse_policy_ref
 
 MIN_JUSTIFICATION = 20
 MAX_JUSTIFICATION = 2000
@@ -177,6 +178,11 @@ def check_policy_name(policy: str) -> str | None:
     """What is wrong with a typed policy reference, or None."""
     if not policy:
         return "Choose the policy, or type its name."
+    try:
+        parse_policy_ref(policy)  # NAME, NAMESPACE/NAME, or with its kind: vpol/NAME, …
+        return None
+    except BadPolicyRef:
+        pass
     namespace, _, name = policy.rpartition("/")
     if namespace and not (len(namespace) <= 63 and DNS_LABEL.match(namespace)):
         return f"“{_show(policy)}” is not a policy: the part before '/' must be a namespace."

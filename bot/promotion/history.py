@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.ladder import StageEvidence
+from bot.policy_ref import PolicyRef
 from bot.promotion.modes import mode_write
 from bot.promotion.records import PromotionStore
 from bot.promotion.sightings import Reader, Sighting, sight_all
@@ -19,9 +20,9 @@ class StageHistory:
         self._store = store
         self._clusters = clusters
 
-    async def evidence(self, name: str) -> dict[str, StageEvidence]:
-        """Evidence per environment for the policy called `name` (reads every environment)."""
-        return await self.of(await sight_all(self._clusters, name, failures=False))
+    async def evidence(self, ref: PolicyRef) -> dict[str, StageEvidence]:
+        """Evidence per environment for the policy `ref` names (reads every environment)."""
+        return await self.of(await sight_all(self._clusters, ref, failures=False))
 
     async def of(self, sightings: Mapping[str, Sighting]) -> dict[str, StageEvidence]:
         """Evidence per environment for a policy already read."""

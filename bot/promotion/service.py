@@ -23,6 +23,7 @@ from bot.errors import BotError, UnknownEnvironment
 from bot.kinds import Kind
 from bot.kube.gateway import Conflict, Invalid, NotFound
 from bot.policies import Mode
+from bot.policy_ref import PolicyRef, parse_policy_ref
 from bot.promotion.config import PromotionConfig
 from bot.promotion.history import StageHistory
 from bot.promotion.modes import FieldChange, changes, clean_copy, with_mode, with_stage
@@ -136,10 +137,10 @@ class PromotionService:
 
     # -- planning ----------------------------------------------------------------------
 
-    async def plan(self, name: str, *, user: str, channel: str) -> Plan:
+    async def plan(self, ref: PolicyRef, *, user: str, channel: str) -> Plan:
         """Read every environment, evaluate the next gate, store and return the plan."""
         await self._require(user, Role.PROMOTER, "promote policies")
-        plan = await self._fresh_plan(name, requested_by=user)
+        plan = await self._fresh_plan(ref, requested_by=user)
         plan_id = await self._store.add_plan(
             body=plan_to_json(plan),
             kind=plan.kind,
@@ -160,12 +161,12 @@ class PromotionService:
         )
         return plan
 
-    async def _fresh_plan(self, name: str, *, requested_by: str) -> Plan:
-        sightings = await sight_all(self._clusters, name, failures=True)
+    async def _fresh_plan(self, ref: PolicyRef, *, requested_by: str) -> Plan:
+        sightings = await sight_all(self._clusters, ref, failures=True)
         evidence = await self._history.of(sightings)
         return build_plan(
             ladder=self.config.ladder,
-            name=name,
+            name=str(ref),
             sightings=sightings,
             evidence=evidence,
             requested_by=requested_by,
@@ -306,7 +307,7 @@ class PromotionService:
     ) -> Applied | Superseded:
         """Re-read, compare with the plan, write; the plan is in state `applying` here."""
         try:
-            sightings = await sight_all(self._clusters, plan.policy, failures=True)
+            sightings = await sight_all(self._clusters, _planned(plan), failures=True)
             fresh = build_plan(
                 ladder=self.config.ladder,
                 name=plan.policy,
@@ -327,7 +328,7 @@ class PromotionService:
         try:
             write = await self._write(sightings, fresh)
         except Conflict:
-            again = await self._fresh_plan(plan.policy, requested_by=row.requested_by)
+            again = await self._fresh_plan(_planned(plan), requested_by=row.requested_by)
             return await self._supersede(row, plan, again, user, ["it changed while applying"])
         except BotError as err:
             if isinstance(err, Rejected):
@@ -501,23 +502,23 @@ class PromotionService:
 
     # -- demoting ----------------------------------------------------------------------
 
-    async def demote(self, name: str, environment: str, *, user: str) -> Demoted:
+    async def demote(self, ref: PolicyRef, environment: str, *, user: str) -> Demoted:
         """Switch the policy to Audit in one environment, at once: no gates, no second click."""
         await self._require(user, Role.PROMOTER, "demote policies")
         if environment not in self._clusters:
             raise UnknownEnvironment(environment, self.environments)
         for attempt in (1, 2):
-            found = await sight(self._clusters[environment], name, failures=False)
+            found = await sight(self._clusters[environment], ref, failures=False)
             if found.error is not None:
                 raise found.error
             if found.obj is None or found.policy is None or found.kind is None:
                 raise BotError(
-                    f"`{name}` is not deployed in {environment}, so there is nothing to demote. "
-                    f"`/policy status {name}` shows where it is."
+                    f"`{ref}` is not deployed in {environment}, so there is nothing to demote. "
+                    f"`/policy status {ref}` shows where it is."
                 )
             policy = found.policy
             if not policy.rules:
-                raise BotError(f"`{name}` has no validation rules: it has no mode to demote.")
+                raise BotError(f"`{ref}` has no validation rules: it has no mode to demote.")
             if policy.mode is Mode.AUDIT:
                 await self._audit_demote(
                     user, environment, policy.kind, policy.ref, "unchanged", {}
@@ -533,7 +534,7 @@ class PromotionService:
             except Conflict:
                 if attempt == 2:
                     raise BotError(
-                        f"`{name}` in {environment} kept changing while the bot demoted it; "
+                        f"`{ref}` in {environment} kept changing while the bot demoted it; "
                         "try again."
                     ) from None
                 continue
@@ -639,3 +640,8 @@ def _plan_details(plan: Plan) -> dict[str, Any]:
         "changes": [c.describe() for c in plan.changes],
         "versions": [v.describe() for v in plan.versions],
     }
+
+
+def _planned(plan: Plan) -> PolicyRef:
+    """The policy a stored plan is about, with its kind: a re-read finds that one only."""
+    return parse_policy_ref(plan.policy).with_kind(plan.kind)

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from bot.errors import BotError
 from bot.kinds import Family, Kind
 from bot.policies import Policy, policy_from_object
+from bot.policy_ref import PolicyRef, qualified
 from bot.reports import PolicyKey, result_key
 
 Obj = dict[str, Any]
@@ -63,10 +64,15 @@ class Cluster(Reader, Protocol):
 
 
 class AmbiguousPolicy(BotError):
-    def __init__(self, name: str, where: Sequence[str]) -> None:
+    """A bare name that stands for policies of several kinds; says how to name each."""
+
+    def __init__(self, ref: PolicyRef, kinds: Sequence[tuple[str, str]]) -> None:
+        where = ", ".join(f"{kind} in {env}" for kind, env in kinds)
+        forms = " or ".join(
+            f"`{qualified(kind, ref.ref)}`" for kind in dict.fromkeys(k for k, _ in kinds)
+        )
         super().__init__(
-            f"`{name}` names more than one policy ({', '.join(where)}), so the bot cannot tell "
-            "which one to move. Rename one of them, or move it through your usual pipeline."
+            f"`{ref.ref}` names more than one policy ({where}). Say which one: {forms}."
         )
 
 
@@ -110,16 +116,10 @@ class LadderView:
         return [*s.failing, *more]
 
 
-def split_name(name: str) -> tuple[str | None, str]:
-    """`namespace/name` or `name` -> (namespace or None, name)."""
-    namespace, _, short = name.rpartition("/")
-    return (namespace or None), short
-
-
-async def sight(cluster: Reader, name: str, *, failures: bool) -> Sighting:
-    """The policy called `name` in one environment; errors become `Sighting.error`."""
+async def sight(cluster: Reader, ref: PolicyRef, *, failures: bool) -> Sighting:
+    """The policy `ref` names in one environment; errors become `Sighting.error`."""
     try:
-        return await _sight(cluster, name, failures=failures)
+        return await _sight(cluster, ref, failures=failures)
     except AmbiguousPolicy:
         raise
     except BotError as err:
@@ -127,30 +127,33 @@ async def sight(cluster: Reader, name: str, *, failures: bool) -> Sighting:
 
 
 async def sight_all(
-    clusters: Mapping[str, Reader], name: str, *, failures: bool
+    clusters: Mapping[str, Reader], ref: PolicyRef, *, failures: bool
 ) -> dict[str, Sighting]:
-    """`sight` in every environment at once; the same name must mean the same kind everywhere."""
-    found = await asyncio.gather(*(sight(c, name, failures=failures) for c in clusters.values()))
+    """`sight` in every environment at once; a bare name must mean one kind everywhere."""
+    found = await asyncio.gather(*(sight(c, ref, failures=failures) for c in clusters.values()))
     sightings = {s.environment: s for s in found}
     kinds = {s.kind.spec.kind for s in found if s.kind is not None}
     if len(kinds) > 1:
-        where = [f"{s.kind.spec.kind} in {s.environment}" for s in found if s.kind is not None]
-        raise AmbiguousPolicy(name, where)
+        raise AmbiguousPolicy(
+            ref, [(s.kind.spec.kind, s.environment) for s in found if s.kind is not None]
+        )
     return sightings
 
 
-async def _sight(cluster: Reader, name: str, *, failures: bool) -> Sighting:
-    namespace, short = split_name(name)
+async def _sight(cluster: Reader, ref: PolicyRef, *, failures: bool) -> Sighting:
     kinds = [
         k
         for k in await cluster.kinds()
         if k.spec.family in (Family.LEGACY_POLICY, Family.CEL_POLICY)
-        and k.spec.namespaced == (namespace is not None)
+        and k.spec.namespaced == (ref.namespace is not None)
+        and ref.accepts(k.spec.kind)
     ]
-    objects = await asyncio.gather(*(cluster.get(k, short, namespace=namespace) for k in kinds))
+    objects = await asyncio.gather(
+        *(cluster.get(k, ref.name, namespace=ref.namespace) for k in kinds)
+    )
     hits = [(k, o) for k, o in zip(kinds, objects, strict=True) if o is not None]
     if len(hits) > 1:
-        raise AmbiguousPolicy(name, [f"{k.spec.kind} in {cluster.name}" for k, _ in hits])
+        raise AmbiguousPolicy(ref, [(k.spec.kind, cluster.name) for k, _ in hits])
     if not hits:
         return Sighting(cluster.name)
     kind, obj = hits[0]

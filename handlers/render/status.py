@@ -139,13 +139,25 @@ def _policy_row(snap: Snapshot, policy: Policy) -> str:
 
 
 def policy(view: PolicyReportView, *, share: str | None = "") -> list[kit.Block]:
-    blocks: list[kit.Block] = [kit.header(f"{view.name} · {len(view.environments)} environments")]
-    for env in view.environments:
-        blocks.append(kit.section(_policy_in(env)))
-    if view.stage is not None:
-        blocks.append(kit.divider())
-        blocks.append(kit.section(_stage(view.stage)))
-    return _with_share(blocks, share)
+    return policies((view,), share=share)
+
+
+def policies(views: Sequence[PolicyReportView], *, share: str | None = "") -> list[kit.Block]:
+    """One policy across environments; several when one name stands for several kinds."""
+    blocks: list[kit.Block] = []
+    if len(views) > 1:
+        names = ", ".join(f"`{kit.escape(v.name)}`" for v in views)
+        blocks.append(
+            kit.context([f"{len(views)} policies have this name: {names}. Name one to act on it."])
+        )
+    for view in views:
+        blocks.append(kit.header(f"{view.name} · {len(view.environments)} environments"))
+        for env in view.environments:
+            blocks.append(kit.section(_policy_in(env)))
+        if view.stage is not None:
+            blocks.append(kit.divider())
+            blocks.append(kit.section(_stage(view.stage)))
+    return _with_share(kit.fit(blocks, reserve=2), share)
 
 
 def _policy_in(env: PolicyInEnvironment) -> str:

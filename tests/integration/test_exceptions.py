@@ -88,6 +88,9 @@ def plane(kube_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     ),
                     seed.namespaced_policy("team-policy", "team-a"),
                     seed.validating_policy("vpol-deny", actions=("Deny",)),
+                    # One name, two kinds: the normal state of a cluster migrating to CEL.
+                    seed.legacy_cluster_policy("twin-policy"),
+                    seed.validating_policy("twin-policy"),
                     seed.cel_policy_exception("hand-made", EXCEPTIONS_NS, policies=["vpol-deny"]),
                     _admission_controller(EXCEPTIONS_NS),
                 ],
@@ -1200,3 +1203,23 @@ async def test_an_exception_left_by_an_earlier_attempt_is_adopted_a_foreign_one_
         if o["metadata"]["name"] == f"pe-require-labels-{theirs_rid[2:]}"
     ]
     assert kept["spec"]["exceptions"][0]["policyName"] == "other"  # left untouched
+
+
+async def test_a_name_two_kinds_share_is_asked_for_by_kind(w: World) -> None:
+    view = await open_form(w)
+    (policy,) = [b["element"] for b in view.blocks if b.get("block_id") == "policy"]
+    if policy["type"] == "static_select":
+        values = {o["value"] for o in policy["options"]}
+        assert {"cpol/twin-policy", "vpol/twin-policy"} <= values and "twin-policy" not in values
+    answer = await w.bot.slack.view_submission(
+        view.id, modal_values({**GOOD, "policy": {"value": "twin-policy"}, "rules": ""})
+    )
+    assert answer.json()["errors"]["policy"] == (
+        "“twin-policy” names a ClusterPolicy and a ValidatingPolicy in dev: type "
+        "cpol/twin-policy or vpol/twin-policy to say which."
+    )
+    rid, ts = await file_request(w, policy="vpol/twin-policy", rules="")
+    assert "twin-policy` (ValidatingPolicy)" in message_text(w.slack.message(APPROVALS, ts))
+    await click(w, "exception_approve", APPROVER, ts)
+    await eventually(lambda: ours(w.plane, rid, "policies.kyverno.io"))
+    assert ours(w.plane, rid) == []  # a policies.kyverno.io exception, for the ValidatingPolicy

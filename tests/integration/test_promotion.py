@@ -782,7 +782,7 @@ async def test_promote_refusals_and_bad_input(
             "Only promoters may promote policies: <@U0OWNER1>, <@U0OWNER2>.",
         ),
         (OWNER1, "promote no-such-policy", "No policy called `no-such-policy` exists"),
-        (OWNER1, "promote <!channel>", "`&lt;!channel&gt;` is not a valid policy name"),
+        (OWNER1, "promote <!channel>", "`&lt;!channel&gt;` is not a policy name"),
         (OWNER1, "promote", "Usage: `/policy promote POLICY`"),
         (OWNER1, "demote refused-policy qa", "There is no environment called `qa`"),
     ]
@@ -795,3 +795,57 @@ async def test_promote_refusals_and_bad_input(
         )
         assert expected in got[0].payload["text"], (text, got[0].payload)
     assert slack_emulator.parents(CHANNEL) == []
+
+
+async def test_one_name_for_two_kinds_is_named_by_kind(
+    bot: RunningBot, slack_emulator: SlackEmulator, apis: dict[str, Any], clock: ShiftedClock
+) -> None:
+    """Mid-migration a ClusterPolicy and a ValidatingPolicy share a name (Kyverno's library
+    ships `disallow-proc-mount` as both): status shows both, actions ask which one."""
+    clock.offset = TEN_DAYS
+    seeded(
+        "staging",
+        apis,
+        seed.legacy_cluster_policy("twin-policy", action="Audit"),
+        seed.validating_policy("twin-policy", actions=("Audit",)),
+    )
+    answers = len(slack_emulator.responses)
+    await command(bot, slack_emulator, OWNER1, "promote twin-policy")
+    got = await wait_for(lambda: slack_emulator.responses[answers:], what="the refusal")
+    assert (
+        got[0]
+        .payload["text"]
+        .endswith(
+            "`twin-policy` names more than one policy (ClusterPolicy in staging, ValidatingPolicy "
+            "in staging). Say which one: `cpol/twin-policy` or `vpol/twin-policy`."
+        )
+    )
+    plan = await promote(bot, slack_emulator, OWNER1, "vpol/twin-policy")
+    text = text_of(plan.blocks)
+    assert "Promote twin-policy: staging (Audit) → staging (Enforce)" in text
+    assert "`spec.validationActions`: `[Audit]` → `[Deny]`" in text
+    await click(bot, slack_emulator, "promote_confirm", OWNER1, plan)
+    await settled(slack_emulator, plan, "promoted `twin-policy` to staging (Enforce)")
+    vpol = await read(apis, "staging", seed.validating_policy("twin-policy"))
+    cpol = await read(apis, "staging", seed.legacy_cluster_policy("twin-policy"))
+    assert vpol is not None and vpol["spec"]["validationActions"] == ["Deny"]
+    assert cpol is not None and cpol["spec"]["validationFailureAction"] == "Audit"  # untouched
+
+    answers = len(slack_emulator.responses)
+    await command(bot, slack_emulator, OWNER1, "status twin-policy")
+    got = await wait_for(lambda: slack_emulator.responses[answers:], what="the status answer")
+    shown = text_of(got[0].payload["blocks"])
+    assert "2 policies have this name: `cpol/twin-policy`, `vpol/twin-policy`." in shown
+    assert "cpol/twin-policy · 2 environments" in shown
+    assert "vpol/twin-policy · 2 environments" in shown
+    assert "*staging* · ValidatingPolicy · Enforce" in shown
+    assert "*staging* · ClusterPolicy · Audit" in shown
+    answers = len(slack_emulator.responses)
+    await command(bot, slack_emulator, OWNER1, "status staging cpol/twin-policy")
+    got = await wait_for(lambda: slack_emulator.responses[answers:], what="the status answer")
+    only = text_of(got[0].payload["blocks"])
+    assert "cpol/twin-policy · 1 environments" in only and "ValidatingPolicy" not in only
+    answers = len(slack_emulator.responses)
+    await command(bot, slack_emulator, OWNER1, "demote pol/twin-policy staging")
+    got = await wait_for(lambda: slack_emulator.responses[answers:], what="the refusal")
+    assert "Policy is namespaced: write `pol/NAMESPACE/NAME`." in got[0].payload["text"]

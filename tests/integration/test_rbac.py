@@ -26,6 +26,7 @@ import pytest_asyncio
 from bot.errors import ClusterForbidden
 from bot.kinds import Family, Kind
 from bot.kube.gateway import ClusterGateway
+from bot.policy_ref import PolicyRef
 from bot.promotion.config import load_promotion_config
 from bot.promotion.records import PromotionStore
 from bot.promotion.service import Applied, PromotionService
@@ -284,7 +285,7 @@ async def test_every_feature_works_as_the_bot_service_account(
     assert {"require-labels", "promote-me", "team-policy", "vpol-audit"} <= {
         p.name for p in dev.policies
     }
-    view = await services.status.policy("require-labels")
+    (view,) = await services.status.policy(PolicyRef("require-labels"))
     assert [(e.environment, e.policy is not None, e.fail, e.error) for e in view.environments] == [
         ("dev", True, 1, None),
         ("staging", False, 0, None),
@@ -334,7 +335,7 @@ async def test_every_feature_works_as_the_bot_service_account(
         clock=services.clock,
     )
     for target in ("staging:Audit", "staging:Enforce"):
-        planned = await promotion.plan("promote-me", user=OWNER1, channel=CHANNEL)
+        planned = await promotion.plan(PolicyRef("promote-me"), user=OWNER1, channel=CHANNEL)
         assert planned.target.key == target and not planned.blocked
         applied = await promotion.confirm(planned.id, user=OWNER2)
         assert isinstance(applied, Applied), applied

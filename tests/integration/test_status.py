@@ -358,7 +358,7 @@ async def test_unknown_policy_environment_and_subcommand(
     _, _, blocks = await status(bot, slack_emulator, "status qa require-labels")
     assert "There is no environment called `qa`" in text_of(blocks)
     _, _, blocks = await status(bot, slack_emulator, "status <!channel>")
-    assert "`&lt;!channel&gt;` is not a valid environment or policy name" in text_of(blocks)
+    assert "`&lt;!channel&gt;` is not a policy name" in text_of(blocks)
     interaction = await bot.slack.command("/policy", "frobnicate", user=USER, channel=CHANNEL)
     assert interaction.response.status == 200
     assert "There is no `/policy frobnicate` subcommand." in interaction.response.text
@@ -401,7 +401,7 @@ async def test_share_posts_a_fresh_answer_in_the_channel(
         await asyncio.sleep(0.02)
     refused = slack_emulator.responses[before].payload
     assert refused["response_type"] == "ephemeral"
-    assert "`../etc` is not a valid environment or policy name" in refused["text"]
+    assert "`../etc` is not a policy name" in refused["text"]
 
 
 async def test_unsigned_and_stale_requests_are_refused_and_change_nothing(

@@ -18,6 +18,7 @@ from bot.kinds import KIND_SPECS, Kind
 from bot.kube.gateway import Conflict, NotFound
 from bot.ladder import Ladder, MinDays, Stage
 from bot.policies import Mode
+from bot.policy_ref import PolicyRef
 from bot.promotion.config import PromotionConfig
 from bot.promotion.records import APPLIED, FAILED, PENDING, STALE, PromotionStore
 from bot.promotion.service import Applied, PromotionService, Superseded
@@ -171,7 +172,7 @@ async def service(database: Database) -> tuple[PromotionService, dict[str, FakeC
 
 async def test_a_lost_write_race_answers_with_a_fresh_plan(service: Any) -> None:
     svc, clusters = service
-    plan = await svc.plan("p", user="U0OWNER1", channel="C1")
+    plan = await svc.plan(PolicyRef("p"), user="U0OWNER1", channel="C1")
     assert not plan.blocked and plan.target.key == "staging:Enforce"
     clusters["staging"].fail_apply = Conflict("the object has been modified")
     outcome = await svc.confirm(plan.id, user="U0OWNER1")
@@ -188,7 +189,7 @@ async def test_a_lost_write_race_answers_with_a_fresh_plan(service: Any) -> None
 
 async def test_a_cluster_down_mid_apply_leaves_the_plan_clickable(service: Any) -> None:
     svc, clusters = service
-    plan = await svc.plan("p", user="U0OWNER1", channel="C1")
+    plan = await svc.plan(PolicyRef("p"), user="U0OWNER1", channel="C1")
     clusters["staging"].fail_apply = ClusterUnavailable("staging", "connection refused")
     with pytest.raises(ClusterUnavailable):
         await svc.confirm(plan.id, user="U0OWNER1")
@@ -201,7 +202,7 @@ async def test_a_cluster_down_mid_apply_leaves_the_plan_clickable(service: Any) 
 
 async def test_a_write_the_cluster_refuses_fails_the_plan_with_its_reason(service: Any) -> None:
     svc, clusters = service
-    plan = await svc.plan("p", user="U0OWNER1", channel="C1")
+    plan = await svc.plan(PolicyRef("p"), user="U0OWNER1", channel="C1")
     clusters["staging"].fail_apply = NotFound("/apis/kyverno.io/v1/clusterpolicies/p")
     with pytest.raises(BotError, match="staging does not serve ClusterPolicy"):
         await svc.confirm(plan.id, user="U0OWNER1")
@@ -212,7 +213,7 @@ async def test_a_write_the_cluster_refuses_fails_the_plan_with_its_reason(servic
 
 async def test_readiness_wait_ends_at_the_configured_timeout(service: Any) -> None:
     svc, _ = service
-    plan = await svc.plan("p", user="U0OWNER1", channel="C1")
+    plan = await svc.plan(PolicyRef("p"), user="U0OWNER1", channel="C1")
     applied = await svc.confirm(plan.id, user="U0OWNER1")
     assert isinstance(applied, Applied)
     readiness = await svc.wait_ready(applied.write)
@@ -226,7 +227,7 @@ async def test_what_the_api_server_warns_is_kept_with_the_write_and_audited(serv
         "migrate to ValidatingPolicy (policies.kyverno.io)"
     )
     clusters["staging"].warn = [deprecated, deprecated]  # said once per write, kept once
-    plan = await svc.plan("p", user="U0OWNER1", channel="C1")
+    plan = await svc.plan(PolicyRef("p"), user="U0OWNER1", channel="C1")
     applied = await svc.confirm(plan.id, user="U0OWNER1")
     assert isinstance(applied, Applied)
     assert applied.write.warnings == (deprecated,)
