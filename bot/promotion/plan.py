@@ -18,6 +18,7 @@ from bot.errors import BotError, PolicyNotFound
 from bot.kinds import Family
 from bot.ladder import STAGE_SINCE, GateResult, Ladder, Stage, StageEvidence
 from bot.policies import Mode
+from bot.promotion.gitops import gitops_gate, gitops_owner
 from bot.promotion.modes import FieldChange, changes, clean_copy, spec_drift, with_mode, with_stage
 from bot.promotion.sightings import LadderView, Sighting
 
@@ -188,7 +189,7 @@ def build_plan(
         target=target,
         since=view.since,
         since_source=view.since_source,
-        gates=view.gates,
+        gates=(*view.gates, *_gitops_gates(target.environment, existing)),
         creates=existing is None,
         # A new copy is described against the copy it comes from.
         changes=tuple(changes(family, clean_copy(existing or source.obj), desired)),
@@ -274,3 +275,9 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
             for v in data["versions"]
         ),
     )
+
+
+def _gitops_gates(environment: str, existing: Mapping[str, Any] | None) -> tuple[GateResult, ...]:
+    """A failing gate when the object the plan changes is re-applied from Git."""
+    owner = gitops_owner(existing)
+    return (gitops_gate(environment, owner),) if owner is not None else ()

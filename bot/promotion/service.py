@@ -25,6 +25,7 @@ from bot.kube.gateway import Conflict, Invalid, NotFound
 from bot.policies import Mode
 from bot.policy_ref import PolicyRef, parse_policy_ref
 from bot.promotion.config import PromotionConfig
+from bot.promotion.gitops import GitOpsOwner, gitops_owner
 from bot.promotion.history import StageHistory
 from bot.promotion.modes import FieldChange, changes, clean_copy, with_mode, with_stage
 from bot.promotion.plan import (
@@ -110,6 +111,7 @@ class Demoted:
     mode_before: Mode
     changes: tuple[FieldChange, ...]
     write: Write | None  # None: it was in Audit already, nothing was written
+    gitops: GitOpsOwner | None = None  # who will re-apply the old mode from Git
 
 
 class PromotionService:
@@ -564,7 +566,16 @@ class PromotionService:
                     **({"api_warnings": list(write.warnings)} if write.warnings else {}),
                 },
             )
-            return Demoted(policy.ref, policy.kind, environment, user, policy.mode, diff, write)
+            return Demoted(
+                policy.ref,
+                policy.kind,
+                environment,
+                user,
+                policy.mode,
+                diff,
+                write,
+                gitops_owner(found.obj),
+            )
         raise AssertionError("unreachable")
 
     async def _audit_demote(

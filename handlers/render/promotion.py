@@ -217,8 +217,19 @@ def demote_message(demoted: Demoted, readiness: Readiness | None, *, timeout_s: 
         f":arrow_down: <@{demoted.by}> demoted `{demoted.policy}` to Audit in *{env}* "
         f"(was {demoted.mode_before.value}) · {verdict}"
     )
+    gitops = (
+        [
+            kit.section(
+                f":warning: Managed by {kit.escape(demoted.gitops.describe())}: it puts the old "
+                "mode back at its next sync. Pause its sync now, and make the change in Git too."
+            )
+        ]
+        if demoted.gitops is not None
+        else []
+    )
     blocks = [
         kit.section(headline),
+        *gitops,
         _changes_block(demoted.changes),
         *warnings_block(env, [(w, 1) for w in write.warnings]),
         kit.context(

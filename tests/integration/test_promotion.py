@@ -849,3 +849,46 @@ async def test_one_name_for_two_kinds_is_named_by_kind(
     await command(bot, slack_emulator, OWNER1, "demote pol/twin-policy staging")
     got = await wait_for(lambda: slack_emulator.responses[answers:], what="the refusal")
     assert "Policy is namespaced: write `pol/NAMESPACE/NAME`." in got[0].payload["text"]
+
+
+async def test_a_policy_gitops_owns_is_not_patched_silently(
+    bot: RunningBot, slack_emulator: SlackEmulator, apis: dict[str, Any], clock: ShiftedClock
+) -> None:
+    clock.offset = TEN_DAYS
+    argo = seed.legacy_cluster_policy("argo-policy", action="Audit")
+    argo["metadata"]["annotations"] = {
+        "argocd.argoproj.io/tracking-id": "platform-policies:kyverno.io/ClusterPolicy:/argo-policy"
+    }
+    flux = seed.legacy_cluster_policy("flux-policy", action="Enforce")
+    flux["metadata"]["labels"] = {
+        "kustomize.toolkit.fluxcd.io/name": "policies",
+        "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+    }
+    seeded("staging", apis, argo, flux)
+
+    plan = await promote(bot, slack_emulator, OWNER1, "argo-policy")
+    text = text_of(plan.blocks)
+    assert (
+        ":x: not managed by GitOps in staging: managed by Argo CD (Application platform-policies, "
+        "annotation argocd.argoproj.io/tracking-id): Argo CD reverts a change made in the cluster "
+        "at its next sync; make it in the Git source of Application platform-policies, or pause "
+        "its sync and have an admin override"
+    ) in text
+    assert "*Blocked.*" in text
+    assert actions_of(plan) == ["promote_override", "promote_cancel"]
+    stored = await read(apis, "staging", argo)
+    assert stored is not None and stored["spec"]["validationFailureAction"] == "Audit"
+
+    # The outage lever still works, and says the controller will undo it.
+    before = {m.ts for m in slack_emulator.parents(CHANNEL)}
+    await command(bot, slack_emulator, OWNER1, "demote flux-policy staging")
+    demoted = await wait_for(
+        lambda: next((m for m in slack_emulator.parents(CHANNEL) if m.ts not in before), None),
+        what="the demote announcement",
+    )
+    assert (
+        ":warning: Managed by Flux (Kustomization flux-system/policies, label "
+        "kustomize.toolkit.fluxcd.io/name): it puts the old mode back at its next sync."
+    ) in text_of(demoted.blocks)
+    stored = await read(apis, "staging", flux)
+    assert stored is not None and stored["spec"]["validationFailureAction"] == "Audit"
