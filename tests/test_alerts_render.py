@@ -23,7 +23,9 @@ from handlers.render.alerts import (
     AlertLinks,
     AlertRenderer,
     alertmanager_url,
+    full_list,
     parent_message,
+    thread_replies,
     thread_reply,
 )
 from tests.alerts_harness import alert, group_of, notification
@@ -128,7 +130,13 @@ def test_large_group_lists_ten_then_counts_by_namespace(golden: Golden) -> None:
     golden("parent_many", message)
     section = message.blocks[2]["text"]["text"]
     assert section.count("\n") == 10
-    assert section.endswith("… and 17 more (team-a 9 · shop 8)")
+    assert section.endswith("… and 17 more (team-a 9 · shop 8), all in the thread")
+    (listed,) = full_list(group_of(alerts))
+    assert listed.text == "All 27 firing: 27 resources"
+    text = "\n".join(b["text"]["text"] for b in listed.blocks)
+    assert all(f"Deployment/app-{i:02d}" in text for i in range(27))
+    assert not validate_blocks(listed.blocks)
+    assert full_list(group_of(alerts[:10])) == []  # the parent shows them all
 
 
 def test_hostile_labels_are_escaped_and_everything_fits_slack_limits() -> None:
@@ -207,9 +215,23 @@ def test_thread_reply_summarises_what_changed(golden: Golden) -> None:
     ]
 
 
-def test_thread_reply_caps_long_lists() -> None:
+def test_thread_replies_name_every_resource_of_a_long_list() -> None:
     fired = tuple(alert(f"app-{i:02d}") for i in range(45))
-    message = thread_reply(GroupChange(fired=fired), now=NOW)
-    assert message.text.startswith("+45 firing: payments Deployment/app-00,")
-    assert message.text.endswith("… and 25 more")
-    assert not validate_blocks(message.blocks)
+    first, rest = thread_replies(GroupChange(fired=fired), now=NOW)
+    assert first.text.startswith("+45 firing: payments Deployment/app-00,")
+    assert first.text.endswith("… and 25 more (all listed below)")
+    assert rest.text == "+45 firing: 45 resources"
+    listed = "\n".join(b["text"]["text"] for b in rest.blocks)
+    assert all(f"Deployment/app-{i:02d}" in listed for i in range(45))
+    assert not validate_blocks(first.blocks) and not validate_blocks(rest.blocks)
+
+
+def test_a_thousand_resources_are_listed_over_as_many_replies_as_it_takes() -> None:
+    fired = tuple(
+        alert(f"app-{i:04d}", message="The label `team` is required. " * 6) for i in range(1000)
+    )
+    _, *pages = thread_replies(GroupChange(fired=fired), now=NOW)
+    assert len(pages) > 1 and pages[0].blocks[0]["text"]["text"].endswith(f"of {len(pages)}):*")
+    seen = "\n".join(b["text"]["text"] for page in pages for b in page.blocks)
+    assert all(f"Deployment/app-{i:04d}" in seen for i in range(1000))
+    assert all(not validate_blocks(page.blocks) for page in pages)

@@ -118,6 +118,30 @@ async def test_several_notifications_coalesce_into_one_update_and_one_reply(
     assert "2 resources" in parent.text
 
 
+async def test_every_resource_of_a_large_group_is_in_slack(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    """The parent lists ten resources; the thread has all twenty, then the 25 that fire next."""
+    first = [alert(f"app-{i:02d}", namespace=f"ns-{i % 2}") for i in range(20)]
+    more = [alert(f"late-{i:02d}", namespace="ns-9") for i in range(25)]
+    async with running_relay(slack_emulator, store_url) as relay:
+        assert await post(relay, group("big", first)) == 200
+        await wait_for_messages(slack_emulator, parents=1, replies=1, timeout=15)
+        assert await post(relay, group("big", first + more)) == 200
+        await wait_for_messages(slack_emulator, parents=1, replies=3, timeout=15)
+        await relay.wait_idle()
+    [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+    assert "… and 35 more (ns-9 25 · ns-1 10), all in the thread" in str(parent.blocks)
+    replies = slack_emulator.replies(ALERTS_CHANNEL, parent.ts)
+    assert [r.text for r in replies][::2] == [
+        "All 20 firing: 20 resources",
+        "+25 firing: 25 resources",
+    ]
+    shown = str([r.blocks for r in replies])
+    assert all(f"Deployment/{a.labels['resource_name']}" in shown for a in first + more)
+    assert slack_emulator.ratelimited_count() == 0
+
+
 async def test_bursts_are_paced_per_channel_without_429s(
     slack_emulator: SlackEmulator, store_url: str
 ) -> None:

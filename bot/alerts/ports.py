@@ -31,9 +31,17 @@ class MessageRenderer(Protocol):
 
     def parent(self, group: AlertGroup, *, now: datetime) -> RenderedMessage: ...
 
-    def reply(
+    def replies(
         self, group: AlertGroup, change: GroupChange, *, now: datetime
-    ) -> RenderedMessage: ...
+    ) -> list[RenderedMessage]:
+        """The thread replies for `change`: every resource it names, over several messages
+        when one cannot hold them all."""
+        ...
+
+    def full_list(self, group: AlertGroup, *, now: datetime) -> list[RenderedMessage]:
+        """Thread replies listing every firing resource when the parent shows only some of
+        them; empty when the parent shows them all."""
+        ...
 
 
 class SlackPoster(Protocol):

@@ -289,12 +289,12 @@ class AlertSender:
             claim.sent_alerts, view, still_failing=expired, silence_was=claim.sent_silence
         )
         if change:
-            reply = self._renderer.reply(view, change, now=self._clock.now())
-            await self._pacer.acquire(group.channel)
-            await self._slack.post_message(
-                group.channel, reply.text, reply.blocks, thread_ts=group.parent_ts
-            )
-            metrics.DELIVERIES.labels("reply").inc()
+            for reply in self._renderer.replies(view, change, now=self._clock.now()):
+                await self._pacer.acquire(group.channel)
+                await self._slack.post_message(
+                    group.channel, reply.text, reply.blocks, thread_ts=group.parent_ts
+                )
+                metrics.DELIVERIES.labels("reply").inc()
         await self._outbox.complete(claim, parent_ts=group.parent_ts, expired_failing=expired)
 
     async def _post_parent(self, claim: Claim, group: AlertGroup) -> None:
@@ -302,6 +302,11 @@ class AlertSender:
         await self._pacer.acquire(group.channel)
         ts = await self._slack.post_message(group.channel, message.text, message.blocks)
         metrics.DELIVERIES.labels("parent").inc()
+        # The parent lists the first resources; the thread holds every one of them.
+        for page in self._renderer.full_list(group, now=self._clock.now()):
+            await self._pacer.acquire(group.channel)
+            await self._slack.post_message(group.channel, page.text, page.blocks, thread_ts=ts)
+            metrics.DELIVERIES.labels("reply").inc()
         await self._outbox.complete(claim, parent_ts=ts, expired_failing=group.expired_failing)
 
     async def _still_failing(self, ended: list[Alert]) -> frozenset[str]:

@@ -70,8 +70,13 @@ class AlertRenderer:
         extra = self._extra_actions(group) if self._extra_actions and not group.all_resolved else ()
         return parent_message(group, now=now, links=self._links, extra_actions=extra)
 
-    def reply(self, group: AlertGroup, change: GroupChange, *, now: datetime) -> RenderedMessage:
-        return thread_reply(change, now=now)
+    def replies(
+        self, group: AlertGroup, change: GroupChange, *, now: datetime
+    ) -> list[RenderedMessage]:
+        return thread_replies(change, now=now)
+
+    def full_list(self, group: AlertGroup, *, now: datetime) -> list[RenderedMessage]:
+        return full_list(group)
 
 
 # -- parent ----------------------------------------------------------------------------
@@ -170,7 +175,9 @@ def _resource_section(alerts: Sequence[Alert]) -> Block:
     lines = [_resource_line(a) for a in shown]
     hidden = ordered[MAX_RESOURCE_LINES:]
     if hidden:
-        lines.append(f"{kit.ELLIPSIS} and {len(hidden)} more{_namespace_counts(hidden)}")
+        lines.append(
+            f"{kit.ELLIPSIS} and {len(hidden)} more{_namespace_counts(hidden)}, all in the thread"
+        )
     return kit.lines_section(lines, more=f"{kit.ELLIPSIS} and more")
 
 
@@ -246,21 +253,59 @@ def _policy_reporter_url(links: AlertLinks, group: AlertGroup) -> str | None:
 
 
 def thread_reply(change: GroupChange, *, now: datetime) -> RenderedMessage:
-    """One reply listing what changed since Slack last saw the group."""
+    """One reply listing what changed since Slack last saw the group (the first of
+    `thread_replies`, which is all of them unless a list runs past `MAX_REPLY_ITEMS`)."""
+    return thread_replies(change, now=now)[0]
+
+
+def thread_replies(change: GroupChange, *, now: datetime) -> list[RenderedMessage]:
+    """What changed since Slack last saw the group. Short lists read as one line each; a
+    list longer than `MAX_REPLY_ITEMS` is followed by every resource, one per line, in as
+    many replies as it takes, so no resource is only counted."""
     lines: list[str] = []
-    if change.fired:
-        lines.append(f"+{len(change.fired)} firing: {_resource_list(change.fired)}")
-    if change.resolved:
-        lines.append(f"{len(change.resolved)} resolved: {_resource_list(change.resolved)}")
-    if change.still_failing:
-        lines.append(
-            f"expired, still failing in the cluster: {_resource_list(change.still_failing)}"
-        )
+    complete: list[tuple[str, Sequence[Alert]]] = []
+    for label, alerts in (
+        (f"+{len(change.fired)} firing", change.fired),
+        (f"{len(change.resolved)} resolved", change.resolved),
+        ("expired, still failing in the cluster", change.still_failing),
+    ):
+        if not alerts:
+            continue
+        lines.append(f"{label}: {_resource_list(alerts)}")
+        if len(alerts) > MAX_REPLY_ITEMS:
+            complete.append((label, alerts))
     if change.silence is not None:
         lines.append("🔕 " + _silence_phrase(change.silence, now=now))
     blocks = [kit.section(line) for line in lines]
     text = "\n".join(lines) or "no change"
-    return RenderedMessage(text=kit.clip(text, kit.MAX_FALLBACK_TEXT), blocks=kit.fit(blocks))
+    first = RenderedMessage(text=kit.clip(text, kit.MAX_FALLBACK_TEXT), blocks=kit.fit(blocks))
+    rest = [m for label, alerts in complete for m in _every_resource(label, alerts)]
+    return [first, *rest]
+
+
+def full_list(group: AlertGroup) -> list[RenderedMessage]:
+    """Every firing resource of a group whose parent lists only the first ones."""
+    firing = list(group.firing)
+    if len(firing) <= MAX_RESOURCE_LINES:
+        return []
+    return _every_resource(f"All {len(firing)} firing", firing)
+
+
+def _every_resource(label: str, alerts: Sequence[Alert]) -> list[RenderedMessage]:
+    """`label` and every resource of `alerts`, one line each, over as many messages as needed."""
+    lines = [_resource_line(a) for a in sorted(alerts, key=_resource_key)]
+    pages = kit.paged_sections(lines)
+    messages: list[RenderedMessage] = []
+    for number, sections in enumerate(pages, start=1):
+        part = f" (part {number} of {len(pages)})" if len(pages) > 1 else ""
+        head = f"{label}{part}:"
+        messages.append(
+            RenderedMessage(
+                text=kit.clip(f"{head} {len(alerts)} resources", kit.MAX_FALLBACK_TEXT),
+                blocks=[kit.section(f"*{kit.escape(head)}*"), *sections],
+            )
+        )
+    return messages
 
 
 def _resource_list(alerts: Iterable[Alert], *, limit: int = MAX_REPLY_ITEMS) -> str:
@@ -268,7 +313,7 @@ def _resource_list(alerts: Iterable[Alert], *, limit: int = MAX_REPLY_ITEMS) -> 
     names = [_resource_name(a) for a in ordered[:limit]]
     text = ", ".join(kit.escape(n) for n in names)
     if len(ordered) > limit:
-        text += f", {kit.ELLIPSIS} and {len(ordered) - limit} more"
+        text += f", {kit.ELLIPSIS} and {len(ordered) - limit} more (all listed below)"
     return text
 
 

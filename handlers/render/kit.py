@@ -118,6 +118,29 @@ def lines_section(lines: Sequence[str], *, more: str | None = None) -> Block:
     return section(text or " ")
 
 
+def paged_sections(lines: Sequence[str], *, per_message: int = MAX_BLOCKS - 2) -> list[list[Block]]:
+    """Every line, none lost: whole lines packed into sections, sections into messages.
+
+    Where `lines_section` keeps what fits and says "and more", this is for lists people must
+    see whole (the resources of an alert); a line longer than a section is clipped itself.
+    """
+    sections: list[Block] = []
+    current: list[str] = []
+    used = 0
+    for raw in lines:
+        line = clip(raw, MAX_SECTION_TEXT)
+        cost = len(line) + (1 if current else 0)
+        if current and used + cost > MAX_SECTION_TEXT:
+            sections.append(section("\n".join(current)))
+            current, used = [], 0
+            cost = len(line)
+        current.append(line)
+        used += cost
+    if current:
+        sections.append(section("\n".join(current)))
+    return [sections[i : i + per_message] for i in range(0, len(sections), per_message)]
+
+
 def fit(blocks: list[Block], *, reserve: int = 0) -> list[Block]:
     """At most MAX_BLOCKS blocks: the tail is replaced by a note saying how many were cut."""
     limit = MAX_BLOCKS - reserve
