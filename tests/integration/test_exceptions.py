@@ -624,7 +624,10 @@ async def test_a_restart_between_request_and_approval_loses_nothing(
 async def test_reminder_renewal_and_expiry_sweep(w: World) -> None:
     rid, ts = await file_request(w, days="2")
     await click(w, "exception_approve", APPROVER, ts)
-    await eventually(lambda: ours(w.plane, rid))
+    # Active as people see it (the approval message says so): the PolicyException exists a
+    # moment before the request is marked active, and reminders only consider active ones.
+    await eventually(lambda: "Approved by" in message_text(w.slack.message(APPROVALS, ts)))
+    assert ours(w.plane, rid)
     scheduler = w.bot.services.scheduler
 
     # 1 day 12 h left: the 7-day reminder, once.
