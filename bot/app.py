@@ -62,11 +62,13 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         raise
     audit = AuditTrail(database, clock=clock)
     clusters = {env.name: ClusterGateway(env) for env in settings.environments}
+    budgets = answer_budgets(settings)
     status = StatusService(
         list(clusters.values()),
         clock=clock,
         ladder=promotion.ladder,
         stage_evidence=StageHistory(PromotionStore(database), clusters).evidence,
+        answer_within_s=budgets,
     )
     slack = SlackApi.open(
         token=settings.slack.bot_token.get_secret_value(),
@@ -89,8 +91,18 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         roles=roles,
         tasks=TaskGroup(),
         scheduler=Scheduler(database, clock=clock, replica=_replica_name()),
+        answer_within_s=budgets,
         slack=slack,
     )
+
+
+ANSWER_BUDGET_FACTOR = 3.0
+"""An environment's read for a command may take this many of its per-call timeouts."""
+
+
+def answer_budgets(settings: Settings) -> dict[str, float]:
+    """How long a command waits for each environment before naming it slow."""
+    return {e.name: ANSWER_BUDGET_FACTOR * e.timeout_s for e in settings.environments}
 
 
 def _replica_name() -> str:

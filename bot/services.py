@@ -33,6 +33,8 @@ class Services:
     slack: SlackApi
     tasks: TaskGroup
     scheduler: Scheduler
+    answer_within_s: dict[str, float] = field(default_factory=dict)
+    """Per environment: how long a command waits for it before naming it slow."""
     on_start: list[Hook] = field(default_factory=list)
     """Run after the store and Slack client are up, before traffic (e.g. start a sender)."""
     on_close: list[Hook] = field(default_factory=list)

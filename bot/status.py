@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.clock import Clock
-from bot.errors import BotError, PolicyNotFound, UnknownEnvironment
+from bot.errors import BotError, ClusterUnavailable, PolicyNotFound, UnknownEnvironment
 from bot.found_exceptions import FoundException, exception_from_object
 from bot.kinds import Family, Kind
 from bot.ladder import Ladder, StageEvidence, StageView
@@ -135,8 +135,13 @@ class StatusService:
         clock: Clock,
         ladder: Ladder,
         stage_evidence: StageEvidenceSource | None = None,
+        answer_within_s: Mapping[str, float] | None = None,
     ) -> None:
+        """`answer_within_s` bounds the read of each environment: a hung or very slow API
+        server is reported as such while the others are shown (default: no bound beyond the
+        gateway's own timeouts)."""
         self._clusters = {c.name: c for c in clusters}
+        self._budget = dict(answer_within_s or {})
         self._order = [c.name for c in clusters]
         self._clock = clock
         self._ladder = ladder
@@ -176,7 +181,13 @@ class StatusService:
         )
 
     async def _health_of(self, name: str) -> HealthSummary | None:
-        return await self._health(name) if self._health is not None else None
+        if self._health is None:
+            return None
+        try:
+            async with asyncio.timeout(self._budget.get(name)):
+                return await self._health(name)
+        except TimeoutError:
+            return None  # the snapshot says the environment is slow
 
     async def _last_backup_of(self, name: str) -> datetime | None:
         if self._last_backup is None:
@@ -246,11 +257,18 @@ class StatusService:
 
     async def snapshot(self, name: str) -> Snapshot:
         cluster = self._clusters[name]
+        budget = self._budget.get(name)
         try:
-            kinds = await cluster.kinds()
-            return await self._read(cluster, kinds)
+            async with asyncio.timeout(budget):
+                kinds = await cluster.kinds()
+                return await self._read(cluster, kinds)
         except BotError as err:
             return Snapshot(environment=name, error=err)
+        except TimeoutError:
+            # The gateway's own call goes on in its worker thread until its timeout; the
+            # answer does not wait for it.
+            slow = ClusterUnavailable(name, f"no complete answer within {budget:g} s")
+            return Snapshot(environment=name, error=slow)
 
     async def _read(self, cluster: Cluster, kinds: tuple[Kind, ...]) -> Snapshot:
         policy_kinds = [

@@ -45,6 +45,7 @@ def build_doctor(services: Services, *, backups: BackupValues | None = None) -> 
         exceptions_namespace=settings.exceptions.namespace,
         releases={r.name: r.namespace for r in settings.backup.helm_releases},
         backups=backups,
+        answer_within_s=services.answer_within_s,
     )
 
 

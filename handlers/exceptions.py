@@ -449,7 +449,9 @@ class ExceptionHandlers:
         environment = inv.args[0] if inv.args else None
         if environment is not None and len(environment) > 63:
             raise BotError("That is not an environment name; `/policy status` lists them.")
-        register = await exception_register(self.service, environment)
+        register = await exception_register(
+            self.service, environment, answer_within_s=self._svc.answer_within_s
+        )
         return render.register_blocks(
             register, now=self._svc.clock.now(), jira=_jira_view(self.service)
         )

@@ -152,3 +152,76 @@ def kubeconfig_via(original: Path, port: int, target: Path) -> Path:
         cluster["cluster"]["server"] = f"https://127.0.0.1:{port}"
     target.write_text(yaml.safe_dump(config))
     return target
+
+
+class SlowProxy:
+    """A loopback TCP proxy that holds every answer of the API server back by `delay` s."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self.delay = 0.0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        pipes = [
+            asyncio.create_task(self._pipe(reader, up_writer, slow=False)),
+            asyncio.create_task(self._pipe(up_reader, writer, slow=True)),
+        ]
+        self._tasks.update(pipes)
+        try:
+            await asyncio.gather(*pipes, return_exceptions=True)
+        finally:
+            self._tasks.difference_update(pipes)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, slow: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if slow and self.delay:
+                    await asyncio.sleep(self.delay)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+
+class HungServer:
+    """A loopback port that accepts connections and never answers: a hung API server."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)  # read nothing, answer nothing, keep it open
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -16,7 +16,7 @@ from bot.doctor.checks import run_checks
 from bot.doctor.model import BackedUpValues, DoctorReport, KyvernoHealth
 from bot.doctor.reader import ApiReader, HealthReader
 from bot.doctor.runbook import HELM_RELEASES
-from bot.errors import BotError, UnknownEnvironment
+from bot.errors import BotError, ClusterUnavailable, UnknownEnvironment
 from bot.status import HealthSummary
 
 
@@ -34,7 +34,9 @@ class DoctorService:
         exceptions_namespace: str,
         releases: Mapping[str, str] | None = None,
         backups: BackupValues | None = None,
+        answer_within_s: Mapping[str, float] | None = None,
     ) -> None:
+        self._budget = dict(answer_within_s or {})
         self._clusters = {c.name: c for c in clusters}
         self._order = [c.name for c in clusters]
         self._exceptions_namespace = exceptions_namespace
@@ -73,12 +75,17 @@ class DoctorService:
 
     async def _examine(self, environment: str) -> DoctorReport:
         cluster = self._clusters[environment]
+        budget = self._budget.get(environment)
         try:
-            health, (backed_up, note) = await asyncio.gather(
-                self._reader.read(cluster), self._backed_up(environment)
-            )
+            async with asyncio.timeout(budget):
+                health, (backed_up, note) = await asyncio.gather(
+                    self._reader.read(cluster), self._backed_up(environment)
+                )
         except BotError as err:
             return DoctorReport(environment=environment, error=err)
+        except TimeoutError:
+            slow = ClusterUnavailable(environment, f"no complete answer within {budget:g} s")
+            return DoctorReport(environment=environment, error=slow)
         findings = run_checks(
             health, exceptions_namespace=self._exceptions_namespace, backed_up=backed_up
         )

@@ -9,9 +9,10 @@ with the one Kyverno accepts exceptions from, since an exception anywhere else i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bot.errors import BotError, UnknownEnvironment
+from bot.errors import BotError, ClusterUnavailable, UnknownEnvironment
 from bot.exceptions.acceptance import Acceptance, read_acceptance
 from bot.exceptions.manifests import REQUEST_ID
 from bot.exceptions.model import ExceptionRequest, State
@@ -46,15 +47,32 @@ class Register:
     environments: tuple[EnvironmentRegister, ...]
 
 
-async def exception_register(service: ExceptionService, environment: str | None) -> Register:
+async def exception_register(
+    service: ExceptionService,
+    environment: str | None,
+    *,
+    answer_within_s: Mapping[str, float] | None = None,
+) -> Register:
+    """The register per environment; one that does not answer within its budget is named
+    slow and the others are still shown."""
     names = service.catalog.environments
     if environment is not None and environment not in names:
         raise UnknownEnvironment(environment, names)
     wanted = [environment] if environment else names
     active = await service.store.requests([State.ACTIVE])
-    parts = await asyncio.gather(
-        *(_environment(service, env, [r for r in active if r.environment == env]) for env in wanted)
-    )
+    budgets = answer_within_s or {}
+
+    async def one(env: str) -> EnvironmentRegister:
+        mine = [r for r in active if r.environment == env]
+        budget = budgets.get(env)
+        try:
+            async with asyncio.timeout(budget):
+                return await _environment(service, env, mine)
+        except TimeoutError:
+            slow = ClusterUnavailable(env, f"no complete answer within {budget:g} s")
+            return EnvironmentRegister(env, active=tuple(mine), error=slow)
+
+    parts = await asyncio.gather(*(one(env) for env in wanted))
     return Register(namespace=service.settings.namespace, environments=tuple(parts))
 
 

@@ -26,7 +26,7 @@ from bot.settings import Settings, parse_settings
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
 from tests.emulators.jira import PAT, JiraEmulator
 from tests.emulators.slack import RateLimits, SlackEmulator
-from tests.harness import RunningBot, running_bot
+from tests.harness import RunningBot, SlowProxy, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
@@ -1035,56 +1035,6 @@ async def test_every_bad_modal_input_is_answered_inline_and_changes_nothing(w: W
         search.param("jql")
         == f'project = "SEC" AND labels = "policy-bot-{rid}" ORDER BY created ASC'
     )
-
-
-class SlowProxy:
-    """A loopback TCP proxy that holds every answer of the API server back by `delay` s."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target = target_port
-        self.delay = 0.0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer, slow=False)),
-            asyncio.create_task(self._pipe(up_reader, writer, slow=True)),
-        ]
-        self._tasks.update(pipes)
-        try:
-            await asyncio.gather(*pipes, return_exceptions=True)
-        finally:
-            self._tasks.difference_update(pipes)
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, slow: bool
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                if slow and self.delay:
-                    await asyncio.sleep(self.delay)
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
 
 
 async def test_a_slow_cluster_gets_a_typed_policy_and_an_answer_by_message(
