@@ -225,3 +225,17 @@ class HungServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+def blocks_text(blocks: list[dict[str, Any]]) -> str:
+    """The words of a Block Kit message, one text object a line, as a reader would see them."""
+    parts = []
+    for block in blocks:
+        if isinstance(block.get("text"), dict):
+            parts.append(block["text"]["text"])
+        for element in block.get("elements", []) + block.get("fields", []):
+            if isinstance(element.get("text"), str):
+                parts.append(element["text"])
+            elif isinstance(element.get("text"), dict):
+                parts.append(element["text"].get("text", ""))
+    return "\n".join(parts)

@@ -32,7 +32,7 @@ from bot.clock import SYSTEM_CLOCK
 from bot.exceptions.model import State
 from tests.emulators.jira import PAT, JiraEmulator
 from tests.emulators.slack import RateLimits, SlackEmulator
-from tests.harness import RunningBot, bot_settings, running_bot
+from tests.harness import RunningBot, blocks_text, bot_settings, running_bot
 from tests.kube import seed
 from tests.kube.kyverno import Kyverno
 from tests.timeline import MovableClock
@@ -272,19 +272,6 @@ def removed_afterwards(kyverno: Kyverno, group: str, rid: list[str]) -> Iterator
 # -- the bot's side ---------------------------------------------------------------------------
 
 
-def text_of(blocks: list[dict[str, Any]]) -> str:
-    parts = []
-    for block in blocks:
-        if isinstance(block.get("text"), dict):
-            parts.append(block["text"]["text"])
-        for element in block.get("elements", []) + block.get("fields", []):
-            if isinstance(element.get("text"), str):
-                parts.append(element["text"])
-            elif isinstance(element.get("text"), dict):
-                parts.append(element["text"].get("text", ""))
-    return "\n".join(parts)
-
-
 async def status_answer(w: World, args: str) -> str:
     """`/policy status ARGS` as a person types it; the text of the (ephemeral) answer."""
     before = len(w.slack.responses)
@@ -296,7 +283,7 @@ async def status_answer(w: World, args: str) -> str:
     def answered() -> str | None:
         for response in w.slack.responses[before:]:
             if response.payload.get("text") == f"/policy status {args}":
-                return text_of(response.payload.get("blocks") or [])
+                return blocks_text(response.payload.get("blocks") or [])
         return None
 
     return await wait_for(answered, what=f"the answer to /policy status {args}", timeout=60)
@@ -348,7 +335,7 @@ async def approve(w: World, ts: str) -> str:
 
     def approved() -> str | None:
         message = w.slack.message(APPROVALS, ts)
-        text = (text_of(message.blocks) + "\n" + message.text) if message else ""
+        text = (blocks_text(message.blocks) + "\n" + message.text) if message else ""
         return text if "Approved by" in text else None
 
     return await wait_for(approved, what="the approval message to say Approved")
@@ -527,7 +514,7 @@ async def test_the_bots_expiry_sweep_makes_kyverno_refuse_again(
         )
         assert f"\n{policy_name}:\n" in answer["message"]
         message = w.slack.message(APPROVALS, ts)
-        assert message is not None and "⌛ Expired on" in text_of(message.blocks)
+        assert message is not None and "⌛ Expired on" in blocks_text(message.blocks)
         print(f"\nrefused again {elapsed:.1f} s after the sweep deleted the exception")
 
 

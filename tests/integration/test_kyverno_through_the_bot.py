@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
 from tests.emulators.slack import Message, RateLimits, SlackEmulator
-from tests.harness import RunningBot, bot_settings, running_bot
+from tests.harness import RunningBot, blocks_text, bot_settings, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import Assets, ControlPlane
 from tests.kube.kyverno import Kyverno, KyvernoAssets
@@ -132,17 +132,6 @@ async def wait_for(condition: Callable[[], T | None], *, what: str, timeout: flo
         await asyncio.sleep(0.25)
 
 
-def text_of(blocks: list[dict[str, Any]]) -> str:
-    parts = []
-    for block in blocks:
-        if isinstance(block.get("text"), dict):
-            parts.append(block["text"]["text"])
-        for element in block.get("elements", []) + block.get("fields", []):
-            if isinstance(element.get("text"), str):
-                parts.append(element["text"])
-    return "\n".join(parts)
-
-
 async def command(bot: RunningBot, user: str, text: str) -> None:
     interaction = await bot.slack.command("/policy", text, user=user, channel=CHANNEL)
     assert interaction.response.status == 200, interaction.response.text
@@ -165,7 +154,7 @@ async def new_parent(emulator: SlackEmulator, before: set[str], prefix: str) -> 
 async def settled(emulator: SlackEmulator, message: Message, needle: str) -> str:
     def done() -> str | None:
         now = emulator.message(CHANNEL, message.ts)
-        text = text_of(now.blocks) if now is not None else ""
+        text = blocks_text(now.blocks) if now is not None else ""
         return text if needle in text else None
 
     return await wait_for(done, what=f"the message to say {needle!r}", timeout=READINESS_TIMEOUT_S)
@@ -188,7 +177,7 @@ async def test_promote_to_enforce_refuses_demote_admits_and_kyverno_warns(
     before = {m.ts for m in slack_emulator.parents(CHANNEL)}
     await command(bot, OWNER1, f"promote {policy_name}")
     plan = await new_parent(slack_emulator, before, "Promotion plan")
-    assert f"Promote {policy_name}: {ENV} (Audit) → {ENV} (Enforce)" in text_of(plan.blocks)
+    assert f"Promote {policy_name}: {ENV} (Audit) → {ENV} (Enforce)" in blocks_text(plan.blocks)
     # Kyverno's background scan reports the admitted Deployment; the gate sees what it wrote
     # only once the report exists, so the plan may pass or block on it: both are honest.
     started = time.monotonic()
@@ -237,7 +226,7 @@ async def doctor_answer(bot: RunningBot, emulator: SlackEmulator) -> str:
 
     def answered() -> str | None:
         for response in emulator.responses[before:]:
-            text = text_of(response.payload.get("blocks") or [])
+            text = blocks_text(response.payload.get("blocks") or [])
             if "resource filters" in text or "Resource filters" in text:
                 return text
         return None
@@ -348,14 +337,14 @@ async def test_a_backup_restored_into_a_rebuilt_cluster_decides_the_same(
                 (
                     m
                     for m in slack_emulator.parents(REPORTS)
-                    if m.ts not in before and "dry run" in text_of(m.blocks)
+                    if m.ts not in before and "dry run" in blocks_text(m.blocks)
                 ),
                 None,
             ),
             what="the restore plan",
             timeout=60,
         )
-        text = text_of(plan.blocks)
+        text = blocks_text(plan.blocks)
         assert f":new: created ClusterPolicy `{policy_name}`" in text
         assert f"The API server of {ENV} warned:" in text and DEPRECATED in text
         click = await bot.slack.block_action(
@@ -365,7 +354,7 @@ async def test_a_backup_restored_into_a_rebuilt_cluster_decides_the_same(
 
         def restored() -> str | None:
             current = slack_emulator.message(REPORTS, plan.ts)
-            found = text_of(current.blocks) if current is not None else ""
+            found = blocks_text(current.blocks) if current is not None else ""
             return found if f"restored {backup_id} into *{ENV}*" in found else None
 
         done = await wait_for(restored, what="the restore's outcome", timeout=120)

@@ -27,6 +27,7 @@ from tests.harness import (
     HungServer,
     RunningBot,
     SlowProxy,
+    blocks_text,
     bot_settings,
     kubeconfig_via,
     running_bot,
@@ -105,14 +106,7 @@ async def ask(w: World, text: str, *, timeout: float = 20.0) -> tuple[float, flo
 
 
 def _text(payload: dict[str, Any]) -> str:
-    parts = [str(payload.get("text") or "")]
-    for block in payload.get("blocks") or []:
-        if isinstance(block.get("text"), dict):
-            parts.append(block["text"]["text"])
-        for element in block.get("elements", []) + block.get("fields", []):
-            if isinstance(element.get("text"), str):
-                parts.append(element["text"])
-    return "\n".join(parts)
+    return str(payload.get("text") or "") + "\n" + blocks_text(payload.get("blocks") or [])
 
 
 HUNG = "Environment *staging* is unreachable (timed out)"
