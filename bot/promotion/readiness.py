@@ -6,6 +6,13 @@ is about the write the bot just made: the condition names that generation
 (`observedGeneration`), or the bot created the object, or the condition changed or
 transitioned after the write. A Ready left over from before the change is not proof.
 Without Kyverno (or with a slow one) the wait ends at a configured timeout and says so.
+
+Kyverno 1.19 gives legacy policies no `observedGeneration` and keeps the Ready condition's
+`lastTransitionTime` when a later change leaves it Ready (seen on a running Kyverno: a mode
+switch takes effect within 0.1 s and the condition does not move). So after an update of a
+policy that was Ready, an unchanged Ready is all there will ever be: once it has held for
+`SETTLE_S` the wait ends as "still Ready", said in those words, instead of running into the
+timeout and suggesting Kyverno never answered.
 """
 
 from __future__ import annotations
@@ -22,9 +29,12 @@ from bot.policies import parse_time
 
 Obj = Mapping[str, Any]
 READY = "ready"
+STILL_READY = "still_ready"
 NOT_READY = "not_ready"
 TIMEOUT = "timeout"
 CLOCK_SKEW = timedelta(seconds=2)
+SETTLE_S = 3.0
+"""How long an unchanged Ready must hold after an update before the wait accepts it."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,11 @@ class Readiness:
     def describe(self, environment: str) -> str:
         if self.state == READY:
             return f"Ready on {environment} after {self.after_s:.0f} s"
+        if self.state == STILL_READY:
+            return (
+                f"still Ready on {environment} after {self.after_s:.0f} s (Kyverno keeps its "
+                "Ready across changes without saying which one it checked)"
+            )
         if self.state == NOT_READY:
             why = f": {self.message}" if self.message else ""
             return f"Kyverno reports it not Ready on {environment}{why}"
@@ -115,6 +130,17 @@ def fresh_report(
     return None
 
 
+def _still_ready(now: Condition | None, before: Condition | None) -> bool:
+    """Ready before the write and the very same Ready now, with no generation to tell by."""
+    return (
+        now is not None
+        and before is not None
+        and now.ready
+        and now == before
+        and now.observed_generation is None
+    )
+
+
 async def wait_ready(
     read: Callable[[], Awaitable[Obj | None]],
     *,
@@ -124,6 +150,7 @@ async def wait_ready(
     written_at: datetime,
     timeout_s: float,
     poll_s: float,
+    settle_s: float = SETTLE_S,
 ) -> Readiness:
     """Re-read the policy until a fresh readiness report or `timeout_s`."""
     started = time.monotonic()
@@ -143,6 +170,8 @@ async def wait_ready(
         elapsed = time.monotonic() - started
         if report is not None:
             return Readiness(READY if report.ready else NOT_READY, elapsed, report.message)
+        if elapsed >= settle_s and _still_ready(condition(obj), before):
+            return Readiness(STILL_READY, elapsed)
         if time.monotonic() >= deadline:
             return Readiness(TIMEOUT, elapsed, timeout_s=timeout_s)
         await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))

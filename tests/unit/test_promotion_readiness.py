@@ -8,6 +8,7 @@ from typing import Any
 from bot.promotion.readiness import (
     NOT_READY,
     READY,
+    STILL_READY,
     TIMEOUT,
     Condition,
     condition,
@@ -85,3 +86,44 @@ async def test_wait_times_out_quickly_without_kyverno_and_sees_a_report_when_it_
         ready, generation=1, created=False, before=None, written_at=WRITTEN, timeout_s=5, poll_s=1
     )
     assert result.state == READY and result.describe("qac").startswith("Ready on qac after 0 s")
+
+
+async def test_an_unchanged_ready_after_an_update_is_said_to_be_still_ready():
+    """Kyverno 1.19 keeps a legacy policy's Ready (same lastTransitionTime, no generation)
+    across a change that leaves it valid; the wait says "still Ready", not "no answer"."""
+    was = legacy("True", message="Ready", lastTransitionTime="2026-11-01T00:00:00Z")
+    before = condition(was)
+
+    async def unchanged() -> dict[str, Any]:
+        return was
+
+    result = await wait_ready(
+        unchanged,
+        generation=2,
+        created=False,
+        before=before,
+        written_at=WRITTEN,
+        timeout_s=5,
+        poll_s=0.02,
+        settle_s=0.1,
+    )
+    assert result.state == STILL_READY and 0.1 <= result.after_s < 5
+    assert result.describe("production").startswith("still Ready on production after 0 s (Kyverno")
+
+    # Not Ready before the write: an unchanged condition proves nothing, so the wait times out.
+    failing = legacy("False", message="webhook down")
+
+    async def still_failing() -> dict[str, Any]:
+        return failing
+
+    result = await wait_ready(
+        still_failing,
+        generation=2,
+        created=False,
+        before=condition(failing),
+        written_at=WRITTEN,
+        timeout_s=0.3,
+        poll_s=0.02,
+        settle_s=0.1,
+    )
+    assert result.state == TIMEOUT
