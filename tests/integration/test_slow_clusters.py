@@ -129,10 +129,12 @@ async def test_every_command_answers_naming_the_slow_and_showing_the_healthy(
 
 
 async def test_a_hung_cluster_cannot_hold_up_the_others(world: World) -> None:
-    # Several commands at once keep the hung environment's workers busy ...
+    # Six overviews at once, each waiting on the hung and the slow environment ...
     answers = await asyncio.gather(*(ask(world, "status") for _ in range(6)))
-    assert all("*dev*" in text for _, _, text in answers)
-    # ... while the healthy one answers as if nothing happened.
+    assert all("*dev*" in text and HUNG in text for _, _, text in answers)
+    # ... leave nothing behind that holds up the healthy one: each environment has its own
+    # workers, and the hung calls ended at their timeouts. (The bound only catches a wait
+    # for staging's or production's budget, which a loaded machine cannot reach on dev.)
     _, answered, text = await ask(world, "status dev")
     assert "slow-test-policy" in text and "unreachable" not in text
-    assert answered < 5.0, f"dev answered after {answered:.1f} s"
+    assert answered < 6.0, f"dev answered after {answered:.1f} s"
