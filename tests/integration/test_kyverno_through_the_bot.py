@@ -377,3 +377,53 @@ async def test_a_backup_restored_into_a_rebuilt_cluster_decides_the_same(
     labelled = seed.deployment("labelled", namespace, labels={LABEL: "web"})
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     assert (await asyncio.to_thread(empty_kyverno.request, "POST", path, labelled))[0] == 201
+
+
+async def test_a_validating_policy_promoted_to_deny_refuses_and_demoted_admits(
+    kyverno: Kyverno, bot: RunningBot, slack_emulator: SlackEmulator, namespace: str
+) -> None:
+    """The same lever for a policies.kyverno.io ValidatingPolicy: `validationActions`."""
+    name = f"vpol-team-{secrets.token_hex(3)}"
+    policy = seed.validating_policy(name, actions=("Audit",))
+    policy["spec"]["matchConstraints"]["namespaceSelector"] = {
+        "matchLabels": {"kubernetes.io/metadata.name": namespace}
+    }
+    kyverno.apply(policy)
+    path = f"/apis/policies.kyverno.io/v1/validatingpolicies/{name}"
+    try:
+
+        def created(suffix: str) -> tuple[int, str]:
+            return create_deployment(kyverno, namespace, f"{suffix}-{secrets.token_hex(2)}")
+
+        assert (await asyncio.to_thread(created, "audited"))[0] == 201
+
+        before = {m.ts for m in slack_emulator.parents(CHANNEL)}
+        await command(bot, OWNER1, f"promote vpol/{name}")
+        plan = await new_parent(slack_emulator, before, "Promotion plan")
+        assert f"Promote {name}: {ENV} (Audit) → {ENV} (Enforce)" in blocks_text(plan.blocks)
+        click = await bot.slack.block_action(
+            "promote_confirm", user=OWNER2, channel=CHANNEL, message_ts=plan.ts
+        )
+        assert click.response.status == 200
+        await settled(slack_emulator, plan, f"Ready on {ENV} after")
+        stored = await asyncio.to_thread(kyverno.get, path)
+        assert stored["spec"]["validationActions"] == ["Deny"]
+
+        def refused() -> str | None:
+            code, message = created("denied")
+            return message if code == 400 else None
+
+        message = await wait_for(refused, what="Kyverno to deny under the promoted policy")
+        assert f"Policy {name} failed: The label `team` is required." in message
+
+        before = {m.ts for m in slack_emulator.parents(CHANNEL)}
+        await command(bot, OWNER1, f"demote vpol/{name} {ENV}")
+        demoted = await new_parent(slack_emulator, before, f"{name} demoted to Audit in {ENV}")
+        await settled(slack_emulator, demoted, f"Ready on {ENV} after")
+
+        def admitted() -> bool:
+            return created("after-demote")[0] == 201
+
+        await wait_for(admitted, what="a create admitted after the demote", timeout=20)
+    finally:
+        await asyncio.to_thread(kyverno.request, "DELETE", path)
