@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 Respond = Callable[..., Awaitable[Any]]
 Blocks = list[dict[str, Any]]
+Answer = Blocks | tuple[str, Blocks] | None
+"""What a subcommand answers: blocks, or (notification text, blocks), or None."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Subcommand:
     name: str
     usage: str
     summary: str
-    run: Callable[[Invocation], Awaitable[Blocks | None]]
+    run: Callable[[Invocation], Awaitable[Answer]]
     interim: str | None = "Reading {what}…"
 
 
@@ -104,9 +106,12 @@ class PolicyCommand:
         started = time.monotonic()
         outcome = "ok"
         try:
-            blocks = await handler.run(inv)
-            if blocks is not None:
-                await respond(blocks=blocks, text=f"/policy {inv.text}", response_type="ephemeral")
+            answer = await handler.run(inv)
+            if answer is not None:
+                text, blocks = (
+                    answer if isinstance(answer, tuple) else (f"/policy {inv.text}", answer)
+                )
+                await respond(blocks=blocks, text=text, response_type="ephemeral")
         except BotError as err:
             outcome = "error"
             await respond(text=f":warning: {err.user_message}", response_type="ephemeral")

@@ -25,21 +25,22 @@ class StatusHandler:
     def __init__(self, services: Services) -> None:
         self._svc = services
 
-    async def command(self, inv: Invocation) -> list[kit.Block]:
+    async def command(self, inv: Invocation) -> render.Message:
         return await self.answer(inv.args, share=render.share_value(inv.args))
 
-    async def answer(self, args: Sequence[str], *, share: str | None) -> list[kit.Block]:
-        """Blocks for `status` with `args`; `args` are validated here, never trusted."""
+    async def answer(self, args: Sequence[str], *, share: str | None) -> render.Message:
+        """Notification text and blocks for `status` with `args`; `args` are validated here,
+        never trusted."""
         status = self._svc.status
         envs = status.environments
         now = status.now()
         if not args:
-            return render.overview(await status.overview(), now=now, share=share)
+            return render.overview_message(await status.overview(), now=now, share=share)
         if len(args) > 2:
             raise BotError("Usage: `/policy status [ENV] [POLICY]`: at most two arguments.")
         first = args[0]
         if len(args) == 1 and first in envs:
-            return render.environment(await status.environment(first), now=now, share=share)
+            return render.environment_message(await status.environment(first), now=now, share=share)
         if len(args) == 2:
             if not ENV.match(first) or len(first) > 63:
                 raise BotError(
@@ -49,7 +50,7 @@ class StatusHandler:
             views = await status.policy(parse_policy_ref(args[1]), only=first)
         else:
             views = await status.policy(parse_policy_ref(first))
-        return render.policies(views, share=share)
+        return render.policies_message(views, share=share)
 
     async def on_share(
         self,
@@ -67,14 +68,14 @@ class StatusHandler:
         self, user: str, args: list[str], respond: Callable[..., Awaitable[Any]]
     ) -> None:
         try:
-            blocks = await self.answer(args, share=None)
+            text, blocks = await self.answer(args, share=None)
             blocks = [
                 *blocks[: kit.MAX_BLOCKS - 1],
                 kit.context([messages.SHARED_BY.format(user=user)]),
             ]
             await respond(
                 blocks=blocks,
-                text="/policy status",
+                text=text,
                 response_type="in_channel",
                 replace_original=False,
             )
