@@ -307,6 +307,55 @@ async def test_invalid_blocks_are_rejected_like_slack(
     assert slack_emulator.messages(CHANNEL) == []
 
 
+@pytest.mark.parametrize(
+    ("blocks", "problem"),
+    [
+        (
+            [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}, "txt": "typo"}],
+            "invalid additional property: txt [json-pointer:/blocks/0]",
+        ),
+        (
+            [{"type": "actions", "elements": [{**button("go", "Go"), "styel": "primary"}]}],
+            "invalid additional property: styel [json-pointer:/blocks/0/elements/0]",
+        ),
+        (
+            [{"type": "header", "text": {"type": "plain_text", "text": "h", "markdown": True}}],
+            "invalid additional property: markdown [json-pointer:/blocks/0/text]",
+        ),
+        (
+            [
+                {
+                    "type": "actions",
+                    "elements": [
+                        {
+                            **button("rm", "Remove"),
+                            "confirm": {
+                                "title": {"type": "plain_text", "text": "Sure?"},
+                                "text": {"type": "mrkdwn", "text": "It goes."},
+                                "confirm": {"type": "plain_text", "text": "Yes"},
+                                "deny": {"type": "plain_text", "text": "No"},
+                                "colour": "red",
+                            },
+                        }
+                    ],
+                }
+            ],
+            "invalid additional property: colour [json-pointer:/blocks/0/elements/0/confirm]",
+        ),
+    ],
+)
+async def test_unknown_properties_are_refused_naming_the_path(
+    slack_emulator: SlackEmulator, client: AsyncWebClient, blocks: Any, problem: str
+) -> None:
+    """Slack refuses properties its Block Kit reference does not document; so does this."""
+    assert validate_blocks(blocks) == [problem]
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_postMessage(channel=CHANNEL, text="fallback", blocks=blocks)
+    assert err.value.response["error"] == "invalid_blocks"
+    assert problem in err.value.response["errors"]
+    assert slack_emulator.messages(CHANNEL) == []
+
+
 async def test_limits_at_the_boundary_are_accepted(client: AsyncWebClient) -> None:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "h" * 150}},

@@ -146,6 +146,75 @@ _INPUT_ELEMENTS = (
 )
 
 
+# The properties Slack's Block Kit reference documents per block and element type; anything
+# else is refused as Slack refuses it ("invalid additional property"), so a typo such as
+# `acton_id` or `styel` fails in tests as it fails in Slack.
+_BLOCK_KEYS: dict[str, frozenset[str]] = {
+    kind: frozenset({"type", "block_id", *keys})
+    for kind, keys in {
+        "section": {"text", "fields", "accessory", "expand"},
+        "header": {"text"},
+        "context": {"elements"},
+        "divider": set(),
+        "actions": {"elements"},
+        "image": {"image_url", "slack_file", "alt_text", "title"},
+        "input": {"label", "element", "dispatch_action", "hint", "optional"},
+        "markdown": {"text"},
+        "rich_text": {"elements"},
+        "file": {"external_id", "source"},
+        "video": {
+            "alt_text", "author_name", "description", "provider_icon_url", "provider_name",
+            "title", "title_url", "thumbnail_url", "video_url",
+        },
+    }.items()
+}  # fmt: skip
+_SELECT_KEYS = {"confirm", "focus_on_load", "placeholder"}
+_INPUT_KEYS = {"initial_value", "dispatch_action_config", "focus_on_load", "placeholder"}
+_ELEMENT_KEYS: dict[str, frozenset[str]] = {
+    kind: frozenset({"type", "action_id", *keys})
+    for kind, keys in {
+        "button": {"text", "url", "value", "style", "confirm", "accessibility_label"},
+        "workflow_button": {"text", "workflow", "style", "accessibility_label"},
+        "static_select": {"options", "option_groups", "initial_option", *_SELECT_KEYS},
+        "multi_static_select": {
+            "options", "option_groups", "initial_options", "max_selected_items", *_SELECT_KEYS
+        },
+        "external_select": {"initial_option", "min_query_length", *_SELECT_KEYS},
+        "multi_external_select": {
+            "initial_options", "min_query_length", "max_selected_items", *_SELECT_KEYS
+        },
+        "users_select": {"initial_user", *_SELECT_KEYS},
+        "multi_users_select": {"initial_users", "max_selected_items", *_SELECT_KEYS},
+        "conversations_select": {
+            "initial_conversation", "default_to_current_conversation", "response_url_enabled",
+            "filter", *_SELECT_KEYS,
+        },
+        "multi_conversations_select": {
+            "initial_conversations", "default_to_current_conversation", "max_selected_items",
+            "filter", *_SELECT_KEYS,
+        },
+        "channels_select": {"initial_channel", "response_url_enabled", *_SELECT_KEYS},
+        "multi_channels_select": {"initial_channels", "max_selected_items", *_SELECT_KEYS},
+        "overflow": {"options", "confirm"},
+        "checkboxes": {"options", "initial_options", "confirm", "focus_on_load"},
+        "radio_buttons": {"options", "initial_option", "confirm", "focus_on_load"},
+        "datepicker": {"initial_date", "confirm", "focus_on_load", "placeholder"},
+        "timepicker": {"initial_time", "confirm", "focus_on_load", "placeholder", "timezone"},
+        "datetimepicker": {"initial_date_time", "confirm", "focus_on_load"},
+        "plain_text_input": {"multiline", "min_length", "max_length", *_INPUT_KEYS},
+        "email_text_input": _INPUT_KEYS,
+        "url_text_input": _INPUT_KEYS,
+        "number_input": {"is_decimal_allowed", "min_value", "max_value", *_INPUT_KEYS},
+        "rich_text_input": _INPUT_KEYS,
+        "file_input": {"filetypes", "max_files"},
+        "image": {"image_url", "slack_file", "alt_text"},
+    }.items()
+}  # fmt: skip
+_TEXT_KEYS = frozenset({"type", "text", "emoji", "verbatim"})
+_CONFIRM_KEYS = frozenset({"title", "text", "confirm", "deny", "style"})
+_OPTION_KEYS = frozenset({"text", "value", "description", "url"})
+
+
 class _Problems:
     """Collects validation problems in Slack's wording."""
 
@@ -154,6 +223,11 @@ class _Problems:
 
     def add(self, problem: str, pointer: str) -> None:
         self.items.append(f"{problem} [json-pointer:{pointer}]")
+
+    def only(self, obj: Mapping[str, Any], allowed: frozenset[str], pointer: str) -> None:
+        """Refuse properties Slack does not know, naming each."""
+        for key in sorted(set(obj) - allowed):
+            self.add(f"invalid additional property: {key}", pointer)
 
 
 def _check_str(
@@ -180,6 +254,7 @@ def _check_text_object(
     if not isinstance(obj, dict):
         p.add("must provide an object", pointer)
         return
+    p.only(obj, _TEXT_KEYS, pointer)
     allowed = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
     if obj.get("type") not in allowed:
         p.add("must be a valid enum value", f"{pointer}/type")
@@ -248,6 +323,7 @@ def _check_confirm(p: _Problems, element: Mapping[str, Any], pointer: str) -> No
     if not isinstance(confirm, dict):
         p.add("must provide an object", ptr)
         return
+    p.only(confirm, _CONFIRM_KEYS, ptr)
     _check_text(p, confirm, "title", ptr, max_len=100, plain_only=True)
     _check_text(p, confirm, "text", ptr, max_len=300)
     _check_text(p, confirm, "confirm", ptr, max_len=30, plain_only=True)
@@ -269,6 +345,7 @@ def _check_options(
         if not isinstance(option, dict):
             p.add("must provide an object", ptr)
             continue
+        p.only(option, _OPTION_KEYS, ptr)
         _check_text(p, option, "text", ptr, max_len=75, plain_only=not allow_mrkdwn)
         if "value" not in option:
             p.add("missing required field: value", ptr)
@@ -320,6 +397,8 @@ def _check_element(
     if kind not in allowed:
         p.add(f"unsupported element type: {kind}", f"{pointer}/type")
         return
+    if kind in _ELEMENT_KEYS:
+        p.only(element, _ELEMENT_KEYS[kind], pointer)
     if kind == "image":
         _check_image_element(p, element, pointer)
         return
@@ -385,6 +464,7 @@ def _check_block(
         return
     if surface != "message" and kind in _MESSAGE_ONLY_BLOCKS:
         p.add(f"block type not allowed in a {surface}: {kind}", f"{pointer}/type")
+    p.only(block, _BLOCK_KEYS[kind], pointer)
     if "block_id" in block:
         block_id = block["block_id"]
         _check_str(p, block_id, f"{pointer}/block_id", max_len=255)
