@@ -78,6 +78,10 @@ class Lifecycle:
             return False
         ended = await self._svc.load(request.id)
         event = Event.EXPIRED if state is State.EXPIRED else Event.REVOKED
+        # The state change is audited first: what follows only tells people about it.
+        await self._audit(
+            ended, by, f"exception.{'expire' if state is State.EXPIRED else 'revoke'}"
+        )
         await self._svc.notifier.refresh_request(ended)
         await self._svc.notifier.announce(ended, event, now=now)
         await self._svc.notifier.tell_requester(ended, event, now=now)
@@ -86,9 +90,6 @@ class Lifecycle:
             ended,
             f"The Kyverno PolicyException {ended.exception_namespace}/{ended.exception_name} "
             f"in {ended.environment} {verb} and was deleted (policy-bot request {ended.id}).",
-        )
-        await self._audit(
-            ended, by, f"exception.{'expire' if state is State.EXPIRED else 'revoke'}"
         )
         return True
 
@@ -226,6 +227,7 @@ class Lifecycle:
             raise Refused(f"Request {rid} was already reviewed in this report.")
         await self._store.mark_reviewed(rid, by=user, now=now)
         kept = await self._svc.load(rid)
+        await self._audit(kept, user, "exception.keep", details={"review": review_id})
         await self._svc.notifier.tell_requester(kept, Event.KEPT, now=now)
         tickets = self._svc.tickets
         key = kept.ticket or kept.jira_key
@@ -234,7 +236,6 @@ class Lifecycle:
                 await tickets.comment(key, f"Kept at the quarterly review by {user} (Slack).")
             except BotError:
                 log.warning("could not comment on the ticket", extra={"key": key}, exc_info=True)
-        await self._audit(kept, user, "exception.keep", details={"review": review_id})
         await self._refresh_review(review_id, now)
         return kept
 

@@ -227,9 +227,9 @@ class ExceptionService:
         except Unfulfillable as err:
             await self.store.fail(rid, approver=approver, now=now, error=err.user_message)
             failed = await self.load(rid)
+            await self._audit_decision(failed, approver, "exception.approve", "failed")
             await self.notifier.refresh_request(failed)
             await self.notifier.tell_requester(failed, Event.FAILED, now=now)
-            await self._audit_decision(failed, approver, "exception.approve", "failed")
             raise Refused(f"{err.user_message} The request is marked failed.") from None
         except BotError as err:
             await self._release(rid, approver, err.user_message)
@@ -251,6 +251,8 @@ class ExceptionService:
             log.warning("approval claim was taken over", extra={"request": rid})
             return await self.load(rid)
         active = await self.load(rid)
+        # The state change is audited first: what follows only tells people about it.
+        await self._audit_decision(active, approver, "exception.approve", "ok")
         await self.notifier.refresh_request(active)
         await self.notifier.tell_requester(active, Event.APPROVED, now=now)
         await self._comment(
@@ -259,7 +261,6 @@ class ExceptionService:
             f"{active.exception_namespace}/{active.exception_name} was created in "
             f"{active.environment}; it expires {expires_at:%Y-%m-%d %H:%M} UTC.",
         )
-        await self._audit_decision(active, approver, "exception.approve", "ok")
         return active
 
     async def _ticket(self, request: ExceptionRequest, expires_at: datetime) -> str:
@@ -403,13 +404,13 @@ class ExceptionService:
         if not await self.store.deny(rid, approver=approver, now=now, reason=reason):
             await self._refuse_decided(await self.load(rid), approver, "exception.deny")
         denied = await self.load(rid)
+        await self._audit_decision(denied, approver, "exception.deny", "ok", reason=reason)
         await self.notifier.refresh_request(denied)
         await self.notifier.tell_requester(denied, Event.DENIED, now=now)
         if request.jira_key:
             await self._comment(
                 denied, f"Exception request {rid} was denied in Slack by {approver}.", reason
             )
-        await self._audit_decision(denied, approver, "exception.deny", "ok", reason=reason)
         return denied
 
     # -- shared ------------------------------------------------------------------------------
