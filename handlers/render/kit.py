@@ -22,6 +22,9 @@ MAX_ACTIONS = 25
 MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
 MAX_FALLBACK_TEXT = 3000
+MAX_CONFIRM_TITLE = 100
+MAX_CONFIRM_TEXT = 300
+MAX_CONFIRM_BUTTON = 30
 ELLIPSIS = "…"
 
 
@@ -77,6 +80,7 @@ def button(
     value: str | None = None,
     url: str | None = None,
     style: str | None = None,
+    confirm: Block | None = None,
 ) -> Block:
     element: Block = {
         "type": "button",
@@ -91,7 +95,25 @@ def button(
         element["url"] = url
     if style is not None:
         element["style"] = style
+    if confirm is not None:
+        element["confirm"] = confirm
     return element
+
+
+def confirm(title: str, text: str, *, ok: str, deny: str = "Cancel", danger: bool = False) -> Block:
+    """A Block Kit confirmation dialog: Slack asks before the click is sent.
+
+    `danger` colours the confirming button red, for what destroys or weakens protection.
+    """
+    dialog: Block = {
+        "title": {"type": "plain_text", "text": clip(title, MAX_CONFIRM_TITLE)},
+        "text": mrkdwn(clip(text, MAX_CONFIRM_TEXT)),
+        "confirm": {"type": "plain_text", "text": clip(ok, MAX_CONFIRM_BUTTON)},
+        "deny": {"type": "plain_text", "text": clip(deny, MAX_CONFIRM_BUTTON)},
+    }
+    if danger:
+        dialog["style"] = "danger"
+    return dialog
 
 
 def actions(elements: Iterable[Block], *, block_id: str | None = None) -> Block:

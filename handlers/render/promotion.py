@@ -13,7 +13,7 @@ from dataclasses import replace
 from bot.ladder import STAGE_SINCE, GateResult
 from bot.promotion.modes import FieldChange
 from bot.promotion.plan import Plan
-from bot.promotion.readiness import Readiness
+from bot.promotion.readiness import NOT_READY, READY, STILL_READY, TIMEOUT, Readiness
 from bot.promotion.service import Applied, Demoted, Superseded
 from handlers.render import kit
 from handlers.render.warnings import warnings_block
@@ -59,11 +59,12 @@ def _what(plan: Plan) -> str:
     rules = f"{plan.rules} rule{'s' if plan.rules != 1 else ''}"
     if plan.creates:
         return (
-            f"*Change:* {plan.kind} `{plan.policy}` created on *{target.environment}* as a copy "
-            f"of {plan.current.environment}'s, mode {mode} ({rules}); it differs from that copy in:"
+            f"*Change:* {plan.kind} *{kit.escape(plan.policy)}* created on "
+            f"*{target.environment}* as a copy of {plan.current.environment}'s, mode {mode} "
+            f"({rules}); it differs from that copy in:"
         )
     return (
-        f"*Change:* {plan.kind} `{plan.policy}` on *{target.environment}*, mode {mode} "
+        f"*Change:* {plan.kind} *{kit.escape(plan.policy)}* on *{target.environment}*, mode {mode} "
         f"({rules}); only these fields change:"
     )
 
@@ -73,13 +74,66 @@ def _title(plan: Plan) -> str:
 
 
 def plan_message(plan: Plan, *, second_person: bool) -> Message:
-    """The plan as posted in the channel, with Promote/Cancel or Override…/Cancel."""
-    blocks: list[kit.Block] = [
-        kit.header(_title(plan)),
-        kit.section("\n".join(_gate_line(g) for g in plan.gates) or "No gates guard this step."),
-        kit.section(_what(plan)),
-        _changes_block(plan.changes),
-    ]
+    """The plan as posted in the channel: the verdict first, then the gates behind it and
+    the change, with Promote/Cancel or Override…/Cancel."""
+    icon = "⛔" if plan.blocked else "✅"  # header text is plain text: the emoji itself
+    blocks: list[kit.Block] = [kit.header(f"{icon} {_title(plan)}")]
+    if plan.blocked:
+        failed = len(plan.failed_gates)
+        verdict = (
+            f"*Blocked.* {failed} of {len(plan.gates)} gates fail. Fix what fails and run the "
+            "command again, or ask an admin to override with a reason."
+        )
+        buttons = [
+            kit.button(
+                "Override…",
+                action_id=OVERRIDE_ACTION,
+                value=plan.id,
+                style="danger",
+                confirm=kit.confirm(
+                    "Override failed gates?",
+                    f"{plan.policy} goes to {plan.target.label()} although {failed} "
+                    f"gate{'s' if failed != 1 else ''} fail. You give a reason next; it is "
+                    "audited and announced in the channel.",
+                    ok="Give a reason",
+                    danger=True,
+                ),
+            ),
+            kit.button("Cancel", action_id=CANCEL_ACTION, value=plan.id),
+        ]
+    else:
+        verdict = "*Every gate passes.*"
+        if second_person:
+            verdict = (
+                f"Every gate passes. Promotions to {plan.target.environment} need a second "
+                f"person: someone other than <@{plan.requested_by}> clicks Promote."
+            )
+        promote_confirm = (
+            kit.confirm(
+                f"Promote into {plan.target.environment}?",
+                f"{plan.kind} {plan.policy} goes to {plan.target.label()} now; Kyverno applies "
+                "the new mode to every admission request there.",
+                ok="Promote",
+            )
+            if second_person
+            else None
+        )
+        buttons = [
+            kit.button(
+                "Promote",
+                action_id=CONFIRM_ACTION,
+                value=plan.id,
+                style="primary",
+                confirm=promote_confirm,
+            ),
+            kit.button("Cancel", action_id=CANCEL_ACTION, value=plan.id),
+        ]
+    blocks.append(kit.section(verdict))
+    blocks.append(
+        kit.section("\n".join(_gate_line(g) for g in plan.gates) or "No gates guard this step.")
+    )
+    blocks.append(kit.section(_what(plan)))
+    blocks.append(_changes_block(plan.changes))
     remarks = [f":warning: {kit.escape(n)}" for n in plan.notes]
     if plan.drift:
         remarks.append(
@@ -90,54 +144,55 @@ def plan_message(plan: Plan, *, second_person: bool) -> Message:
         )
     if remarks:
         blocks.append(kit.context(remarks))
-    if plan.blocked:
-        verdict = (
-            "*Blocked.* Fix what fails and run the command again, or ask an admin to override "
-            "with a reason."
-        )
-        buttons = [
-            kit.button("Override…", action_id=OVERRIDE_ACTION, value=plan.id, style="danger"),
-            kit.button("Cancel", action_id=CANCEL_ACTION, value=plan.id),
-        ]
-    else:
-        verdict = "Every gate passes."
-        if second_person:
-            verdict += (
-                f" Promotions to {plan.target.environment} need a second person: someone other "
-                f"than <@{plan.requested_by}> clicks Promote."
-            )
-        buttons = [
-            kit.button("Promote", action_id=CONFIRM_ACTION, value=plan.id, style="primary"),
-            kit.button("Cancel", action_id=CANCEL_ACTION, value=plan.id),
-        ]
-    blocks.append(kit.section(verdict))
     blocks.append(kit.context([_provenance(plan)]))
     blocks.append(kit.actions(buttons, block_id=ACTIONS_BLOCK))
     state = "blocked" if plan.blocked else "ready"
-    return f"Promotion plan {plan.id}: {_title(plan)} ({state})", kit.fit(blocks)
+    return (
+        f"Promotion plan {plan.id} {state}: {_title(plan)}"
+        + (f" ({len(plan.failed_gates)} gates fail)" if plan.blocked else ""),
+        kit.fit(blocks),
+    )
 
 
 def _provenance(plan: Plan) -> str:
-    read = " · ".join(v.describe() for v in plan.versions)
-    return f"Plan {plan.id} · asked by <@{plan.requested_by}> · read {read}"
+    where = ", ".join(
+        v.environment + ("" if v.resource_version is not None else " (not deployed)")
+        for v in plan.versions
+    )
+    return f"Plan {plan.id} · asked by <@{plan.requested_by}> · read from {where}"
+
+
+READINESS_ICONS = {
+    READY: ":white_check_mark:",
+    STILL_READY: ":white_check_mark:",
+    NOT_READY: ":x:",
+    TIMEOUT: ":hourglass:",
+}
+
+
+def _readiness(readiness: Readiness | None, env: str, *, timeout_s: float) -> tuple[str, str]:
+    """(emoji, words) for what Kyverno said after a write: Ready, not Ready, silent, waiting."""
+    if readiness is None:
+        return (
+            ":hourglass_flowing_sand:",
+            f"waiting for Kyverno to report readiness (up to {timeout_s:g} s)",
+        )
+    words = readiness.describe(env)
+    if readiness.state == NOT_READY:
+        words = f"*not Ready* — {words}"
+    elif readiness.state == TIMEOUT:
+        words = f"*timed out* — {words}"
+    return READINESS_ICONS.get(readiness.state, ":grey_question:"), words
 
 
 def applied_message(applied: Applied, readiness: Readiness | None, *, timeout_s: float) -> Message:
-    """The plan message once applied: who promoted what, and what Kyverno says about it."""
+    """The plan message once applied: the outcome first (Ready, not Ready, timed out), who
+    promoted what, then the fields that changed."""
     plan, write = applied.plan, applied.write
     env = plan.target.environment
-    verdict = (
-        readiness.describe(env)
-        if readiness is not None
-        else f"waiting for Kyverno to report readiness (up to {timeout_s:g} s)"
-    )
+    icon, verdict = _readiness(readiness, env, timeout_s=timeout_s)
     headline = (
-        f":arrow_up: <@{applied.by}> promoted `{plan.policy}` to {plan.target.label()} · {verdict}"
-    )
-    version = (
-        f"created, resourceVersion {write.resource_version}"
-        if write.created
-        else f"resourceVersion {write.resource_version_before} → {write.resource_version}"
+        f"{icon} <@{applied.by}> promoted `{plan.policy}` to {plan.target.label()} · {verdict}"
     )
     if applied.override_by:
         gates = (
@@ -156,11 +211,12 @@ def applied_message(applied: Applied, readiness: Readiness | None, *, timeout_s:
         kit.context(
             [
                 f"Plan {plan.id} · asked by <@{plan.requested_by}> · {gates} · "
-                f"{plan.kind} on {env}: {version}, generation {write.generation}"
+                f"{plan.kind} {'created' if write.created else 'updated'} on {env}"
             ]
         ),
     ]
-    return f"{plan.policy} promoted to {plan.target.label()}: {verdict}", blocks
+    plain = verdict.replace("*", "")
+    return f"{plan.policy} promoted to {plan.target.label()}: {plain}", blocks
 
 
 def override_announcement(applied: Applied) -> Message:
@@ -208,14 +264,10 @@ def demote_message(demoted: Demoted, readiness: Readiness | None, *, timeout_s: 
     write = demoted.write
     assert write is not None
     env = demoted.environment
-    verdict = (
-        readiness.describe(env)
-        if readiness is not None
-        else f"waiting for Kyverno to report readiness (up to {timeout_s:g} s)"
-    )
+    icon, verdict = _readiness(readiness, env, timeout_s=timeout_s)
     headline = (
         f":arrow_down: <@{demoted.by}> demoted `{demoted.policy}` to Audit in *{env}* "
-        f"(was {demoted.mode_before.value}) · {verdict}"
+        f"(was {demoted.mode_before.value}) · {icon} {verdict}"
     )
     gitops = (
         [
@@ -234,13 +286,13 @@ def demote_message(demoted: Demoted, readiness: Readiness | None, *, timeout_s: 
         *warnings_block(env, [(w, 1) for w in write.warnings]),
         kit.context(
             [
-                f"{demoted.kind} on {env}: resourceVersion {write.resource_version_before} → "
-                f"{write.resource_version} · no gates, this is the outage lever · "
+                f"{demoted.kind} updated on {env} · no gates, this is the outage lever · "
                 f"promote it again with `/policy promote {demoted.policy}` once it is fixed"
             ]
         ),
     ]
-    return f"{demoted.policy} demoted to Audit in {env}: {verdict}", blocks
+    plain = verdict.replace("*", "")
+    return f"{demoted.policy} demoted to Audit in {env}: {plain}", blocks
 
 
 def demote_unchanged(demoted: Demoted) -> list[kit.Block]:

@@ -393,7 +393,8 @@ def policies_message(views: Sequence[PolicyReportView], *, share: str | None = "
     Each starts with its verdict and next step, then one block per environment."""
     blocks: list[kit.Block] = []
     if len(views) > 1:
-        names = ", ".join(f"*{kit.escape(v.name)}*" for v in views)
+        # What to type next, so code style: `cpol/NAME`, `vpol/NAME`.
+        names = ", ".join(f"`{kit.escape(v.name)}`" for v in views)
         blocks.append(
             kit.context([f"{len(views)} policies have this name: {names}. Name one to act on it."])
         )
