@@ -247,7 +247,7 @@ async def _readyz(request: web.Request) -> web.Response:
             await asyncio.wait_for(services.database.ping(), READY_TIMEOUT_S)
         except (StoreUnavailable, TimeoutError) as err:
             metrics.store_up.set(0)
-            return f"unavailable: {err or 'timeout'}"
+            return f"unavailable: {str(err) or 'timeout'}"
         metrics.store_up.set(1)
         return "ok"
 

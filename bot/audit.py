@@ -243,7 +243,7 @@ def validate_fields(
     return normalize_details(details)
 
 
-def _check_text(name: str, value: str, limit: int) -> None:
+def _check_text(name: str, value: object, limit: int) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"audit {name} must be a non-empty string")
     if len(value) > limit:

@@ -195,7 +195,7 @@ class JiraTickets:
         return self._client
 
     def _find(self, fingerprint: str) -> Ticket | None:
-        found = self._jira().search_issues(
+        found: object = self._jira().search_issues(
             labelled(self.project, fingerprint),
             maxResults=1,
             fields="status",

@@ -143,7 +143,7 @@ class Database:
         writer = self._sqlite_writer if self.dialect == "sqlite" else nullcontext()
         async with self.guard(timeout_s) as deadline, writer, self.engine.connect() as conn:
             if self.dialect == "sqlite":
-                await conn.execution_options(**{_IMMEDIATE: True})
+                conn = await conn.execution_options(**{_IMMEDIATE: True})
             async with self._interrupt_at(deadline, conn), conn.begin():
                 yield conn
 
