@@ -27,7 +27,7 @@ from bot.backup.serialization import dump_yaml
 from bot.doctor.helm import decode_releases
 from bot.errors import BotError, ClusterForbidden
 from bot.kinds import KIND_SPECS, Family, Kind
-from bot.kube.gateway import NotFound
+from bot.kube.errors import NotFound
 from bot.server_fields import clean
 from bot.settings import HelmRelease
 

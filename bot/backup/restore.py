@@ -23,7 +23,8 @@ from bot.backup.bundle import LoadedBundle, ObjectKey
 from bot.backup.serialization import YamlError, load_yaml
 from bot.errors import BotError, ClusterForbidden
 from bot.kinds import Family, Kind, KindSpec
-from bot.kube.gateway import ClusterGateway, Conflict, Invalid, NotFound
+from bot.kube.errors import Conflict, Invalid, NotFound
+from bot.kube.gateway import ClusterGateway
 from bot.server_fields import clean
 
 CONCURRENCY = 8

@@ -26,7 +26,7 @@ from bot.doctor.model import Container, Deployment, Gap, KyvernoHealth
 from bot.doctor.runbook import CONTROLLERS, HELM_RELEASES, KYVERNO_NAMESPACE
 from bot.errors import ClusterForbidden
 from bot.kinds import Kind
-from bot.kube.gateway import NotFound
+from bot.kube.errors import NotFound
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

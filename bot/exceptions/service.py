@@ -55,7 +55,7 @@ from bot.exceptions.store import DuplicateRequestId, RequestStore
 from bot.exceptions.validation import check_against_policy
 from bot.jira.adapter import TicketDraft, TicketNotFound
 from bot.kinds import Family, Kind
-from bot.kube.gateway import Conflict, Invalid, NotFound
+from bot.kube.errors import Conflict, Invalid, NotFound
 from bot.policies import parse_time
 from bot.settings import ExceptionSettings
 

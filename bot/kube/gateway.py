@@ -27,6 +27,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from bot.errors import ClusterForbidden, ClusterUnavailable
 from bot.kinds import GROUPS, Kind, resolve
+from bot.kube.errors import Conflict, Invalid, NotFound
 from bot.settings import Environment
 
 log = logging.getLogger(__name__)
@@ -37,22 +38,6 @@ Obj = dict[str, Any]
 DISCOVERY_TTL_S = 60.0
 FIELD_MANAGER = "policy-bot"
 MERGE_PATCH = "application/merge-patch+json"
-
-
-class NotFound(Exception):
-    """The object does not exist (HTTP 404)."""
-
-
-class Conflict(Exception):
-    """The write lost a race or conflicts with another field manager (HTTP 409)."""
-
-
-class Invalid(Exception):
-    """The API server rejected the object (HTTP 422), e.g. by CRD schema validation."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class ClusterGateway:
@@ -369,4 +354,4 @@ def _reason(exc: BaseException) -> str:
     return text.split(": ", 1)[-1][:120]
 
 
-__all__ = ["ClusterGateway", "Conflict", "Invalid", "NotFound", "api_warnings"]
+__all__ = ["ClusterGateway", "api_warnings"]

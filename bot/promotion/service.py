@@ -21,7 +21,7 @@ from typing import Any
 from bot.clock import Clock
 from bot.errors import BotError, UnknownEnvironment
 from bot.kinds import Kind
-from bot.kube.gateway import Conflict, Invalid, NotFound
+from bot.kube.errors import Conflict, Invalid, NotFound
 from bot.policies import Mode
 from bot.policy_ref import PolicyRef, parse_policy_ref
 from bot.promotion.config import PromotionConfig

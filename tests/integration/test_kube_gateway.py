@@ -9,7 +9,8 @@ import pytest
 
 from bot.errors import ClusterForbidden, ClusterUnavailable
 from bot.kinds import Family, Kind
-from bot.kube.gateway import ClusterGateway, Conflict, Invalid
+from bot.kube.errors import Conflict, Invalid
+from bot.kube.gateway import ClusterGateway
 from bot.settings import Environment
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane

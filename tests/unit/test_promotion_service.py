@@ -15,7 +15,7 @@ import pytest
 
 from bot.errors import BotError, ClusterUnavailable
 from bot.kinds import KIND_SPECS, Kind
-from bot.kube.gateway import Conflict, NotFound
+from bot.kube.errors import Conflict, NotFound
 from bot.ladder import Ladder, MinDays, Stage
 from bot.policies import Mode
 from bot.policy_ref import PolicyRef
