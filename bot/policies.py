@@ -13,11 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from bot.kinds import Family, Kind
-
-Obj = Mapping[str, Any]
+from bot.objects import ObjView as Obj
 
 
 class Mode(StrEnum):

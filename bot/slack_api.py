@@ -21,9 +21,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.objects import Block
+
 log = logging.getLogger(__name__)
 
-Block = dict[str, Any]
 T = TypeVar("T")
 
 SLACK_CALLS = Counter(

@@ -14,8 +14,7 @@ from typing import Any, Protocol
 
 from bot.alerts.state import AlertGroup, GroupChange
 from bot.alerts.webhook import Alert
-
-Block = dict[str, Any]
+from bot.objects import Block
 
 
 @dataclass(frozen=True)

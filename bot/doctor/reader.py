@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 from bot.doctor.filters import parse_resource_filters
@@ -27,12 +27,12 @@ from bot.doctor.runbook import CONTROLLERS, HELM_RELEASES, KYVERNO_NAMESPACE
 from bot.errors import ClusterForbidden
 from bot.kinds import Kind
 from bot.kube.errors import NotFound
+from bot.objects import Obj
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 REPLACED_BY = frozenset(k for kinds in REPLACEMENTS.values() for k in kinds)
 
-Obj = dict[str, Any]
 COMPONENT_ROLES = {c.component: c.role for c in CONTROLLERS}
 CONFIG_MAP = "kyverno"
 CONFIG_KEY = "resourceFilters"

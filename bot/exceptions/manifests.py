@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
 
 from bot.exceptions.model import ExceptionRequest, Scope
+from bot.objects import Obj
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 BOT = "policy-bot"
@@ -33,8 +33,6 @@ EXPIRES_AT = "policy-bot.io/expires-at"
 
 LEGACY_GROUP = "kyverno.io"
 CEL_GROUP = "policies.kyverno.io"
-
-Obj = dict[str, Any]
 
 
 def exception_name(request: ExceptionRequest) -> str:

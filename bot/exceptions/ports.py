@@ -14,9 +14,8 @@ from typing import Any, Protocol
 from bot.exceptions.model import ExceptionRequest, Review
 from bot.jira.adapter import Ticket, TicketDraft
 from bot.kinds import Kind
+from bot.objects import Obj
 from bot.roles import Role
-
-Obj = dict[str, Any]
 
 
 class Cluster(Protocol):

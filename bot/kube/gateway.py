@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import urllib3
 from kubernetes import client as k8s
@@ -28,12 +28,12 @@ from kubernetes.config.config_exception import ConfigException
 from bot.errors import ClusterForbidden, ClusterUnavailable
 from bot.kinds import GROUPS, Kind, resolve
 from bot.kube.errors import Conflict, Invalid, NotFound
+from bot.objects import Obj
 from bot.settings import Environment
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Obj = dict[str, Any]
 
 DISCOVERY_TTL_S = 60.0
 FIELD_MANAGER = "policy-bot"

@@ -30,10 +30,9 @@ from typing import Any
 
 from bot.kinds import Family
 from bot.ladder import BOT_MANAGER, STAGE, STAGE_SINCE, ModeWrite
+from bot.objects import Obj
 from bot.policies import Mode, parse_time
 from bot.server_fields import clean
-
-Obj = dict[str, Any]
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LEGACY_SPEC_MODE_FIELDS = ("validationFailureAction", "validationFailureActionOverrides")

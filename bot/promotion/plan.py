@@ -17,12 +17,11 @@ from typing import Any
 from bot.errors import BotError, PolicyNotFound
 from bot.kinds import Family
 from bot.ladder import STAGE_SINCE, GateResult, Ladder, Stage, StageEvidence
+from bot.objects import Obj
 from bot.policies import Mode
 from bot.promotion.gitops import gitops_gate, gitops_owner
 from bot.promotion.modes import FieldChange, changes, clean_copy, spec_drift, with_mode, with_stage
 from bot.promotion.sightings import LadderView, Sighting
-
-Obj = dict[str, Any]
 
 
 class CannotPromote(BotError):

@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.errors import BotError
+from bot.objects import ObjView as Obj
 from bot.policies import parse_time
 
-Obj = Mapping[str, Any]
 READY = "ready"
 STILL_READY = "still_ready"
 NOT_READY = "not_ready"

@@ -16,11 +16,11 @@ from typing import Any, Protocol, TypeVar
 
 from bot.errors import BotError
 from bot.kinds import Family, Kind
+from bot.objects import Obj
 from bot.policies import Policy, policy_from_object
 from bot.policy_ref import PolicyRef, qualified
 from bot.reports import PolicyKey, result_key
 
-Obj = dict[str, Any]
 T = TypeVar("T")
 TOP_RESOURCES = 5
 

@@ -22,9 +22,10 @@ from bot.alerts.labels import (
     RULE_LABELS,
     first,
 )
-from bot.alerts.ports import Block, RenderedMessage
+from bot.alerts.ports import RenderedMessage
 from bot.alerts.state import AlertGroup, GroupChange, Silence, environment_of
 from bot.alerts.webhook import Alert
+from bot.objects import Block
 from handlers.render import kit
 
 SILENCE_ACTION_ID = "alert_silence"

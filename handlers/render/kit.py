@@ -8,9 +8,8 @@ with `invalid_blocks` at send time, so every builder here truncates deliberately
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-Block = dict[str, Any]
+from bot.objects import Block as Block
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
