@@ -11,7 +11,7 @@ from bot.doctor.service import BackupValues, DoctorService
 from bot.errors import BotError
 from bot.services import Services
 from handlers.backup import build_backups
-from handlers.commands import Invocation, Subcommand
+from handlers.commands import Answer, Invocation, Subcommand
 from handlers.render import doctor as render
 from handlers.render import kit
 
@@ -22,7 +22,9 @@ class DoctorHandler:
     def __init__(self, doctor: DoctorService) -> None:
         self._doctor = doctor
 
-    async def command(self, inv: Invocation) -> list[kit.Block]:
+    async def command(self, inv: Invocation) -> Answer:
+        if not inv.args:
+            return render.reports_message(await self._doctor.examine_all())
         return await self.answer(inv.args)
 
     async def answer(self, args: Sequence[str]) -> list[kit.Block]:

@@ -44,9 +44,22 @@ def progress(states: Mapping[str, EnvironmentBackup | None], *, by: str) -> Text
 
 
 def summary(report: BackupReport, *, by: str) -> Text:
-    """The reports-channel message once a backup finished (UX.md `/policy backup`)."""
+    """The reports-channel message once a backup finished (UX.md `/policy backup`): what
+    failed, if anything, in the header; then what was read, what changed, where it went."""
     envs = report.environments
-    title = f"Backup {report.id} · {len(envs)} environments · {report.seconds:.1f} s"
+    failed_envs = [e.environment for e in envs if not e.ok]
+    failed_targets = [s for s in report.stored if not s.ok]
+    problems = [f"{env} failed" for env in failed_envs]
+    problems += [f"{s.display} failed" for s in failed_targets]
+    if not report.stored:
+        problems.append("nothing stored")
+    figures = f"{_n(len(envs), 'environment')} · {report.seconds:.1f} s"
+    if problems:
+        verdict = "incomplete: " + ", ".join(problems)
+        title = f"⚠️ Backup {report.id} {verdict}"
+    else:
+        verdict = "complete"
+        title = f"✅ Backup {report.id} complete · {figures}"
     blocks: list[kit.Block] = [kit.header(title)]
     lines = []
     for env in envs:
@@ -60,9 +73,10 @@ def summary(report: BackupReport, *, by: str) -> Text:
     blocks.append(kit.lines_section(lines, more="… more environments not shown"))
     blocks.append(kit.section(_changes(report.diffs)))
     blocks.append(kit.section(_stored(report.stored)))
-    blocks.append(kit.context([f"Started by {by} · bundle attached below as {report.id}.tar.gz"]))
-    outcome = "ok" if report.ok else "with problems"
-    return f"{title} · {outcome}", blocks
+    blocks.append(
+        kit.context([f"{figures} · started by {by} · bundle attached below as {report.id}.tar.gz"])
+    )
+    return f"Backup {report.id} {verdict} · {figures}", blocks
 
 
 def answer(report: BackupReport, *, channel: str | None) -> list[kit.Block]:
@@ -175,9 +189,17 @@ def _age(delta: object) -> str:
 
 
 def plan(view: PlanView) -> list[kit.Block]:
+    """The dry run of a restore: what it would do first, the objects after, then Restore."""
     record, counts = view.record, view.plan.counts
+    acts = counts["created"] + counts["changed"]
+    if acts == 0:
+        verdict = "nothing to restore"
+    else:
+        verdict = f"would create {counts['created']} · change {counts['changed']}"
+    if counts["invalid"]:
+        verdict += f" · {counts['invalid']} invalid"
     blocks: list[kit.Block] = [
-        kit.header(f"Restore {record.backup_id} into {record.environment} · dry run"),
+        kit.header(f"Restore {record.backup_id} into {record.environment} · dry run: {verdict}"),
         kit.section(
             f"{counts['created']} created · {counts['changed']} changed · "
             f"{counts['unchanged']} unchanged"
@@ -196,7 +218,7 @@ def plan(view: PlanView) -> list[kit.Block]:
         blocks.append(kit.lines_section(lines, more="… and more (not shown)"))
     blocks += warnings_block(record.environment, view.plan.warnings)
     blocks.append(kit.context([f"From {kit.escape(record.source)} · plan {record.id}"]))
-    if counts["created"] + counts["changed"] == 0:
+    if acts == 0:
         blocks.append(kit.section("Nothing to restore: the environment already matches."))
         return blocks
     note = (
@@ -213,6 +235,14 @@ def plan(view: PlanView) -> list[kit.Block]:
                     action_id=CONFIRM_ACTION,
                     value=record.id,
                     style="danger",
+                    confirm=kit.confirm(
+                        f"Restore into {record.environment}?",
+                        f"Backup {record.backup_id} overwrites {counts['changed']} and creates "
+                        f"{counts['created']} objects in {record.environment} now; what the "
+                        "backup does not hold is left alone.",
+                        ok="Restore",
+                        danger=True,
+                    ),
                 )
             ]
         )

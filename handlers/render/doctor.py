@@ -33,8 +33,15 @@ def report(result: DoctorReport) -> list[kit.Block]:
 
 
 def reports(results: Sequence[DoctorReport]) -> list[kit.Block]:
-    """Every environment: problems in full, passing checks counted."""
-    blocks: list[kit.Block] = [kit.header(f"Kyverno health · {len(results)} environments")]
+    return reports_message(results)[1]
+
+
+def reports_message(results: Sequence[DoctorReport]) -> tuple[str, list[kit.Block]]:
+    """Every environment: one verdict line worst first, then problems in full, passing
+    checks counted."""
+    title = f"Kyverno health · {len(results)} environments"
+    verdict = _verdict_line(results)
+    blocks: list[kit.Block] = [kit.header(title), kit.section(verdict)]
     for result in results:
         blocks.append(kit.divider())
         if result.error is not None:
@@ -55,7 +62,49 @@ def reports(results: Sequence[DoctorReport]) -> list[kit.Block]:
         notes = _notes(result)
         if notes:
             blocks.append(kit.context(notes))
-    return kit.fit(blocks)
+    plain = verdict.replace("*", "")
+    for code, glyph in (
+        (":x:", "❌"),
+        (":warning:", "⚠️"),
+        (":white_check_mark:", "✅"),
+        (":grey_question:", "❔"),
+    ):
+        plain = plain.replace(code, glyph)
+    return kit.clip(f"{title}: {plain}", kit.MAX_FALLBACK_TEXT), kit.fit(blocks)
+
+
+def _verdict_line(results: Sequence[DoctorReport]) -> str:
+    """`❌ production 1 failing, 2 warnings · ⚠️ qac 1 warning · ✅ dev, staging`."""
+    unreachable = [r.environment for r in results if r.error is not None]
+    seen = [r for r in results if r.error is None]
+    not_installed = [
+        r.environment for r in seen if r.health is not None and r.health.installed is False
+    ]
+    rest = [r for r in seen if r.environment not in not_installed]
+    ranked = sorted(
+        (r for r in rest if r.failures or r.warnings),
+        key=lambda r: (-r.failures, -r.warnings, r.environment),
+    )
+    parts: list[str] = []
+    if unreachable:
+        parts.append(f":grey_question: *{', '.join(unreachable)}* unreachable")
+    if not_installed:
+        parts.append(f":x: *{', '.join(not_installed)}* Kyverno not installed")
+    for r in ranked:
+        counts = [
+            f"{n} {word}"
+            for n, word in (
+                (r.failures, "failing"),
+                (r.warnings, "warning" if r.warnings == 1 else "warnings"),
+            )
+            if n
+        ]
+        icon = ICONS[Verdict.FAIL] if r.failures else ICONS[Verdict.WARN]
+        parts.append(f"{icon} *{r.environment}* {', '.join(counts)}")
+    clean = [r.environment for r in rest if not (r.failures or r.warnings)]
+    if clean:
+        parts.append(f"{ICONS[Verdict.PASS]} {', '.join(clean)} pass every check")
+    return " · ".join(parts)
 
 
 def finding(item: Finding) -> str:

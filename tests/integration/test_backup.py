@@ -617,7 +617,8 @@ async def test_nightly_job_backs_up_every_environment(
         "backup.nightly", datetime(2026, 11, 28, 2, tzinfo=UTC)
     )
     text = _text(slack_emulator.parents(REPORTS)[-1].blocks)
-    assert "3 environments" in text and "Started by the nightly schedule" in text
+    assert "3 environments" in text and "started by the nightly schedule" in text
+    assert text.startswith("⚠️ Backup b-") and "incomplete: staging failed" in text.splitlines()[0]
     # Another replica firing the same slot does nothing.
     assert not await bot.services.scheduler.fire(
         "backup.nightly", datetime(2026, 11, 28, 2, tzinfo=UTC)
