@@ -151,14 +151,14 @@ async def test_one_parent_per_group_updated_in_place_with_thread_replies(
     assert parent.history[0].text.startswith("🔴 FIRING KyvernoPolicyViolation · require-labels")
     replies = [r.text for r in slack_emulator.replies(ALERTS_CHANNEL, parent.ts)]
     assert replies == [
-        "+1 firing: team-a Deployment/cache",
-        "1 resolved: payments Deployment/api",
-        "2 resolved: shop Deployment/web, team-a Deployment/cache",
+        "🔴 +1 firing: team-a Deployment/cache",
+        "✅ 1 resolved: payments Deployment/api",
+        "✅ 2 resolved: shop Deployment/web, team-a Deployment/cache",
     ]
     [critical] = slack_emulator.parents(CRITICAL_CHANNEL)
     assert "disallow-privileged" in critical.text
     assert slack_emulator.replies(CRITICAL_CHANNEL, critical.ts)[0].text == (
-        "1 resolved: payments Deployment/debug"
+        "✅ 1 resolved: payments Deployment/debug"
     )
     assert slack_emulator.ratelimited_count() == 0
 
@@ -197,7 +197,7 @@ async def test_two_alertmanagers_sending_the_same_group_post_once(
     assert len(slack_emulator.calls("chat.update")) == 1
     [parent] = slack_emulator.parents(ALERTS_CHANNEL)
     assert [r.text for r in slack_emulator.replies(ALERTS_CHANNEL, parent.ts)] == [
-        "1 resolved: payments Deployment/api"
+        "✅ 1 resolved: payments Deployment/api"
     ]
 
 
@@ -302,6 +302,10 @@ async def test_silence_button_creates_an_alertmanager_silence(
         [parent] = slack_emulator.parents(ALERTS_CHANNEL)
 
         async with SignedSlackClient(relay.url, SIGNING_SECRET, slack_emulator) as slack:
+            # The click as Slack sends it, kept to send again from a view not yet refreshed.
+            stale, _ = slack.block_actions_payload(
+                "alert_silence:1h", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
+            )
             click = await slack.block_action(
                 "alert_silence:1h", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
             )
@@ -309,9 +313,7 @@ async def test_silence_button_creates_an_alertmanager_silence(
             await slack_emulator.next_call("chat.postEphemeral", timeout=10)
             await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1, replies=1)
             # A second click while the silence is active changes nothing.
-            await slack.block_action(
-                "alert_silence:1h", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
-            )
+            assert (await slack.post_payload(stale)).status == 200
             second = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
         await relay.wait_idle()
         entries = [e async for e in AuditTrail(relay.database, clock=SYSTEM_CLOCK).stream()]
@@ -330,6 +332,8 @@ async def test_silence_button_creates_an_alertmanager_silence(
     assert "Already silenced by @maria" in second.params["text"]
     [parent] = slack_emulator.parents(ALERTS_CHANNEL)
     assert "silenced by @maria for 1h" in str(parent.blocks)
+    assert parent.text.startswith("🔕 SILENCED until ")
+    assert "alert_silence" not in str(parent.blocks), "no Silence buttons on a silenced alert"
     [reply] = slack_emulator.replies(ALERTS_CHANNEL, parent.ts)
     assert reply.text.startswith("🔕 silenced by @maria for 1h")
     [entry] = [e for e in entries if e.action == "alert.silence"]

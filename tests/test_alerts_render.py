@@ -129,7 +129,11 @@ def test_large_group_lists_ten_then_counts_by_namespace(golden: Golden) -> None:
     message = parent_message(group_of(alerts, truncated=3), now=NOW, links=AlertLinks())
     golden("parent_many", message)
     section = message.blocks[2]["text"]["text"]
-    assert section.count("\n") == 10
+    # The shared message once, ten resources, the count of the rest.
+    assert section.count("\n") == 11
+    assert section.startswith(
+        "Each of these: _is missing label 'team'_\npayments Deployment/app-00\n"
+    )
     assert section.endswith("… and 17 more (team-a 9 · shop 8), all in the thread")
     (listed,) = full_list(group_of(alerts))
     assert listed.text == "All 27 firing: 27 resources"
@@ -210,15 +214,15 @@ def test_thread_reply_summarises_what_changed(golden: Golden) -> None:
     message = thread_reply(change, now=NOW)
     golden("reply_mixed", message)
     assert message.text.splitlines()[:2] == [
-        "+2 firing: payments Deployment/fraud, payments Deployment/ledger",
-        "3 resolved: shop Deployment/api, shop Deployment/cart, shop Deployment/web",
+        "🔴 +2 firing: payments Deployment/fraud, payments Deployment/ledger",
+        "✅ 3 resolved: shop Deployment/api, shop Deployment/cart, shop Deployment/web",
     ]
 
 
 def test_thread_replies_name_every_resource_of_a_long_list() -> None:
     fired = tuple(alert(f"app-{i:02d}") for i in range(45))
     first, rest = thread_replies(GroupChange(fired=fired), now=NOW)
-    assert first.text.startswith("+45 firing: payments Deployment/app-00,")
+    assert first.text.startswith("🔴 +45 firing: payments Deployment/app-00,")
     assert first.text.endswith("… and 25 more (all listed below)")
     assert rest.text == "+45 firing: 45 resources"
     listed = "\n".join(b["text"]["text"] for b in rest.blocks)

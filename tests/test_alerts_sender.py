@@ -80,8 +80,8 @@ async def test_parent_then_updates_in_place_with_thread_replies(
     assert parent.history[0].text.startswith("🔴 FIRING KyvernoPolicyViolation")
     replies = slack_emulator.replies(ALERTS_CHANNEL, parent.ts)
     assert [r.text for r in replies] == [
-        "1 resolved: payments Deployment/api",
-        "1 resolved: shop Deployment/web",
+        "✅ 1 resolved: payments Deployment/api",
+        "✅ 1 resolved: shop Deployment/web",
     ]
     assert slack_emulator.ratelimited_count() == 0
 
@@ -113,7 +113,7 @@ async def test_several_notifications_coalesce_into_one_update_and_one_reply(
     [parent] = slack_emulator.parents(ALERTS_CHANNEL)
     [reply] = slack_emulator.replies(ALERTS_CHANNEL, parent.ts)
     assert reply.text == (
-        "+1 firing: team-a StatefulSet/cache\n1 resolved: payments Deployment/api"
+        "🔴 +1 firing: team-a StatefulSet/cache\n✅ 1 resolved: payments Deployment/api"
     )
     assert "2 resources" in parent.text
 
@@ -234,7 +234,7 @@ async def test_expired_alerts_still_failing_are_called_out(
     [parent] = slack_emulator.parents(ALERTS_CHANNEL)
     replies = [r.text for r in slack_emulator.replies(ALERTS_CHANNEL, parent.ts)]
     assert "expired, still failing in the cluster: payments Deployment/api" in "\n".join(replies)
-    assert "1 resolved: shop Deployment/web" in "\n".join(replies)
+    assert "✅ 1 resolved: shop Deployment/web" in "\n".join(replies)
     assert "still reports these as failing: payments Deployment/api" in json.dumps(
         parent.blocks, ensure_ascii=False
     )

@@ -93,7 +93,7 @@ def parent_message(
     """The message that stands for the group in the channel, edited as the group changes."""
     resolved = group.all_resolved
     title = _title(group)
-    icon, state = ("✅", "RESOLVED") if resolved else ("🔴", "FIRING")
+    icon, state = _state(group, now=now)
     environment = _environment(group)
     blocks: list[Block] = [kit.header(f"{icon} {state}  {title}")]
     blocks.append(kit.context([_summary_line(group, now=now)]))
@@ -102,8 +102,8 @@ def parent_message(
         if expired:
             blocks.append(
                 kit.section(
-                    "⚠️ The alert ended but the cluster still reports these as failing: "
-                    + _resource_list(expired, limit=MAX_RESOURCE_LINES)
+                    "Alertmanager stopped firing, but the cluster still reports these as "
+                    "failing: " + _resource_list(expired, limit=MAX_RESOURCE_LINES)
                 )
             )
     else:
@@ -111,9 +111,24 @@ def parent_message(
         notes = _firing_notes(group, now=now)
         if notes:
             blocks.append(kit.context(notes))
-    blocks.append(_actions(group, links=links, extra=extra_actions))
+    blocks.append(_actions(group, links=links, extra=extra_actions, now=now))
     text = f"{icon} {state} {title}" + (f" ({environment})" if environment else "")
     return RenderedMessage(text=kit.clip(text, kit.MAX_FALLBACK_TEXT), blocks=kit.fit(blocks))
+
+
+def _silenced(group: AlertGroup, *, now: datetime) -> bool:
+    return group.silence is not None and group.silence.until > now
+
+
+def _state(group: AlertGroup, *, now: datetime) -> tuple[str, str]:
+    """(icon, word) the header opens with: what the group is, honestly, right now."""
+    if group.all_resolved:
+        if group.expired_failing:
+            return "⚠️", "ENDED — still failing in the cluster"
+        return "✅", "RESOLVED"
+    if group.silence is not None and _silenced(group, now=now):
+        return "🔕", f"SILENCED until {_clock(group.silence.until, now)}"
+    return "🔴", "FIRING"
 
 
 def _title(group: AlertGroup) -> str:
@@ -173,7 +188,15 @@ def _firing_notes(group: AlertGroup, *, now: datetime) -> list[str]:
 def _resource_section(alerts: Sequence[Alert]) -> Block:
     ordered = sorted(alerts, key=_resource_key)
     shown = ordered[:MAX_RESOURCE_LINES]
-    lines = [_resource_line(a) for a in shown]
+    common = _common_message(ordered)
+    if common is not None:
+        # Every resource fails the same way: say it once, then only the names.
+        lines = [
+            f"Each of these: _{kit.escape(common)}_",
+            *(kit.escape(_resource_name(a)) for a in shown),
+        ]
+    else:
+        lines = [_resource_line(a) for a in shown]
     hidden = ordered[MAX_RESOURCE_LINES:]
     if hidden:
         lines.append(
@@ -182,14 +205,39 @@ def _resource_section(alerts: Sequence[Alert]) -> Block:
     return kit.lines_section(lines, more=f"{kit.ELLIPSIS} and more")
 
 
+def _common_message(alerts: Sequence[Alert]) -> str | None:
+    """The message every alert carries, when there are several and it is the same."""
+    if len(alerts) < 2:
+        return None
+    found = {_message(a) for a in alerts}
+    if len(found) != 1:
+        return None
+    message = found.pop()
+    return kit.clip(message, MAX_MESSAGE_CHARS) if message else None
+
+
 def _resource_line(alert: Alert) -> str:
     namespace = first(alert.labels, NAMESPACE_LABELS)
     target = _target(alert)
-    head = f"`{kit.escape(namespace)}` {kit.escape(target)}" if namespace else kit.escape(target)
-    message = first(alert.annotations, MESSAGE_ANNOTATIONS)
+    head = f"{kit.escape(namespace)} {kit.escape(target)}" if namespace else kit.escape(target)
+    message = _message(alert)
     if message:
-        return f"{head} — {kit.escape(kit.clip(' '.join(message.split()), MAX_MESSAGE_CHARS))}"
+        return f"{head} — {kit.escape(kit.clip(message, MAX_MESSAGE_CHARS))}"
     return head
+
+
+def _message(alert: Alert) -> str:
+    """The alert's message without the resource it names again at its start
+    (`Deployment payments/api is missing label 'team'` → `is missing label 'team'`)."""
+    message = " ".join((first(alert.annotations, MESSAGE_ANNOTATIONS) or "").split())
+    namespace = first(alert.labels, NAMESPACE_LABELS)
+    kind = first(alert.labels, KIND_LABELS)
+    name = first(alert.labels, NAME_LABELS)
+    if kind and name:
+        for prefix in (f"{kind} {namespace}/{name} ", f"{kind} {name} "):
+            if message.startswith(prefix) and len(message) > len(prefix):
+                return message[len(prefix) :]
+    return message
 
 
 def _namespace_counts(alerts: Sequence[Alert]) -> str:
@@ -201,17 +249,20 @@ def _namespace_counts(alerts: Sequence[Alert]) -> str:
     return f" ({text})"
 
 
-def _actions(group: AlertGroup, *, links: AlertLinks, extra: Sequence[Block]) -> Block:
+def _actions(
+    group: AlertGroup, *, links: AlertLinks, extra: Sequence[Block], now: datetime
+) -> Block:
     elements: list[Block] = []
     if not group.all_resolved:
-        elements += [
-            kit.button(
-                f"Silence {duration}",
-                action_id=f"{SILENCE_ACTION_ID}:{duration}",
-                value=f"{group.id}:{duration}",
-            )
-            for duration in ("1h", "1d")
-        ]
+        if not _silenced(group, now=now):
+            elements += [
+                kit.button(
+                    f"Silence {duration}",
+                    action_id=f"{SILENCE_ACTION_ID}:{duration}",
+                    value=f"{group.id}:{duration}",
+                )
+                for duration in ("1h", "1d")
+            ]
         elements += list(extra)
     elements.append(
         kit.button(
@@ -265,14 +316,14 @@ def thread_replies(change: GroupChange, *, now: datetime) -> list[RenderedMessag
     many replies as it takes, so no resource is only counted."""
     lines: list[str] = []
     complete: list[tuple[str, Sequence[Alert]]] = []
-    for label, alerts in (
-        (f"+{len(change.fired)} firing", change.fired),
-        (f"{len(change.resolved)} resolved", change.resolved),
-        ("expired, still failing in the cluster", change.still_failing),
+    for mark, label, alerts in (
+        ("🔴", f"+{len(change.fired)} firing", change.fired),
+        ("✅", f"{len(change.resolved)} resolved", change.resolved),
+        ("⚠️", "expired, still failing in the cluster", change.still_failing),
     ):
         if not alerts:
             continue
-        lines.append(f"{label}: {_resource_list(alerts)}")
+        lines.append(f"{mark} {label}: {_resource_list(alerts)}")
         if len(alerts) > MAX_REPLY_ITEMS:
             complete.append((label, alerts))
     if change.silence is not None:

@@ -265,7 +265,7 @@ async def test_audit_violation_reaches_the_alerts_channel_through_prometheus(
         f"🔴 FIRING KyvernoPolicyViolation · {policy_name} · 1 resource ({ENVIRONMENT})"
     )
     shown = json.dumps(message.blocks, ensure_ascii=False)
-    assert f"`{namespace}` Deployment — Deployment resources failed" in shown, shown
+    assert f"{namespace} Deployment — Deployment resources failed" in shown, shown
     assert f"rule {AUTOGEN_RULE}" in shown and "severity *warning*" in shown, shown
 
 
