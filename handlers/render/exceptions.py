@@ -265,7 +265,8 @@ def request_message(
                     kit.button(
                         "Approve", action_id=APPROVE_ACTION, value=request.id, style="primary"
                     ),
-                    kit.button("Deny", action_id=DENY_ACTION, value=request.id, style="danger"),
+                    # Denying destroys nothing (it asks for a reason): no red.
+                    kit.button("Deny", action_id=DENY_ACTION, value=request.id),
                 ],
                 block_id=f"decide:{request.id}",
             )
@@ -481,7 +482,20 @@ def review_message(review: Review, *, now: datetime, jira: JiraView | None) -> R
                 kit.actions(
                     [
                         kit.button("Keep", action_id=KEEP_ACTION, value=rid),
-                        kit.button("Revoke", action_id=REVOKE_ACTION, value=rid, style="danger"),
+                        kit.button(
+                            "Revoke",
+                            action_id=REVOKE_ACTION,
+                            value=rid,
+                            style="danger",
+                            confirm=kit.confirm(
+                                "Revoke this exception?",
+                                f"The PolicyException for {item.request.policy} in "
+                                f"{item.request.environment} is deleted now; what it let "
+                                "through is checked by the policy again.",
+                                ok="Revoke",
+                                danger=True,
+                            ),
+                        ),
                     ],
                     block_id=f"review:{rid}",
                 )
