@@ -210,7 +210,7 @@ def deny_modal(request: ExceptionRequest) -> View:
         "blocks": [
             kit.section(
                 f"Deny *{request.id}* from <@{request.requester}>: "
-                f"`{kit.escape(request.policy)}` in *{kit.escape(request.environment)}*?"
+                f"*{kit.escape(request.policy)}* in *{kit.escape(request.environment)}*?"
             ),
             _input(
                 REASON_BLOCK,
@@ -290,7 +290,7 @@ def _state_word(state: State) -> str:
 def _what(request: ExceptionRequest) -> str:
     rules = ", ".join(kit.escape(r) for r in request.scope.rules) or "all rules"
     return (
-        f"`{kit.escape(request.policy)}` ({kit.escape(request.policy_kind)}) / {rules} · "
+        f"*{kit.escape(request.policy)}* ({kit.escape(request.policy_kind)}) / {rules} · "
         f"*{kit.escape(request.environment)}*"
     )
 
@@ -378,7 +378,7 @@ def requester_notice(
     approvals_channel: str | None,
 ) -> Rendered:
     rid = request.id
-    what = f"`{kit.escape(request.policy)}` in *{kit.escape(request.environment)}*"
+    what = f"*{kit.escape(request.policy)}* in *{kit.escape(request.environment)}*"
     by = f"<@{request.approver}>" if request.approver else "an approver"
     renew = False
     if event is Event.FILED:

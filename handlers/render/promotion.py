@@ -224,8 +224,9 @@ def override_announcement(applied: Applied) -> Message:
     plan = applied.plan
     failed = "; ".join(f"{g.description} ({g.figure})" for g in plan.failed_gates)
     text = (
-        f":warning: <@{applied.override_by}> overrode failed gates to promote `{plan.policy}` "
-        f"to {plan.target.label()}: “{kit.escape(applied.override_reason or '')}”"
+        f":warning: <@{applied.override_by}> overrode failed gates to promote "
+        f"*{kit.escape(plan.policy)}* to {plan.target.label()}: "
+        f"“{kit.escape(applied.override_reason or '')}”"
     )
     blocks = [
         kit.section(text),
@@ -298,8 +299,8 @@ def demote_message(demoted: Demoted, readiness: Readiness | None, *, timeout_s: 
 def demote_unchanged(demoted: Demoted) -> list[kit.Block]:
     return [
         kit.section(
-            f"`{demoted.policy}` is already in Audit in {demoted.environment} (every rule and "
-            "override); nothing was changed."
+            f"*{kit.escape(demoted.policy)}* is already in Audit in {demoted.environment} "
+            "(every rule and override); nothing was changed."
         )
     ]
 
@@ -315,8 +316,8 @@ def override_modal(plan: Plan) -> kit.Block:
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
             kit.section(
-                f"Promote `{plan.policy}` to *{plan.target.label()}* although these gates fail:"
-                f"\n{failed}"
+                f"Promote *{kit.escape(plan.policy)}* to *{plan.target.label()}* although these "
+                f"gates fail:\n{failed}"
             ),
             {
                 "type": "input",

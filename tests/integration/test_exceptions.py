@@ -339,7 +339,7 @@ async def test_request_approve_creates_one_ticket_and_one_accepted_exception(w: 
     assert pending is not None
     text = message_text(pending)
     assert f"Exception request {rid} · pending" in text
-    assert "`require-labels` (ClusterPolicy) / check-for-labels · *dev*" in text
+    assert "*require-labels* (ClusterPolicy) / check-for-labels · *dev*" in text
     assert "will be created in SEC" in text
     assert [e["action_id"] for e in pending.blocks[-1]["elements"]] == [
         "exception_approve",
@@ -1172,7 +1172,7 @@ async def test_a_name_two_kinds_share_is_asked_for_by_kind(w: World) -> None:
         "cpol/twin-policy or vpol/twin-policy to say which."
     )
     rid, ts = await file_request(w, policy="vpol/twin-policy", rules="")
-    assert "twin-policy` (ValidatingPolicy)" in message_text(w.slack.message(APPROVALS, ts))
+    assert "twin-policy* (ValidatingPolicy)" in message_text(w.slack.message(APPROVALS, ts))
     await click(w, "exception_approve", APPROVER, ts)
     await eventually(lambda: ours(w.plane, rid, "policies.kyverno.io"))
     assert ours(w.plane, rid) == []  # a policies.kyverno.io exception, for the ValidatingPolicy

@@ -694,7 +694,7 @@ async def test_override_needs_an_admin_and_a_reason_and_is_announced(
         what="the announcement",
     )
     assert (
-        "<@U0ADMIN1> overrode failed gates to promote `override-policy` to staging (Enforce): "
+        "<@U0ADMIN1> overrode failed gates to promote *override-policy* to staging (Enforce): "
         f"“{reason}”"
     ) in text_of(announcement[0].blocks)
     after = await read(apis, "staging", obj)
