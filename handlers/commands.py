@@ -16,8 +16,8 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.errors import BotError
 from bot.services import Services
-from handlers.render import messages
-from handlers.render.help import help_blocks
+from handlers.render import kit, messages
+from handlers.render.help import Entry, closest, help_message
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class PolicyCommand:
         inv = parse(command)
         handler = None if inv.sub == "help" else self._subcommands.get(inv.sub)
         if handler is None:
-            await ack(blocks=self._help(inv), response_type="ephemeral")
+            text, blocks = self._help(inv)
+            await ack(text=text, blocks=blocks, response_type="ephemeral")
             await self._audit(inv, "help" if inv.sub == "help" else "unknown")
             return
         if handler.interim is None:
@@ -92,15 +93,18 @@ class PolicyCommand:
             await ack(text=f":hourglass_flowing_sand: {interim}", response_type="ephemeral")
         self._svc.tasks.spawn(self._answer(handler, inv, respond), name=f"command:{inv.sub}")
 
-    def _help(self, inv: Invocation) -> list[dict[str, Any]]:
+    def _help(self, inv: Invocation) -> tuple[str, list[dict[str, Any]]]:
         if inv.sub == "help":
             problem = None
         elif inv.sub in messages.SUBCOMMANDS:
             problem = messages.NOT_YET.format(sub=inv.sub)
         else:
-            problem = messages.UNKNOWN.format(sub=inv.sub[:40])
-        lines = [(s.usage, s.summary) for s in self._subcommands.values()]
-        return help_blocks(lines, environments=self._svc.status.environments, problem=problem)
+            problem = messages.UNKNOWN.format(sub=kit.escape(inv.sub[:40]))
+            guess = closest(inv.sub[:40], [s for s in self._subcommands if s != "help"])
+            if guess is not None:
+                problem += " " + messages.DID_YOU_MEAN.format(sub=guess)
+        entries = [Entry(s.name, s.usage, s.summary) for s in self._subcommands.values()]
+        return help_message(entries, environments=self._svc.status.environments, problem=problem)
 
     async def _answer(self, handler: Subcommand, inv: Invocation, respond: Respond) -> None:
         started = time.monotonic()

@@ -23,4 +23,5 @@ NOT_YET = (
     "`/policy help` lists what is."
 )
 UNKNOWN = "There is no `/policy {sub}` subcommand."
+DID_YOU_MEAN = "Did you mean `/policy {sub}`?"
 SHARED_BY = "Shared by <@{user}>"

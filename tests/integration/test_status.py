@@ -365,6 +365,11 @@ async def test_unknown_policy_environment_and_subcommand(
     assert interaction.response.status == 200
     assert "There is no `/policy frobnicate` subcommand." in interaction.response.text
     assert "/policy status [ENV] [POLICY]" in interaction.response.text
+    assert "Did you mean" not in interaction.response.text
+    typo = await bot.slack.command("/policy", "stauts dev", user=USER, channel=CHANNEL)
+    answer = typo.response.json()
+    assert answer["text"] == "There is no /policy stauts subcommand. Did you mean /policy status?"
+    assert "e.g. `/policy status production`" in typo.response.text
 
 
 async def test_share_posts_a_fresh_answer_in_the_channel(
