@@ -24,7 +24,7 @@ from bot.errors import BotError
 from bot.scheduler import JobSpec
 from bot.services import Services
 from bot.slack_api import RateLimited, SlackError
-from handlers.commands import Invocation, Subcommand
+from handlers.commands import Answer, Invocation, Subcommand
 from handlers.render import backup as render
 from handlers.render import kit
 
@@ -135,7 +135,7 @@ class BackupHandler:
 
     # -- /policy restore ---------------------------------------------------------------
 
-    async def restore_command(self, inv: Invocation) -> list[kit.Block]:
+    async def restore_command(self, inv: Invocation) -> Answer:
         if len(inv.args) != 2:
             raise BotError("Usage: `/policy restore BACKUP_ID ENV` (admins only; dry run first).")
         backup_id, environment = inv.args
@@ -146,7 +146,7 @@ class BackupHandler:
             await self._slack(
                 lambda: self._svc.slack.post_message(
                     self._reports or "",
-                    f"Restore {backup_id} into {environment}: dry run by {inv.user}",
+                    render.plan_title(view),
                     [*blocks, kit.context([f"Asked by <@{inv.user}>"])],
                 ),
                 retry=True,
@@ -158,7 +158,7 @@ class BackupHandler:
                     f"The plan and its Restore button are in <#{self._reports}>."
                 )
             ]
-        return blocks
+        return render.plan_title(view), blocks
 
     async def on_confirm(
         self,

@@ -188,18 +188,25 @@ def _age(delta: object) -> str:
 # -- restore ---------------------------------------------------------------------------
 
 
-def plan(view: PlanView) -> list[kit.Block]:
-    """The dry run of a restore: what it would do first, the objects after, then Restore."""
+def plan_title(view: PlanView) -> str:
+    """`Restore b-… into production · dry run: would create 1 · change 1`: the verdict of the
+    dry run, also the notification text of the plan."""
     record, counts = view.record, view.plan.counts
-    acts = counts["created"] + counts["changed"]
-    if acts == 0:
+    if counts["created"] + counts["changed"] == 0:
         verdict = "nothing to restore"
     else:
         verdict = f"would create {counts['created']} · change {counts['changed']}"
     if counts["invalid"]:
         verdict += f" · {counts['invalid']} invalid"
+    return f"Restore {record.backup_id} into {record.environment} · dry run: {verdict}"
+
+
+def plan(view: PlanView) -> list[kit.Block]:
+    """The dry run of a restore: what it would do first, the objects after, then Restore."""
+    record, counts = view.record, view.plan.counts
+    acts = counts["created"] + counts["changed"]
     blocks: list[kit.Block] = [
-        kit.header(f"Restore {record.backup_id} into {record.environment} · dry run: {verdict}"),
+        kit.header(plan_title(view)),
         kit.section(
             f"{counts['created']} created · {counts['changed']} changed · "
             f"{counts['unchanged']} unchanged"
