@@ -19,13 +19,13 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.alerts.intake import Intake
 from bot.alerts.outbox import Outbox
-from bot.alerts.pacing import ChannelPacer
 from bot.alerts.ports import AuditLog, ViolationChecker
 from bot.alerts.routing import Router
 from bot.alerts.sender import AlertSender
 from bot.alerts.silences import AlertmanagerSilences
 from bot.alerts.silencing import SilenceService
 from bot.clock import Clock
+from bot.pacing import ChannelPacer
 from bot.settings import Settings
 from bot.slack_api import SlackApi
 from bot.store.database import Database

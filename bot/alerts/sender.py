@@ -26,11 +26,11 @@ from datetime import timedelta
 
 from bot.alerts import metrics
 from bot.alerts.outbox import Claim, Outbox
-from bot.alerts.pacing import ChannelPacer
 from bot.alerts.ports import MessageRenderer, SlackPoster, ViolationChecker
 from bot.alerts.state import AlertGroup, change_since
 from bot.alerts.webhook import Alert
 from bot.clock import Clock
+from bot.pacing import ChannelPacer
 from bot.slack_api import RateLimited, SlackRejected, SlackUnavailable
 from bot.store.errors import StoreUnavailable
 

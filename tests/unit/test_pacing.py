@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bot.alerts.pacing import ChannelPacer, TokenBucket
+from bot.pacing import ChannelPacer, TokenBucket
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:
