@@ -8,6 +8,7 @@ Each feature owns a range of versions and contributes plain functions that take 
     200-299  exceptions
     300-399  backups
     400-499  promotion
+    500-599  notices (the outbox of messages to people)
 
 Rules for writing one:
 - Never edit or renumber a migration that has shipped; add a new one.
@@ -41,6 +42,7 @@ from bot.alerts import migrations as alert_migrations
 from bot.backup import migrations as backup_migrations
 from bot.clock import Clock
 from bot.exceptions import migrations as exception_migrations
+from bot.notices import migrations as notice_migrations
 from bot.promotion import migrations as promotion_migrations
 from bot.store import audit_trail
 from bot.store.database import UtcDateTime
@@ -94,6 +96,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 400-499: promotion
     Migration(400, "promotion plans", promotion_migrations.create_plans_v1),
     Migration(401, "promotion records", promotion_migrations.create_records_v1),
+    # 500-599: notices
+    Migration(500, "notice outbox", notice_migrations.create_notices_v1),
 )
 
 

@@ -1,0 +1,1 @@
+"""Messages that must reach people, delivered from a durable outbox (see `outbox`)."""
