@@ -27,6 +27,9 @@ from bot.clock import SYSTEM_CLOCK, Clock
 from bot.errors import BotError
 from bot.kube.gateway import ClusterGateway
 from bot.metrics import Metrics
+from bot.notices.outbox import NoticeOutbox
+from bot.notices.sender import NoticeSender
+from bot.pacing import ChannelPacer
 from bot.promotion.config import load_promotion_config
 from bot.promotion.history import StageHistory
 from bot.promotion.records import PromotionStore
@@ -91,6 +94,7 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         roles=roles,
         tasks=TaskGroup(),
         scheduler=Scheduler(database, clock=clock, replica=_replica_name()),
+        notices=NoticeOutbox(database, clock=clock),
         answer_within_s=budgets,
         slack=slack,
     )
@@ -154,6 +158,7 @@ def build_app(services: Services) -> web.Application:
     app[BOLT] = bolt
     if services.settings.slack.mode == "http":
         app.router.add_post("/slack/events", _slack_events)
+    _notice_sender(services)
     relay = _alert_relay(services)
     relay.register_actions(bolt)
     app.router.add_post("/alertmanager", relay.webhook_handler)
@@ -162,6 +167,24 @@ def build_app(services: Services) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+NOTICE_RATE_PER_CHANNEL = 1.0
+NOTICE_BURST = 3
+"""Slack's posting limit per channel: about one message a second, short bursts allowed."""
+
+
+def _notice_sender(services: Services) -> NoticeSender:
+    """The sender of the notice outbox, started and stopped with the app."""
+    sender = NoticeSender(
+        services.notices,
+        services.slack,
+        clock=services.clock,
+        pacer=ChannelPacer(rate=NOTICE_RATE_PER_CHANNEL, burst=NOTICE_BURST),
+    )
+    services.on_start.append(sender.start)
+    services.on_close.append(sender.stop)
+    return sender
 
 
 def _alert_relay(services: Services) -> AlertRelay:

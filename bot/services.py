@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from bot.clock import Clock
 from bot.kube.gateway import ClusterGateway
 from bot.metrics import Metrics
+from bot.notices.outbox import NoticeOutbox
 from bot.roles import RoleChecker
 from bot.scheduler import Scheduler
 from bot.settings import Settings
@@ -33,6 +34,7 @@ class Services:
     slack: SlackApi
     tasks: TaskGroup
     scheduler: Scheduler
+    notices: NoticeOutbox
     answer_within_s: dict[str, float] = field(default_factory=dict)
     """Per environment: how long a command waits for it before naming it slow."""
     on_start: list[Hook] = field(default_factory=list)

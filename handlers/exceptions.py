@@ -40,6 +40,7 @@ from bot.exceptions.service import MAX_REASON, MIN_REASON, ExceptionService
 from bot.exceptions.store import RequestStore
 from bot.exceptions.validation import Field, InputErrors, ModalInput, parse_input
 from bot.jira.adapter import JiraTickets
+from bot.notices.outbox import NoticeOutbox
 from bot.scheduler import JobSpec
 from bot.services import Services
 from bot.slack_api import SlackApi, SlackError
@@ -73,11 +74,30 @@ NO_APPROVALS_CHANNEL = (
 )
 
 
+ONCE_PER_REQUEST = frozenset(
+    {Event.FILED, Event.APPROVED, Event.DENIED, Event.FAILED, Event.EXPIRED, Event.REVOKED}
+)
+
+
+def _once(request: ExceptionRequest, event: Event, where: str) -> str | None:
+    """The outbox key of a notice that can happen once per request (a retried job or a second
+    replica then stores it once); reminders and reviews recur, and are guarded upstream."""
+    return f"exception:{request.id}:{event.value}:{where}" if event in ONCE_PER_REQUEST else None
+
+
 class SlackNotifier:
     """`Notifier` over the Slack Web API: approval messages, DMs to requesters, the review."""
 
-    def __init__(self, *, slack: SlackApi, channel: str | None, jira: render.JiraView | None):
+    def __init__(
+        self,
+        *,
+        slack: SlackApi,
+        notices: NoticeOutbox,
+        channel: str | None,
+        jira: render.JiraView | None,
+    ):
         self._slack = slack
+        self._notices = notices
         self._channel = channel
         self._jira = jira
 
@@ -109,25 +129,24 @@ class SlackNotifier:
         notice = render.requester_notice(
             request, event, now=now, jira=self._jira, approvals_channel=self._channel
         )
-        try:
-            # A direct message: the requester may not be in the approvals channel.
-            await self._slack.post_message(request.requester, notice.text, notice.blocks)
-        except SlackError:
-            log.warning(
-                "could not tell the requester", extra={"request": request.id, "event": event}
-            )
+        # A direct message (the requester may not be in the approvals channel), through the
+        # outbox: paced with the others, retried through 429s and outages, never lost.
+        await self._notices.enqueue(
+            request.requester, notice.text, notice.blocks, key=_once(request, event, "dm")
+        )
 
     async def announce(self, request: ExceptionRequest, event: Event, *, now: datetime) -> None:
         channel = request.approval_channel or self._channel
         if channel is None:
             return
         text = render.announcement(request, event)
-        try:
-            await self._slack.post_message(
-                channel, text, [kit.section(text)], thread_ts=request.approval_ts
-            )
-        except SlackError:
-            log.warning("could not announce", extra={"request": request.id, "event": event})
+        await self._notices.enqueue(
+            channel,
+            text,
+            [kit.section(text)],
+            thread_ts=request.approval_ts,
+            key=_once(request, event, "thread"),
+        )
 
     async def post_review(self, review: Review, *, now: datetime) -> tuple[str, str] | None:
         if self._channel is None:
@@ -602,7 +621,10 @@ def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
         render.JiraView(project=tickets.project, url=tickets.browse_url) if tickets else None
     )
     notifier = SlackNotifier(
-        slack=services.slack, channel=settings.slack.channels.approvals, jira=jira_view
+        slack=services.slack,
+        notices=services.notices,
+        channel=settings.slack.channels.approvals,
+        jira=jira_view,
     )
     service = ExceptionService(
         settings=settings.exceptions,

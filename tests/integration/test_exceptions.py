@@ -689,14 +689,23 @@ async def test_reminder_renewal_and_expiry_sweep(w: World) -> None:
     assert (
         f"⌛ Expired on {expired_at:%Y-%m-%d %H:%M} UTC: the PolicyException was deleted." in text
     )
-    replies = w.slack.replies(APPROVALS, ts)
+    # The thread note and the DM go out through the notice outbox, paced: they follow.
+    replies = await eventually(lambda: w.slack.replies(APPROVALS, ts))
     assert len(replies) == 1 and f"{rid} expired" in replies[0].text
-    assert any("expired and was removed" in t for t in dms(w, REQUESTER))
-    # A second sweep finds nothing more to do.
+    await eventually(lambda: any("expired and was removed" in t for t in dms(w, REQUESTER)))
+    notices = w.bot.services.notices
+    await eventually_async(lambda: _nothing_pending(notices))
+    owed = await notices.states()
+    # A second sweep finds nothing more to do: not one more notice is owed to anybody.
     w.clock.advance(timedelta(minutes=10))
     assert await scheduler.fire("exceptions.expiry")
+    assert await notices.states() == owed
     assert len(w.slack.replies(APPROVALS, ts)) == 1
     assert len([a for a in await audit_actions(w) if a[1] == "exception.expire"]) == 1
+
+
+async def _nothing_pending(notices: Any) -> bool:
+    return "pending" not in await notices.states()
 
 
 async def test_quarterly_review_posts_and_acts_on_keep_and_revoke(w: World) -> None:
@@ -1176,3 +1185,27 @@ async def test_a_name_two_kinds_share_is_asked_for_by_kind(w: World) -> None:
     await click(w, "exception_approve", APPROVER, ts)
     await eventually(lambda: ours(w.plane, rid, "policies.kyverno.io"))
     assert ours(w.plane, rid) == []  # a policies.kyverno.io exception, for the ValidatingPolicy
+
+
+async def test_every_notice_reaches_the_requester_under_slacks_rate_limit(w: World) -> None:
+    """Slack takes about one message a second per channel (a burst of three). Two requests
+    filed and approved at once owe the requester four DMs within a second: the fourth used to
+    meet a 429 and be lost; now all four arrive, paced."""
+    w.slack.set_rate_limits(RateLimits())  # Slack's per-channel limit, on
+    first, first_ts = await file_request(w)
+    second, second_ts = await file_request(w, names="billing-*")
+    await asyncio.gather(
+        click(w, "exception_approve", APPROVER, first_ts),
+        click(w, "exception_approve", APPROVER2, second_ts),
+    )
+
+    def told() -> list[str]:
+        return [
+            t
+            for t in dms(w, REQUESTER)
+            if any(rid in t for rid in (first, second))
+            and ("was approved" in t or "was sent to the approvers" in t)
+        ]
+
+    await eventually(lambda: len(told()) == 4, timeout=40)
+    assert w.slack.ratelimited_count() == 0  # paced below the limit: nothing provoked
