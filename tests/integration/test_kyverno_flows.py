@@ -282,8 +282,8 @@ async def status_answer(w: World, args: str) -> str:
 
     def answered() -> str | None:
         for response in w.slack.responses[before:]:
-            if response.payload.get("text") == f"/policy status {args}":
-                return blocks_text(response.payload.get("blocks") or [])
+            if response.payload.get("blocks"):
+                return blocks_text(response.payload["blocks"])
         return None
 
     return await wait_for(answered, what=f"the answer to /policy status {args}", timeout=60)

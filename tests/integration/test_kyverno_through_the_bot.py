@@ -413,7 +413,11 @@ async def test_a_validating_policy_promoted_to_deny_refuses_and_demoted_admits(
             code, message = created("denied")
             return message if code == 400 else None
 
-        message = await wait_for(refused, what="Kyverno to deny under the promoted policy")
+        # Kyverno registers a ValidatingPolicy's webhook rules when it first needs them:
+        # on a busy machine that can take a while.
+        message = await wait_for(
+            refused, what="Kyverno to deny under the promoted policy", timeout=90
+        )
         assert f"Policy {name} failed: The label `team` is required." in message
 
         before = {m.ts for m in slack_emulator.parents(CHANNEL)}
@@ -424,6 +428,6 @@ async def test_a_validating_policy_promoted_to_deny_refuses_and_demoted_admits(
         def admitted() -> bool:
             return created("after-demote")[0] == 201
 
-        await wait_for(admitted, what="a create admitted after the demote", timeout=20)
+        await wait_for(admitted, what="a create admitted after the demote", timeout=60)
     finally:
         await asyncio.to_thread(kyverno.request, "DELETE", path)
