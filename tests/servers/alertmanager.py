@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -208,16 +208,24 @@ async def running_alertmanager(
         )
     server = Alertmanager(url=url, log_path=log_path, process=process)
     try:
-        await _wait_ready(server)
+        await wait_ready(server, "Alertmanager", START_TIMEOUT_S)
         yield server
     finally:
-        await _stop(process)
+        await stop_process(process, STOP_TIMEOUT_S)
 
 
-async def _wait_ready(server: Alertmanager) -> None:
+class _Server(Protocol):
+    url: str
+    process: asyncio.subprocess.Process
+
+    def log_tail(self) -> str: ...
+
+
+async def wait_ready(server: _Server, what: str, timeout_s: float) -> None:
+    """Poll `/-/ready` (Prometheus' and Alertmanager's) until 200, or fail with the log."""
     timeout = aiohttp.ClientTimeout(total=2)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + START_TIMEOUT_S
+    deadline = loop.time() + timeout_s
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while loop.time() < deadline:
             if server.process.returncode is not None:
@@ -227,15 +235,16 @@ async def _wait_ready(server: Alertmanager) -> None:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"Alertmanager did not become ready:\n{server.log_tail()}")
+    raise RuntimeError(f"{what} did not become ready:\n{server.log_tail()}")
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def stop_process(process: asyncio.subprocess.Process, timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL past `timeout_s`."""
     if process.returncode is not None:
         return
     process.terminate()
     try:
-        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+        await asyncio.wait_for(process.wait(), timeout_s)
     except TimeoutError:
         process.kill()
         await process.wait()

@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.servers.alertmanager import _die_with_parent, _free_port
+from tests.servers.alertmanager import _die_with_parent, _free_port, stop_process, wait_ready
 
 BINARY_ENV = "POLICY_BOT_PROMETHEUS_BIN"
 REQUIRE_ENV = "POLICY_BOT_REQUIRE_PROMETHEUS"
@@ -196,34 +196,7 @@ async def running_prometheus(
         )
     server = Prometheus(url=url, log_path=log_path, process=process)
     try:
-        await _wait_ready(server)
+        await wait_ready(server, "Prometheus", START_TIMEOUT_S)
         yield server
     finally:
-        await _stop(process)
-
-
-async def _wait_ready(server: Prometheus) -> None:
-    timeout = aiohttp.ClientTimeout(total=2)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + START_TIMEOUT_S
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        while loop.time() < deadline:
-            if server.process.returncode is not None:
-                break
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(f"{server.url}/-/ready") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"Prometheus did not become ready:\n{server.log_tail()}")
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+        await stop_process(process, STOP_TIMEOUT_S)
