@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,19 +52,6 @@ CHAIN_TIMEOUT_S = 90.0
 """Create → Slack: seconds when idle; generous for a loaded machine, still bounded."""
 EVALUATIONS_AFTER_FIRING = 3.0
 """Seconds of rule evaluations (one a second) the alert must stay firing for."""
-
-
-@pytest.fixture
-def namespace(kyverno: Kyverno, request: pytest.FixtureRequest) -> Iterator[str]:
-    with kyverno.namespace_for(request.node.name) as name:
-        yield name
-
-
-@pytest.fixture
-def policy_name(kyverno: Kyverno) -> Iterator[str]:
-    name = f"require-labels-{secrets.token_hex(3)}"
-    yield name
-    kyverno.delete_policy(name)
 
 
 def audit_policy(name: str, namespace: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -23,12 +23,6 @@ T = TypeVar("T")
 RULE = "check-for-labels"
 AUTOGEN_RULE = f"autogen-{RULE}"  # Kyverno's name for the rule on pod controllers
 LABEL = "app.kubernetes.io/name"
-
-
-@pytest.fixture
-def namespace(kyverno: Kyverno, request: pytest.FixtureRequest) -> Iterator[str]:
-    with kyverno.namespace_for(request.node.name) as name:
-        yield name
 
 
 def require_label_policy(name: str, namespace: str, action: str) -> dict[str, Any]:
@@ -74,13 +68,6 @@ def refused(kyverno: Kyverno, namespace: str, name: str) -> dict[str, Any]:
     code, answer = create_deployment(kyverno, namespace, name)
     assert code != 201, f"Deployment {namespace}/{name} was admitted"
     return answer
-
-
-@pytest.fixture
-def policy_name(kyverno: Kyverno, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"require-labels-{secrets.token_hex(3)}"
-    yield name
-    kyverno.delete_policy(name)
 
 
 def test_enforce_refuses_a_violating_deployment_with_kyvernos_message(

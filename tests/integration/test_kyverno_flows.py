@@ -68,19 +68,6 @@ CLEANUP_TIMEOUT = 150.0
 
 
 @pytest.fixture
-def namespace(kyverno: Kyverno, request: pytest.FixtureRequest) -> Iterator[str]:
-    with kyverno.namespace_for(request.node.name) as name:
-        yield name
-
-
-@pytest.fixture
-def policy_name(kyverno: Kyverno) -> Iterator[str]:
-    name = f"require-labels-{secrets.token_hex(3)}"
-    yield name
-    kyverno.delete_policy(name)
-
-
-@pytest.fixture
 def vpol_name(kyverno: Kyverno) -> Iterator[str]:
     name = f"vpol-team-{secrets.token_hex(3)}"
     yield name

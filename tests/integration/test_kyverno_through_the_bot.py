@@ -39,19 +39,6 @@ DEPRECATED = "kyverno.io/v1 ClusterPolicy is deprecated and will be removed in a
 READINESS_TIMEOUT_S = 60
 
 
-@pytest.fixture
-def namespace(kyverno: Kyverno, request: pytest.FixtureRequest) -> Iterator[str]:
-    with kyverno.namespace_for(request.node.name) as name:
-        yield name
-
-
-@pytest.fixture
-def policy_name(kyverno: Kyverno) -> Iterator[str]:
-    name = f"require-labels-{secrets.token_hex(3)}"
-    yield name
-    kyverno.delete_policy(name)
-
-
 @contextlib.asynccontextmanager
 async def bot_on(
     emulator: SlackEmulator, tmp_path: Path, environments: dict[str, Kyverno]

@@ -30,6 +30,8 @@ Fixtures (registered from ``tests/conftest.py``):
 - ``kyverno`` (session): a dedicated control plane (its CRDs from the same build) with Kyverno
   running, started once; tests isolate with :meth:`Kyverno.namespace_for` and policies that
   match only their namespace.
+- ``namespace`` and ``policy_name``: that namespace, and a ClusterPolicy name deleted after the
+  test, for the tests that run on this Kyverno.
 """
 
 from __future__ import annotations
@@ -695,3 +697,18 @@ def kyverno(
             running.stop(remove_webhooks=False)
     finally:
         plane.stop()
+
+
+@pytest.fixture
+def namespace(kyverno: Kyverno, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of the test's own on the Kyverno plane (its policies match only it)."""
+    with kyverno.namespace_for(request.node.name) as name:
+        yield name
+
+
+@pytest.fixture
+def policy_name(kyverno: Kyverno) -> Iterator[str]:
+    """A fresh ClusterPolicy name, deleted from the Kyverno plane after the test."""
+    name = f"require-labels-{secrets.token_hex(3)}"
+    yield name
+    kyverno.delete_policy(name)
