@@ -13,6 +13,11 @@ switch takes effect within 0.1 s and the condition does not move). So after an u
 policy that was Ready, an unchanged Ready is all there will ever be: once it has held for
 `SETTLE_S` the wait ends as "still Ready", said in those words, instead of running into the
 timeout and suggesting Kyverno never answered.
+
+A fresh "not Ready" is not a verdict yet: right after a change Kyverno 1.19 marks a
+policies.kyverno.io policy "not configured in the webhook" until its webhook controller has
+caught up (seconds on a busy cluster), then Ready. The wait keeps reading until Ready or the
+timeout, and only then answers "not Ready" with Kyverno's last message.
 """
 
 from __future__ import annotations
@@ -155,6 +160,7 @@ async def wait_ready(
     """Re-read the policy until a fresh readiness report or `timeout_s`."""
     started = time.monotonic()
     deadline = started + timeout_s
+    refused: Condition | None = None
     while True:
         try:
             obj = await read()
@@ -168,10 +174,14 @@ async def wait_ready(
             written_at=written_at,
         )
         elapsed = time.monotonic() - started
+        if report is not None and report.ready:
+            return Readiness(READY, elapsed, report.message)
         if report is not None:
-            return Readiness(READY if report.ready else NOT_READY, elapsed, report.message)
+            refused = report
         if elapsed >= settle_s and _still_ready(condition(obj), before):
             return Readiness(STILL_READY, elapsed)
         if time.monotonic() >= deadline:
+            if refused is not None:
+                return Readiness(NOT_READY, elapsed, refused.message, timeout_s=timeout_s)
             return Readiness(TIMEOUT, elapsed, timeout_s=timeout_s)
         await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))

@@ -139,12 +139,20 @@ async def new_parent(emulator: SlackEmulator, before: set[str], prefix: str) -> 
 
 
 async def settled(emulator: SlackEmulator, message: Message, needle: str) -> str:
+    seen = [""]
+
     def done() -> str | None:
         now = emulator.message(CHANNEL, message.ts)
-        text = blocks_text(now.blocks) if now is not None else ""
-        return text if needle in text else None
+        seen[0] = blocks_text(now.blocks) if now is not None else ""
+        return seen[0] if needle in seen[0] else None
 
-    return await wait_for(done, what=f"the message to say {needle!r}", timeout=READINESS_TIMEOUT_S)
+    try:
+        # A little beyond the bot's own readiness timeout, so its verdict is what we read.
+        return await wait_for(
+            done, what=f"the message to say {needle!r}", timeout=READINESS_TIMEOUT_S + 15
+        )
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}; the message says: {seen[0]!r}") from None
 
 
 async def test_promote_to_enforce_refuses_demote_admits_and_kyverno_warns(

@@ -71,12 +71,18 @@ async def test_wait_times_out_quickly_without_kyverno_and_sees_a_report_when_it_
     answers = iter([{"status": {}}, legacy("False", message="webhook down")])
 
     async def later() -> dict[str, Any]:
-        return next(answers)
+        return next(answers, legacy("False", message="webhook down"))
 
     result = await wait_ready(
-        later, generation=1, created=True, before=None, written_at=WRITTEN, timeout_s=5, poll_s=0.01
+        later,
+        generation=1,
+        created=True,
+        before=None,
+        written_at=WRITTEN,
+        timeout_s=0.3,
+        poll_s=0.01,
     )
-    assert result.state == NOT_READY
+    assert result.state == NOT_READY and result.after_s >= 0.3
     assert result.describe("staging") == "Kyverno reports it not Ready on staging: webhook down"
 
     async def ready() -> dict[str, Any]:
@@ -127,3 +133,27 @@ async def test_an_unchanged_ready_after_an_update_is_said_to_be_still_ready():
         settle_s=0.1,
     )
     assert result.state == TIMEOUT
+
+
+async def test_a_not_ready_while_the_webhook_catches_up_is_not_the_verdict():
+    """Kyverno 1.19 marks a ValidatingPolicy "not configured in the webhook" right after a
+    change and Ready once its webhook controller caught up: the answer is Ready."""
+    catching_up = {
+        "status": {
+            "conditionStatus": {
+                "ready": False,
+                "message": "Policy is not configured in the webhook.",
+                "conditions": [],
+            }
+        }
+    }
+    caught_up = {"status": {"conditionStatus": {"ready": True, "conditions": []}}}
+    answers = iter([catching_up, catching_up, catching_up])
+
+    async def read() -> dict[str, Any]:
+        return next(answers, caught_up)
+
+    result = await wait_ready(
+        read, generation=2, created=False, before=None, written_at=WRITTEN, timeout_s=5, poll_s=0.01
+    )
+    assert result.state == READY
