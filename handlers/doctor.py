@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.doctor.service import BackupValues, DoctorService
+from bot.doctor.service import DoctorService
 from bot.errors import BotError
+from bot.ports.helm_values import BackupValues
 from bot.services import Services
 from handlers.backup import build_backups
 from handlers.commands import Answer, Invocation, Subcommand

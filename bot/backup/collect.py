@@ -24,8 +24,8 @@ from bot.backup.bundle import (
     object_path,
 )
 from bot.backup.serialization import dump_yaml
-from bot.doctor.helm import decode_releases
 from bot.errors import BotError, ClusterForbidden
+from bot.helm import decode_releases
 from bot.kinds import KIND_SPECS, Family, Kind
 from bot.kube.errors import NotFound
 from bot.server_fields import clean

@@ -61,9 +61,9 @@ from bot.backup.s3 import Credentials, S3Client, S3Target
 from bot.backup.serialization import load_yaml
 from bot.backup.targets import DirectoryTarget, Stored, Target, TargetError, read_directory
 from bot.clock import Clock
-from bot.doctor.model import BackedUpValues
 from bot.errors import BotError, UnknownEnvironment
 from bot.kube.gateway import ClusterGateway
+from bot.ports.helm_values import BackedUpValues
 from bot.roles import Role, RoleChecker
 from bot.settings import BackupTarget, Settings
 from bot.status import StatusService

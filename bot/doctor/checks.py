@@ -12,10 +12,8 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
-from bot.doctor.helm import PENDING, HelmRelease, values_drift
 from bot.doctor.migration import MIGRATION_GUIDE
 from bot.doctor.model import (
-    BackedUpValues,
     Deployment,
     Finding,
     Gap,
@@ -33,6 +31,8 @@ from bot.doctor.runbook import (
     MIN_SCAN_INTERVAL_S,
     FilteredNamespace,
 )
+from bot.helm import PENDING, HelmRelease, values_drift
+from bot.ports.helm_values import BackedUpValues
 
 TRUE = ("true", "t", "1", "yes")
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bot.doctor.filters import ResourceFilters
-from bot.doctor.helm import HelmRelease, HelmRevision
 from bot.doctor.migration import PolicyApis
 from bot.errors import BotError
+from bot.helm import HelmRelease, HelmRevision
 
 VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -182,14 +182,6 @@ def version_tuple(version: str | None) -> tuple[int, int, int] | None:
     if match is None:
         return None
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
-
-
-@dataclass(frozen=True)
-class BackedUpValues:
-    """The Helm values of one release as stored by the last backup."""
-
-    backup_id: str
-    values: Mapping[str, object]
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 from bot.doctor.filters import parse_resource_filters
-from bot.doctor.helm import HelmRelease, decode_releases
 from bot.doctor.migration import LEGACY_GROUP, NEW_GROUP, REPLACEMENTS, PolicyApis, policy_apis
 from bot.doctor.model import Container, Deployment, Gap, KyvernoHealth
 from bot.doctor.runbook import CONTROLLERS, HELM_RELEASES, KYVERNO_NAMESPACE
 from bot.errors import ClusterForbidden
+from bot.helm import HelmRelease, decode_releases
 from bot.kinds import Kind
 from bot.kube.errors import NotFound
 from bot.objects import Obj

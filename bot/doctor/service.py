@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
 from bot.doctor.checks import run_checks
-from bot.doctor.model import BackedUpValues, DoctorReport, KyvernoHealth
+from bot.doctor.model import DoctorReport, KyvernoHealth
 from bot.doctor.reader import ApiReader, HealthReader
 from bot.doctor.runbook import HELM_RELEASES
 from bot.errors import BotError, ClusterUnavailable, UnknownEnvironment
+from bot.ports.helm_values import BackedUpValues, BackupValues
 from bot.status import HealthSummary
-
-
-class BackupValues(Protocol):
-    """The Helm values of a release as the last backup of an environment stored them."""
-
-    async def helm_values(self, environment: str, release: str) -> BackedUpValues | None: ...
 
 
 class DoctorService:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from bot.doctor.helm import HelmRelease, HelmRevision
 from bot.doctor.model import DoctorReport, Finding, KyvernoHealth, Verdict
+from bot.helm import HelmRelease, HelmRevision
 from handlers.render import kit
 
 ICONS = {Verdict.FAIL: ":x:", Verdict.WARN: ":warning:", Verdict.PASS: ":white_check_mark:"}

@@ -24,9 +24,10 @@ import pytest
 import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
-from bot.doctor.model import BackedUpValues, DoctorReport, Verdict
+from bot.doctor.model import DoctorReport, Verdict
 from bot.doctor.service import DoctorService
 from bot.kube.gateway import ClusterGateway
+from bot.ports.helm_values import BackedUpValues
 from bot.settings import Environment
 from handlers.backup import build_backups
 from tests.emulators.slack import SlackEmulator, validate_blocks

@@ -14,10 +14,11 @@ import pytest
 
 from bot.doctor.checks import go_duration_seconds, run_checks
 from bot.doctor.filters import parse_resource_filters
-from bot.doctor.helm import decode_releases, decode_revision, values_drift
 from bot.doctor.migration import policy_apis
-from bot.doctor.model import BackedUpValues, Finding, Gap, KyvernoHealth, Verdict
+from bot.doctor.model import Finding, Gap, KyvernoHealth, Verdict
 from bot.doctor.reader import deployment_from_object
+from bot.helm import decode_releases, decode_revision, values_drift
+from bot.ports.helm_values import BackedUpValues
 from tests.kube import seed
 
 DATA = Path(__file__).parents[1] / "data" / "doctor"
