@@ -21,6 +21,8 @@ from bot.backup.bundle import EnvironmentBackup
 from bot.backup.evidence import previous_month
 from bot.backup.service import BackupReport, BackupService, EvidenceReport
 from bot.errors import BotError
+from bot.exceptions.history import ExceptionHistory
+from bot.exceptions.store import RequestStore
 from bot.scheduler import JobSpec
 from bot.services import Services
 from bot.slack_api import RateLimited, SlackError
@@ -46,6 +48,7 @@ def build_backups(services: Services) -> BackupService:
         clock=services.clock,
         roles=services.roles,
         status=services.status,
+        exceptions=ExceptionHistory(RequestStore(services.database)),
     )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from bot.audit import AuditEntry, VerifyReport, format_timestamp
 from bot.backup.bundle import sha256
 from bot.found_exceptions import FoundException
+from bot.ports.exception_register import RegisterEntry
 from bot.status import Snapshot
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -53,40 +54,6 @@ def previous_month(now: datetime) -> str:
     if month == 0:
         year, month = year - 1, 12
     return f"{year:04d}-{month:02d}"
-
-
-@dataclass(frozen=True)
-class RegisterEntry:
-    """One exception as the register lists it."""
-
-    environment: str
-    name: str  # PolicyException name (or request id while it has none)
-    namespace: str
-    policies: tuple[str, ...]
-    state: str  # active, expired, revoked, denied, ... or "unmanaged"
-    ticket: str | None
-    requester: str | None
-    approver: str | None
-    created_at: datetime | None
-    expires_at: datetime | None
-    ended_at: datetime | None = None
-    request_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "environment": self.environment,
-            "name": self.name,
-            "namespace": self.namespace,
-            "policies": list(self.policies),
-            "state": self.state,
-            "ticket": self.ticket,
-            "requester": self.requester,
-            "approver": self.approver,
-            "created_at": _time(self.created_at),
-            "expires_at": _time(self.expires_at),
-            "ended_at": _time(self.ended_at),
-            "request_id": self.request_id,
-        }
 
 
 def register_from_clusters(

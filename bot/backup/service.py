@@ -23,8 +23,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from bot import __version__
 from bot.audit import VerifyReport
 from bot.backup.bundle import (
@@ -44,7 +42,6 @@ from bot.backup.diff import EnvironmentDiff, diff_environment, environment_files
 from bot.backup.evidence import (
     EvidenceInputs,
     EvidencePack,
-    RegisterEntry,
     build_evidence,
     parse_month,
     register_from_clusters,
@@ -63,6 +60,7 @@ from bot.backup.targets import DirectoryTarget, Stored, Target, TargetError, rea
 from bot.clock import Clock
 from bot.errors import BotError, UnknownEnvironment
 from bot.kube.gateway import ClusterGateway
+from bot.ports.exception_register import ExceptionRegister, RegisterEntry
 from bot.ports.helm_values import BackedUpValues
 from bot.roles import Role, RoleChecker
 from bot.settings import BackupTarget, Settings
@@ -176,6 +174,7 @@ class BackupService:
         clock: Clock,
         roles: RoleChecker | None = None,
         status: StatusService | None = None,
+        exceptions: ExceptionRegister | None = None,
         targets: Sequence[Target] | None = None,
     ) -> None:
         self.settings = settings
@@ -186,6 +185,7 @@ class BackupService:
         self._clock = clock
         self._roles = roles
         self._status = status
+        self._exceptions = exceptions
         self.targets = (
             list(targets) if targets is not None else build_targets(settings, clock=clock)
         )
@@ -547,7 +547,11 @@ class BackupService:
     ) -> tuple[list[RegisterEntry], str]:
         """The bot's records when that feature is there, plus every PolicyException found
         in a cluster that no record accounts for (an auditor must see those too)."""
-        stored = await self._stored_register(start, end)
+        stored = (
+            None
+            if self._exceptions is None
+            else list(await self._exceptions.in_force_between(start, end))
+        )
         recorded = {(e.environment, e.namespace, e.name) for e in stored or ()}
         found = [
             entry
@@ -558,44 +562,6 @@ class BackupService:
         if stored is None:
             return found, "clusters"
         return stored + found, "store"
-
-    async def _stored_register(self, start: datetime, end: datetime) -> list[RegisterEntry] | None:
-        """The bot's own exception records relevant to the month, if that feature is there."""
-        try:
-            from bot.exceptions.model import State
-            from bot.exceptions.store import RequestStore
-        except ImportError:
-            return None
-        async with self._db.connect() as conn:
-            present = await conn.run_sync(
-                lambda sync: sa.inspect(sync).has_table("exception_requests")
-            )
-        if not present:
-            return None
-        decided = [State.ACTIVE, State.EXPIRED, State.REVOKED]
-        requests = await RequestStore(self._db).requests(decided)
-        entries = []
-        for r in requests:
-            began = r.decided_at or r.created_at
-            if began >= end or (r.ended_at is not None and r.ended_at < start):
-                continue
-            entries.append(
-                RegisterEntry(
-                    environment=r.environment,
-                    name=r.exception_name or r.id,
-                    namespace=r.exception_namespace or "",
-                    policies=(r.policy,),
-                    state=r.state.value,
-                    ticket=r.ticket,
-                    requester=r.requester,
-                    approver=r.approver,
-                    created_at=r.created_at,
-                    expires_at=r.expires_at,
-                    ended_at=r.ended_at,
-                    request_id=r.id,
-                )
-            )
-        return entries
 
 
 def commit_message(bundle: Bundle, diffs: Sequence[EnvironmentDiff]) -> str:

@@ -599,6 +599,8 @@ async def test_evidence_pack_and_chain_check(
         "MANIFEST", "audit-chain.json", "audit.jsonl", "exceptions.json", "policies.json",
         "report.md", "violations.json",
     ]  # fmt: skip
+    # The register comes from the bot's own records (the exceptions feature), not only clusters.
+    assert json.loads((stored / "exceptions.json").read_text())["source"] == "store"
     chain = json.loads((stored / "audit-chain.json").read_text())
     assert chain["verify"]["ok"] is True
     verified = await _answer(bot, slack_emulator, "audit verify")

@@ -11,7 +11,6 @@ import pytest
 from bot.audit import GENESIS_HASH, ChainVerifier, next_entry
 from bot.backup.evidence import (
     EvidenceInputs,
-    RegisterEntry,
     build_evidence,
     parse_month,
     previous_month,
@@ -19,6 +18,7 @@ from bot.backup.evidence import (
 from bot.errors import ClusterUnavailable
 from bot.kinds import KIND_SPECS, Kind
 from bot.policies import policy_from_object
+from bot.ports.exception_register import RegisterEntry
 from bot.reports import Tally
 from bot.status import Snapshot
 

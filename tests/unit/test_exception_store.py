@@ -11,9 +11,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
+from bot.exceptions.history import ExceptionHistory
 from bot.exceptions.model import ExceptionRequest, RequestId, Scope, State, new_request_id
 from bot.exceptions.store import DuplicateRequestId, RequestStore
+from bot.exceptions.tables import exception_requests as requests_table
 from bot.store import Database
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -157,3 +160,50 @@ async def test_unposted_requests_are_found_for_a_repost(database: Database) -> N
     await store.set_message(posted.id, channel="C0APPROVALS", ts="1.1")
     assert [r.id for r in await store.unposted(created_before=NOW)] == [lost.id]
     assert await store.unposted(created_before=NOW - timedelta(seconds=1)) == []
+
+
+async def test_history_lists_what_was_in_force_during_a_month(database: Database) -> None:
+    """What an evidence pack's register reads: decided requests that overlap the month."""
+    store = RequestStore(database)
+    start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    decided = {
+        "active": request(state=State.ACTIVE, decided_at=start - timedelta(days=3)),
+        "expired in the month": request(
+            state=State.EXPIRED, decided_at=start - timedelta(days=40), ended_at=start
+        ),
+        "revoked before": request(
+            state=State.REVOKED,
+            decided_at=start - timedelta(days=40),
+            ended_at=start - timedelta(seconds=1),
+        ),
+        "approved after": request(state=State.ACTIVE, decided_at=end),
+        "pending": request(state=State.PENDING),
+        "denied": request(state=State.DENIED, decided_at=start + timedelta(days=1)),
+    }
+    for r in decided.values():
+        await store.insert(replace(r, ticket="SEC-9"))
+        async with database.begin() as conn:  # the decision's fields, as the transitions set them
+            await conn.execute(
+                sa.update(requests_table)
+                .where(requests_table.c.id == r.id)
+                .values(
+                    approver="U0ANA",
+                    decided_at=r.decided_at,
+                    ended_at=r.ended_at,
+                    exception_name=f"pe-{r.id.lower()}",
+                    exception_namespace="kyverno-exceptions",
+                )
+            )
+    entries = await ExceptionHistory(store).in_force_between(start, end)
+    by_id = {e.request_id: e for e in entries}
+    assert set(by_id) == {decided["active"].id, decided["expired in the month"].id}
+    active = by_id[decided["active"].id]
+    assert (active.state, active.ticket, active.requester, active.approver) == (
+        "active",
+        "SEC-9",
+        "U0SAM",
+        "U0ANA",
+    )
+    assert active.name == f"pe-{decided['active'].id.lower()}" and active.namespace == (
+        "kyverno-exceptions"
+    )
