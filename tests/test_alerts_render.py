@@ -7,15 +7,9 @@ review the diff like any other code change.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from bot.alerts.ports import RenderedMessage
 from bot.alerts.state import GroupChange, Silence
 from bot.alerts.webhook import Alert
 from handlers.render import kit
@@ -30,8 +24,8 @@ from handlers.render.alerts import (
 )
 from tests.alerts_harness import alert, group_of, notification
 from tests.emulators.slack import validate_blocks
+from tests.goldens import Golden, golden_fixture
 
-GOLDEN = Path(__file__).parent / "golden" / "alerts"
 NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)
 T0 = datetime(2026, 11, 28, 8, 51, tzinfo=UTC)
 LINKS = AlertLinks(policy_reporter_url="https://reporter.example.invalid/#/?policies={policy}")
@@ -39,25 +33,8 @@ SILENCE = Silence(
     "4a1c", "U0MARIA", "maria", "1h", T0 + timedelta(minutes=29), T0 + timedelta(minutes=89)
 )
 
-Golden = Callable[[str, RenderedMessage], None]
 
-
-@pytest.fixture
-def golden() -> Golden:
-    """Compare a rendered message with `tests/golden/alerts/<name>.json` (or rewrite it)."""
-
-    def check(name: str, message: RenderedMessage) -> None:
-        problems = validate_blocks(message.blocks)
-        assert not problems, problems
-        actual: dict[str, Any] = {"text": message.text, "blocks": message.blocks}
-        path = GOLDEN / f"{name}.json"
-        if os.environ.get("POLICY_BOT_UPDATE_GOLDEN") == "1":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
-        assert path.exists(), f"{path} is missing; run with POLICY_BOT_UPDATE_GOLDEN=1"
-        assert actual == json.loads(path.read_text())
-
-    return check
+golden = golden_fixture("alerts")
 
 
 def sample_group(*names: str, **kwargs: Any) -> Any:

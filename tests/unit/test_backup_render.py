@@ -6,14 +6,8 @@ Set POLICY_BOT_UPDATE_GOLDEN=1 to rewrite tests/golden/backup/ after a deliberat
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from bot.audit import VerifyReport
 from bot.backup.bundle import Bundle, EnvironmentBackup, HelmValues, ObjectKey
@@ -25,27 +19,12 @@ from bot.backup.service import BackupReport, EvidenceReport, PlanView, RestoreOu
 from bot.backup.targets import Stored
 from handlers.render import backup as render
 from tests.emulators.slack import validate_blocks
+from tests.goldens import Golden, golden_fixture, without_text
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "backup"
 AT = datetime(2026, 11, 28, 2, tzinfo=UTC)
-Golden = Callable[[str, Any], None]
 
 
-@pytest.fixture
-def golden() -> Golden:
-    def check(name: str, rendered: Any) -> None:
-        text, blocks = rendered if isinstance(rendered, tuple) else (None, rendered)
-        problems = validate_blocks(blocks)
-        assert not problems, problems
-        actual = {"text": text, "blocks": blocks}
-        path = GOLDEN / f"{name}.json"
-        if os.environ.get("POLICY_BOT_UPDATE_GOLDEN") == "1":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
-        assert path.exists(), f"{path} is missing; run with POLICY_BOT_UPDATE_GOLDEN=1"
-        assert actual == json.loads(path.read_text())
-
-    return check
+golden = golden_fixture("backup", lone_blocks=without_text)
 
 
 def _dev() -> EnvironmentBackup:

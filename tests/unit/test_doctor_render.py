@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.doctor.checks import run_checks
 from bot.doctor.model import DoctorReport, Gap, KyvernoHealth
@@ -23,6 +18,7 @@ from bot.status import HealthSummary, Snapshot
 from handlers.render import doctor as render
 from handlers.render import status as status_render
 from tests.emulators.slack import validate_blocks
+from tests.goldens import Golden, golden_fixture
 from tests.unit.test_doctor_checks import (
     EXC_NS,
     EXCEPTION_ARGS,
@@ -32,25 +28,10 @@ from tests.unit.test_doctor_checks import (
     with_deployment,
 )
 
-GOLDEN = Path(__file__).parents[1] / "golden" / "doctor"
 NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)
 
-Golden = Callable[[str, list[dict[str, Any]]], None]
 
-
-@pytest.fixture
-def golden() -> Golden:
-    def check(name: str, blocks: list[dict[str, Any]]) -> None:
-        problems = validate_blocks(blocks)
-        assert not problems, problems
-        path = GOLDEN / f"{name}.json"
-        if os.environ.get("POLICY_BOT_UPDATE_GOLDEN") == "1":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(blocks, indent=2, ensure_ascii=False) + "\n")
-        assert path.exists(), f"{path} is missing; run with POLICY_BOT_UPDATE_GOLDEN=1"
-        assert blocks == json.loads(path.read_text())
-
-    return check
+golden = golden_fixture("doctor")
 
 
 def report_of(health: KyvernoHealth, **kwargs: Any) -> DoctorReport:

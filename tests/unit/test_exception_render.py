@@ -7,12 +7,8 @@ review the diff like any other code change.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,9 +26,8 @@ from bot.exceptions.ports import Event
 from bot.exceptions.register import ClusterException, EnvironmentRegister, Register
 from bot.found_exceptions import FoundException
 from handlers.render import exceptions as render
-from tests.emulators.slack import validate_blocks, validate_view
+from tests.goldens import Golden, blocks_only, golden_fixture
 
-GOLDEN = Path(__file__).parents[1] / "golden" / "exceptions"
 NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)
 JIRA = render.JiraView(project="SEC", url=lambda key: f"https://jira.example.invalid/browse/{key}")
 
@@ -64,32 +59,8 @@ ACTIVE = replace(
     exception_group="kyverno.io",
 )
 
-Golden = Callable[[str, Any], None]
 
-
-@pytest.fixture
-def golden() -> Golden:
-    """Compare with `tests/golden/exceptions/<name>.json` (or rewrite it)."""
-
-    def check(name: str, value: Any) -> None:
-        if isinstance(value, render.Rendered):
-            problems = validate_blocks(value.blocks)
-            actual: Any = {"text": value.text, "blocks": value.blocks}
-        elif isinstance(value, dict) and value.get("type") == "modal":
-            problems = validate_view(value)
-            actual = value
-        else:
-            problems = validate_blocks(value)
-            actual = {"blocks": value}
-        assert not problems, problems
-        path = GOLDEN / f"{name}.json"
-        if os.environ.get("POLICY_BOT_UPDATE_GOLDEN") == "1":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
-        assert path.exists(), f"{path} is missing; run with POLICY_BOT_UPDATE_GOLDEN=1"
-        assert actual == json.loads(path.read_text())
-
-    return check
+golden = golden_fixture("exceptions", lone_blocks=blocks_only)
 
 
 def test_request_pending(golden: Golden) -> None:

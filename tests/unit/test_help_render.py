@@ -6,17 +6,11 @@ review the diff like any other code change.
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-from typing import Any
-
 from handlers.render import messages
 from handlers.render.help import Entry, closest, help_message
-from tests.emulators.slack import validate_blocks
+from tests.goldens import golden_for
 from tests.harness import blocks_text
 
-GOLDEN = Path(__file__).parents[1] / "golden" / "help"
 ENVIRONMENTS = ["dev", "qac", "staging", "production"]
 ENTRIES = [
     Entry("status", "status [ENV] [POLICY]", "policies per environment"),
@@ -32,16 +26,7 @@ ENTRIES = [
 ]
 
 
-def golden(name: str, message: tuple[str, list[dict[str, Any]]]) -> None:
-    text, blocks = message
-    assert not validate_blocks(blocks), validate_blocks(blocks)
-    payload = {"text": text, "blocks": blocks}
-    path = GOLDEN / f"{name}.json"
-    if os.environ.get("POLICY_BOT_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    assert path.exists(), f"{path} is missing; run with POLICY_BOT_UPDATE_GOLDEN=1"
-    assert payload == json.loads(path.read_text())
+golden = golden_for("help")
 
 
 def test_help_is_grouped_by_role_with_an_example_each() -> None:

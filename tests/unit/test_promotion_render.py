@@ -7,14 +7,8 @@ review the diff like any other code change.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from bot.kinds import KIND_SPECS, Family, Kind
 from bot.ladder import GateResult, Stage
@@ -25,33 +19,13 @@ from bot.promotion.readiness import NOT_READY, READY, TIMEOUT, Readiness
 from bot.promotion.service import Applied, Demoted, Superseded, Write
 from handlers.render import promotion as render
 from tests.emulators.slack import validate_blocks, validate_view
+from tests.goldens import Golden, golden_fixture
 
-GOLDEN = Path(__file__).parent.parent / "golden" / "promotion"
 NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)
 CPOL = Kind(next(s for s in KIND_SPECS if s.kind == "ClusterPolicy"), "v1")
 
-Golden = Callable[[str, Any], None]
 
-
-@pytest.fixture
-def golden() -> Golden:
-    """Compare a rendered message with `tests/golden/promotion/<name>.json` (or rewrite it)."""
-
-    def check(name: str, rendered: Any) -> None:
-        if isinstance(rendered, tuple):
-            text, blocks = rendered
-            assert not validate_blocks(blocks), validate_blocks(blocks)
-            actual: Any = {"text": text, "blocks": blocks}
-        else:
-            actual = rendered
-        path = GOLDEN / f"{name}.json"
-        if os.environ.get("POLICY_BOT_UPDATE_GOLDEN") == "1":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
-        assert path.exists(), f"{path} is missing; run with POLICY_BOT_UPDATE_GOLDEN=1"
-        assert actual == json.loads(path.read_text())
-
-    return check
+golden = golden_fixture("promotion")
 
 
 PLAN = Plan(

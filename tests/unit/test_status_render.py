@@ -8,10 +8,7 @@ review the diff like any other code change.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from bot.errors import ClusterUnavailable
@@ -19,24 +16,12 @@ from bot.policies import Mode
 from bot.status import Snapshot
 from handlers.render import status as render
 from tests.emulators.slack import validate_blocks
+from tests.goldens import golden_for
 from tests.harness import blocks_text
 from tests.unit import status_samples as samples
 from tests.unit.status_samples import NOW
 
-GOLDEN = Path(__file__).parents[1] / "golden" / "status"
-
-
-def golden(name: str, message: tuple[str, list[dict[str, Any]]]) -> None:
-    text, blocks = message
-    problems = validate_blocks(blocks)
-    assert not problems, problems
-    payload = {"text": text, "blocks": blocks}
-    path = GOLDEN / f"{name}.json"
-    if os.environ.get("POLICY_BOT_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    assert path.exists(), f"{path} is missing; run with POLICY_BOT_UPDATE_GOLDEN=1"
-    assert payload == json.loads(path.read_text())
+golden = golden_for("status")
 
 
 def first_line(blocks: list[dict[str, Any]]) -> str:
