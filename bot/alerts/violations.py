@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from bot.alerts.labels import (
     KIND_LABELS,
@@ -24,25 +24,16 @@ from bot.alerts.labels import (
 from bot.alerts.state import environment_of
 from bot.alerts.webhook import Alert
 from bot.errors import BotError
-from bot.kinds import Family, Kind
+from bot.kinds import Family
+from bot.ports.cluster import ClusterReader
 
 log = logging.getLogger(__name__)
-
-
-class Cluster(Protocol):
-    name: str
-
-    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]: ...
-
-    async def list_all(
-        self, kind: Kind, *, namespace: str | None = None
-    ) -> list[dict[str, Any]]: ...
 
 
 class ClusterViolations:
     """`ViolationChecker` reading the per-resource policy reports of the environments."""
 
-    def __init__(self, clusters: Mapping[str, Cluster]) -> None:
+    def __init__(self, clusters: Mapping[str, ClusterReader]) -> None:
         self._clusters = clusters
 
     async def still_failing(self, alerts: Sequence[Alert]) -> set[str]:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from bot.backup.bundle import (
@@ -28,6 +28,7 @@ from bot.errors import BotError, ClusterForbidden
 from bot.helm import decode_releases
 from bot.kinds import KIND_SPECS, Family, Kind
 from bot.kube.errors import NotFound
+from bot.ports.cluster import ClusterReader
 from bot.server_fields import clean
 from bot.settings import HelmRelease
 
@@ -39,20 +40,8 @@ BACKED_UP = (Family.LEGACY_POLICY, Family.CEL_POLICY, Family.EXCEPTION, Family.C
 Rendered = list[tuple[str, bytes, str | None]]  # (path, YAML, namespace)
 
 
-class Cluster(Protocol):
-    """What a backup needs from an environment (`bot.kube.gateway.ClusterGateway`)."""
-
-    name: str
-
-    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]: ...
-
-    async def scan(self, kind: Kind, reduce: Any, *, namespace: str | None = None) -> list[Any]: ...
-
-    async def get_path(self, path: str) -> dict[str, Any]: ...
-
-
 async def collect_environment(
-    cluster: Cluster, *, helm_releases: Sequence[HelmRelease] = ()
+    cluster: ClusterReader, *, helm_releases: Sequence[HelmRelease] = ()
 ) -> EnvironmentBackup:
     """Everything to back up from `cluster`; never raises for cluster trouble."""
     started = time.monotonic()
@@ -122,7 +111,9 @@ def _namespace_yaml(name: str) -> bytes:
     return dump_yaml({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
-async def _helm_values(cluster: Cluster, release: HelmRelease) -> tuple[HelmValues, bytes | None]:
+async def _helm_values(
+    cluster: ClusterReader, release: HelmRelease
+) -> tuple[HelmValues, bytes | None]:
     """`helm get values` of the deployed revision, read from Helm's release Secrets."""
     selector = quote(f"owner=helm,name={release.name},status=deployed", safe="")
     path = f"/api/v1/namespaces/{release.namespace}/secrets?labelSelector={selector}"

@@ -24,7 +24,7 @@ from bot.backup.serialization import YamlError, load_yaml
 from bot.errors import BotError, ClusterForbidden
 from bot.kinds import Family, Kind, KindSpec
 from bot.kube.errors import Conflict, Invalid, NotFound
-from bot.kube.gateway import ClusterGateway
+from bot.ports.cluster import Cluster
 from bot.server_fields import clean
 
 CONCURRENCY = 8
@@ -127,9 +127,7 @@ class _Object:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def plan_restore(
-    cluster: ClusterGateway, bundle: LoadedBundle, environment: str
-) -> RestorePlan:
+async def plan_restore(cluster: Cluster, bundle: LoadedBundle, environment: str) -> RestorePlan:
     """Dry-run every object of `environment` in `bundle` against `cluster`."""
     objects = await _objects(cluster, bundle, environment)
     live = await _live(cluster, objects)
@@ -166,9 +164,7 @@ async def plan_restore(
     return RestorePlan(environment, tuple(items), tally_warnings(warned))
 
 
-async def apply_restore(
-    cluster: ClusterGateway, bundle: LoadedBundle, environment: str
-) -> RestoreResult:
+async def apply_restore(cluster: Cluster, bundle: LoadedBundle, environment: str) -> RestoreResult:
     """Server-side apply (policy-bot, force) every object of `environment`, namespaces first."""
     objects = await _objects(cluster, bundle, environment)
     gate = asyncio.Semaphore(CONCURRENCY)
@@ -202,9 +198,7 @@ async def apply_restore(
     )
 
 
-async def _objects(
-    cluster: ClusterGateway, bundle: LoadedBundle, environment: str
-) -> list[_Object]:
+async def _objects(cluster: Cluster, bundle: LoadedBundle, environment: str) -> list[_Object]:
     served = {(k.spec.group, k.spec.kind): k for k in await cluster.kinds(refresh=True)}
     parsed = await asyncio.to_thread(_parse, bundle.objects(environment))
     objects = []
@@ -230,7 +224,7 @@ def _parse(files: Sequence[tuple[ObjectKey, bytes]]) -> list[tuple[ObjectKey, di
 
 
 async def _live(
-    cluster: ClusterGateway, objects: Sequence[_Object]
+    cluster: Cluster, objects: Sequence[_Object]
 ) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """The current objects of every kind in the bundle, by (group, kind, namespace, name)."""
     kinds = {o.kind for o in objects if o.kind is not None and o.key.kind != "Namespace"}

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import TypeVar
 from urllib.parse import quote
 
 from bot.doctor.filters import parse_resource_filters
@@ -28,6 +28,7 @@ from bot.helm import HelmRelease, decode_releases
 from bot.kinds import Kind
 from bot.kube.errors import NotFound
 from bot.objects import Obj
+from bot.ports.cluster import ClusterReader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,20 +42,6 @@ DECODED_REVISIONS = 3
 """Newest revisions decoded in full (plus the deployed one); older ones come from labels."""
 
 
-class ApiReader(Protocol):
-    """What the doctor needs from an environment (`bot.kube.gateway.ClusterGateway`)."""
-
-    name: str
-
-    async def get_path(self, path: str) -> Obj: ...
-
-    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]: ...
-
-    async def scan(
-        self, kind: Kind, reduce: Callable[[list[Obj]], T], *, namespace: str | None = None
-    ) -> list[T]: ...
-
-
 class HealthReader:
     """Builds a `KyvernoHealth` for one environment.
 
@@ -66,7 +53,7 @@ class HealthReader:
     def __init__(self, releases: Mapping[str, str] | None = None) -> None:
         self._configured = dict(releases or {})
 
-    async def read(self, cluster: ApiReader) -> KyvernoHealth:
+    async def read(self, cluster: ClusterReader) -> KyvernoHealth:
         gaps: list[Gap] = []
         namespace, located_by = await self._locate(cluster)
         deployments, (filters_text, config_found), found, apis = await asyncio.gather(
@@ -92,7 +79,7 @@ class HealthReader:
             gaps=tuple(gaps),
         )
 
-    async def _locate(self, cluster: ApiReader) -> tuple[str, str]:
+    async def _locate(self, cluster: ClusterReader) -> tuple[str, str]:
         for selector in ("app.kubernetes.io/part-of=kyverno", "app.kubernetes.io/instance=kyverno"):
             path = f"/apis/apps/v1/deployments?labelSelector={quote(selector, safe='')}&limit=100"
             try:
@@ -108,7 +95,7 @@ class HealthReader:
         return KYVERNO_NAMESPACE, "default"
 
     async def _deployments(
-        self, cluster: ApiReader, namespace: str, gaps: list[Gap]
+        self, cluster: ClusterReader, namespace: str, gaps: list[Gap]
     ) -> tuple[Deployment, ...] | None:
         path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
         try:
@@ -119,7 +106,7 @@ class HealthReader:
         parsed = (deployment_from_object(item) for item in items)
         return tuple(sorted((d for d in parsed if d.role), key=_role_order))
 
-    async def _policy_apis(self, cluster: ApiReader, gaps: list[Gap]) -> PolicyApis | None:
+    async def _policy_apis(self, cluster: ClusterReader, gaps: list[Gap]) -> PolicyApis | None:
         """Names of every deprecated kyverno.io object and of the policies.kyverno.io kinds
         that replace them (names only: each page is reduced in the gateway's thread)."""
         wanted = [
@@ -150,7 +137,7 @@ class HealthReader:
         )
 
     async def _config_map(
-        self, cluster: ApiReader, namespace: str, gaps: list[Gap]
+        self, cluster: ClusterReader, namespace: str, gaps: list[Gap]
     ) -> tuple[str | None, bool]:
         path = f"/api/v1/namespaces/{namespace}/configmaps/{CONFIG_MAP}"
         try:
@@ -164,7 +151,7 @@ class HealthReader:
         return (value if isinstance(value, str) else None), True
 
     async def _release(
-        self, cluster: ApiReader, name: str, kyverno_namespace: str, gaps: list[Gap]
+        self, cluster: ClusterReader, name: str, kyverno_namespace: str, gaps: list[Gap]
     ) -> tuple[HelmRelease | None, tuple[str, ...]]:
         configured = self._configured.get(name)
         if configured:

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 
 from bot.doctor.checks import run_checks
 from bot.doctor.model import DoctorReport, KyvernoHealth
-from bot.doctor.reader import ApiReader, HealthReader
+from bot.doctor.reader import HealthReader
 from bot.doctor.runbook import HELM_RELEASES
 from bot.errors import BotError, ClusterUnavailable, UnknownEnvironment
+from bot.ports.cluster import ClusterReader
 from bot.ports.helm_values import BackedUpValues, BackupValues
 from bot.status import HealthSummary
 
@@ -23,7 +24,7 @@ from bot.status import HealthSummary
 class DoctorService:
     def __init__(
         self,
-        clusters: Sequence[ApiReader],
+        clusters: Sequence[ClusterReader],
         *,
         exceptions_namespace: str,
         releases: Mapping[str, str] | None = None,

@@ -13,10 +13,10 @@ from typing import Any
 
 from bot.errors import BotError, UnknownEnvironment
 from bot.exceptions.model import PolicyInfo
-from bot.exceptions.ports import Cluster
 from bot.exceptions.validation import Field, InputErrors
 from bot.kinds import Family, Kind
 from bot.policy_ref import parse_policy_ref, qualified
+from bot.ports.cluster import Cluster
 
 MAX_OPTIONS = 100
 MAX_OPTION_VALUE = 150

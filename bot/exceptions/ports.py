@@ -13,25 +13,7 @@ from typing import Any, Protocol
 
 from bot.exceptions.model import ExceptionRequest, Review
 from bot.jira.adapter import Ticket, TicketDraft
-from bot.kinds import Kind
-from bot.objects import Obj
 from bot.roles import Role
-
-
-class Cluster(Protocol):
-    name: str
-
-    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]: ...
-
-    async def list_all(self, kind: Kind, *, namespace: str | None = None) -> list[Obj]: ...
-
-    async def get(self, kind: Kind, name: str, *, namespace: str | None = None) -> Obj | None: ...
-
-    async def get_path(self, path: str) -> Obj: ...
-
-    async def create(self, kind: Kind, obj: Obj) -> Obj: ...
-
-    async def delete(self, kind: Kind, name: str, *, namespace: str | None = None) -> bool: ...
 
 
 class Tickets(Protocol):

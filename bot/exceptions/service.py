@@ -50,13 +50,14 @@ from bot.exceptions.model import (
     State,
     new_request_id,
 )
-from bot.exceptions.ports import Audit, Cluster, Event, Notifier, Roles, Tickets
+from bot.exceptions.ports import Audit, Event, Notifier, Roles, Tickets
 from bot.exceptions.store import DuplicateRequestId, RequestStore
 from bot.exceptions.validation import check_against_policy
 from bot.jira.adapter import TicketDraft, TicketNotFound
 from bot.kinds import Family, Kind
 from bot.kube.errors import Conflict, Invalid, NotFound
 from bot.policies import parse_time
+from bot.ports.cluster import Cluster
 from bot.settings import ExceptionSettings
 
 log = logging.getLogger(__name__)

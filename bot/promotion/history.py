@@ -10,13 +10,14 @@ from collections.abc import Mapping
 
 from bot.ladder import StageEvidence
 from bot.policy_ref import PolicyRef
+from bot.ports.cluster import ClusterReader
 from bot.promotion.modes import mode_write
 from bot.promotion.records import PromotionStore
-from bot.promotion.sightings import Reader, Sighting, sight_all
+from bot.promotion.sightings import Sighting, sight_all
 
 
 class StageHistory:
-    def __init__(self, store: PromotionStore, clusters: Mapping[str, Reader]) -> None:
+    def __init__(self, store: PromotionStore, clusters: Mapping[str, ClusterReader]) -> None:
         self._store = store
         self._clusters = clusters
 

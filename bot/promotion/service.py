@@ -24,6 +24,7 @@ from bot.kinds import Kind
 from bot.kube.errors import Conflict, Invalid, NotFound
 from bot.policies import Mode
 from bot.policy_ref import PolicyRef, parse_policy_ref
+from bot.ports.cluster import Cluster
 from bot.promotion.config import PromotionConfig
 from bot.promotion.gitops import GitOpsOwner, gitops_owner
 from bot.promotion.history import StageHistory
@@ -47,7 +48,7 @@ from bot.promotion.records import (
     PlanRow,
     PromotionStore,
 )
-from bot.promotion.sightings import Cluster, Sighting, sight, sight_all
+from bot.promotion.sightings import Sighting, sight, sight_all
 from bot.roles import Role, RoleChecker
 from bot.store.audit_trail import AuditTrail
 

@@ -12,55 +12,18 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from bot.errors import BotError
 from bot.kinds import Family, Kind
 from bot.objects import Obj
 from bot.policies import Policy, policy_from_object
 from bot.policy_ref import PolicyRef, qualified
+from bot.ports.cluster import ClusterReader
 from bot.reports import PolicyKey, result_key
 
 T = TypeVar("T")
 TOP_RESOURCES = 5
-
-
-class Reader(Protocol):
-    """What reading a policy needs from an environment (implemented by `ClusterGateway`)."""
-
-    name: str
-
-    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]: ...
-
-    async def get(self, kind: Kind, name: str, *, namespace: str | None = None) -> Obj | None: ...
-
-    async def scan(
-        self, kind: Kind, reduce: Callable[[list[Obj]], T], *, namespace: str | None = None
-    ) -> list[T]: ...
-
-
-class Cluster(Reader, Protocol):
-    """What promoting needs besides reading (implemented by `bot.kube.gateway.ClusterGateway`)."""
-
-    async def apply(
-        self,
-        kind: Kind,
-        obj: Obj,
-        *,
-        dry_run: bool = False,
-        force: bool = False,
-        warnings: list[str] | None = None,
-    ) -> Obj: ...
-
-    async def merge_patch(
-        self,
-        kind: Kind,
-        name: str,
-        patch: Obj,
-        *,
-        namespace: str | None = None,
-        warnings: list[str] | None = None,
-    ) -> Obj: ...
 
 
 class AmbiguousPolicy(BotError):
@@ -116,7 +79,7 @@ class LadderView:
         return [*s.failing, *more]
 
 
-async def sight(cluster: Reader, ref: PolicyRef, *, failures: bool) -> Sighting:
+async def sight(cluster: ClusterReader, ref: PolicyRef, *, failures: bool) -> Sighting:
     """The policy `ref` names in one environment; errors become `Sighting.error`."""
     try:
         return await _sight(cluster, ref, failures=failures)
@@ -127,7 +90,7 @@ async def sight(cluster: Reader, ref: PolicyRef, *, failures: bool) -> Sighting:
 
 
 async def sight_all(
-    clusters: Mapping[str, Reader], ref: PolicyRef, *, failures: bool
+    clusters: Mapping[str, ClusterReader], ref: PolicyRef, *, failures: bool
 ) -> dict[str, Sighting]:
     """`sight` in every environment at once; a bare name must mean one kind everywhere."""
     found = await asyncio.gather(*(sight(c, ref, failures=failures) for c in clusters.values()))
@@ -140,7 +103,7 @@ async def sight_all(
     return sightings
 
 
-async def _sight(cluster: Reader, ref: PolicyRef, *, failures: bool) -> Sighting:
+async def _sight(cluster: ClusterReader, ref: PolicyRef, *, failures: bool) -> Sighting:
     kinds = [
         k
         for k in await cluster.kinds()
@@ -173,7 +136,7 @@ async def _sight(cluster: Reader, ref: PolicyRef, *, failures: bool) -> Sighting
     )
 
 
-async def _failing(cluster: Reader, key: PolicyKey) -> Counter[str]:
+async def _failing(cluster: ClusterReader, key: PolicyKey) -> Counter[str]:
     reports = [k for k in await cluster.kinds() if k.spec.family is Family.REPORT]
     pages = await asyncio.gather(*(cluster.scan(k, failing_page(key)) for k in reports))
     total: Counter[str] = Counter()

@@ -105,6 +105,18 @@ class FakeCluster:
     async def scan(self, kind: Kind, reduce: Any, *, namespace: str | None = None) -> list[Any]:
         return []
 
+    async def list_all(self, kind: Kind, *, namespace: str | None = None) -> list[Any]:
+        return [copy.deepcopy(o) for o in self.objects.values()]
+
+    async def get_path(self, path: str) -> Any:
+        raise NotFound(path)
+
+    async def create(self, kind: Kind, obj: Any, *, warnings: list[str] | None = None) -> Any:
+        raise AssertionError("promotion applies; it never creates")
+
+    async def delete(self, kind: Kind, name: str, *, namespace: str | None = None) -> bool:
+        raise AssertionError("promotion never deletes")
+
     async def apply(
         self,
         kind: Kind,
