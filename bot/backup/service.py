@@ -59,7 +59,7 @@ from bot.backup.serialization import load_yaml
 from bot.backup.targets import DirectoryTarget, Stored, Target, TargetError, read_directory
 from bot.clock import Clock
 from bot.errors import BotError, UnknownEnvironment
-from bot.kube.gateway import ClusterGateway
+from bot.ports.cluster import Cluster
 from bot.ports.exception_register import ExceptionRegister, RegisterEntry
 from bot.ports.helm_values import BackedUpValues
 from bot.roles import Role, RoleChecker
@@ -168,7 +168,7 @@ class BackupService:
         self,
         *,
         settings: Settings,
-        clusters: Mapping[str, ClusterGateway],
+        clusters: Mapping[str, Cluster],
         database: Database,
         audit: AuditTrail,
         clock: Clock,
