@@ -32,9 +32,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.alerts_harness import relay_settings, running_relay
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN
 from tests.emulators.slack import SlackEmulator
+from tests.harness import relay_settings, running_relay
 from tests.servers.alertmanager import (
     find_binary,
     rfc3339,

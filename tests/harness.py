@@ -1,31 +1,54 @@
-"""Runs the real bot in-process on 127.0.0.1 with an OS-assigned port.
+"""Starts the real bot, the alert relay and loopback servers in-process on 127.0.0.1.
 
 The bot is built by the same composition root as in production (`build_services` +
 `build_app`); only the settings differ: Slack's API URL points at the emulator, the
 environments at the test control planes, the store at a temporary database.
+
+`running_relay` serves the alert relay's real webhook handler (OS-assigned port) in front of
+a migrated store, with the sender posting to the Slack emulator through the real `SlackApi`
+adapter: what Alertmanager and Slack see is exactly what production does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
 
+from bot.alerts.ports import ViolationChecker
 from bot.app import build_app, build_services
-from bot.clock import Clock
+from bot.clock import SYSTEM_CLOCK, Clock
 from bot.services import Services
 from bot.settings import Settings, parse_settings
+from bot.slack_api import SlackApi
+from bot.store import AuditTrail, Database, open_database
+from handlers.alert_relay import AlertRelay
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.slack_client import SignedSlackClient
 
 CHANNELS = {"alerts": "C0ALERTS", "approvals": "C0APPROVALS", "reports": "C0REPORTS"}
+ALERTS_CHANNEL = CHANNELS["alerts"]
+WEBHOOK_TOKEN = "am-webhook-token-0123456789"
+
+
+def slack_env(emulator: SlackEmulator, **secrets: str) -> dict[str, str]:
+    """The bot's Slack secrets for the emulator, plus `secrets`."""
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": emulator.base_url,
+        **secrets,
+    }
 
 
 def bot_settings(
@@ -44,14 +67,9 @@ def bot_settings(
         "environments": environments,
         **(extra or {}),
     }
-    env = {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_APP_TOKEN": APP_TOKEN,
-        "SLACK_API_URL": emulator.base_url,
-        **(secrets or {}),
-    }
-    return parse_settings(document, env)
+    return parse_settings(
+        document, slack_env(emulator, SLACK_APP_TOKEN=APP_TOKEN, **(secrets or {}))
+    )
 
 
 @dataclass
@@ -89,6 +107,156 @@ async def running_bot(
     finally:
         await client.close()
         await runner.cleanup()
+
+
+def relay_settings(
+    emulator: SlackEmulator,
+    *,
+    routes: Sequence[Mapping[str, Any]] = (),
+    default_channel: str | None = ALERTS_CHANNEL,
+    alertmanager_url: str | None = None,
+    per_channel_rate: float = 1.0,
+    burst: int = 3,
+    max_body_bytes: int = 5 * 1024 * 1024,
+    token: str | None = WEBHOOK_TOKEN,
+) -> Settings:
+    channels = {"alerts": default_channel} if default_channel else {}
+    alertmanager: dict[str, Any] = {
+        "routes": list(routes),
+        "per_channel_rate": per_channel_rate,
+        "burst": burst,
+        "max_body_bytes": max_body_bytes,
+        "timeout_s": 5,
+        "policy_reporter_url": "http://policy-reporter.example.invalid/#/?policies={policy}",
+    }
+    if alertmanager_url:
+        alertmanager["url"] = alertmanager_url
+    env = slack_env(emulator, **({"ALERTMANAGER_WEBHOOK_TOKEN": token} if token else {}))
+    return parse_settings(
+        {
+            "slack": {"mode": "http", "channels": channels, "timeout_s": 5},
+            "environments": [{"name": "dev"}],
+            "alertmanager": alertmanager,
+        },
+        env,
+    )
+
+
+@dataclass
+class RunningRelay:
+    relay: AlertRelay
+    database: Database
+    slack: SlackApi
+    url: str
+    settings: Settings
+    fail_after_store: list[int] = field(default_factory=lambda: [0])
+    requests: list[int] = field(default_factory=list)
+    """What the webhook handler answered, per request, in order (before a lost answer)."""
+    durations: list[float] = field(default_factory=list)
+    """Seconds the handler took, per request, in order."""
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def record(self, status: int) -> None:
+        self.requests.append(status)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_requests(self, count: int, *, timeout: float = 10.0) -> None:
+        """Until the webhook has answered at least `count` requests."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(self.requests) >= count)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url}/alertmanager"
+
+    async def wait_idle(self, *, timeout: float = 10.0) -> None:
+        """Until Slack was shown every stored change (the outbox has no event to wait on)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if not (await self.relay.outbox.backlog()).depth:
+                    return
+                await asyncio.sleep(0.05)
+
+    def answer_500_after_storing(self, times: int = 1) -> None:
+        """The next `times` requests are stored, then answered 500 (a lost answer)."""
+        self.fail_after_store[0] = times
+
+
+@contextlib.asynccontextmanager
+async def running_relay(
+    emulator: SlackEmulator,
+    store_url: str,
+    *,
+    settings: Settings | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    checker: ViolationChecker | None = None,
+    start_sender: bool = True,
+    poll_interval_s: float = 0.5,
+    drain_timeout_s: float = 5.0,
+    bolt: AsyncApp | None = None,
+) -> AsyncIterator[RunningRelay]:
+    """The relay on 127.0.0.1:0 with its own store connection; stopped (drained) on exit.
+
+    With `bolt`, the relay's buttons are registered on it and it serves `/slack/events`.
+    """
+    settings = settings or relay_settings(emulator)
+    database = await open_database(store_url, timeout_s=2.0)
+    await database.migrate(clock=SYSTEM_CLOCK)
+    slack = SlackApi.open(token=BOT_TOKEN, base_url=emulator.base_url, timeout_s=5.0)
+    relay = AlertRelay(
+        settings=settings,
+        database=database,
+        slack=slack,
+        audit=AuditTrail(database, clock=clock),
+        clock=clock,
+        violation_checker=checker,
+        poll_interval_s=poll_interval_s,
+    )
+    state: dict[str, Any] = {}
+
+    @web.middleware
+    async def lose_answers(request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        response: web.StreamResponse = await handler(request)
+        if request.path != "/alertmanager":
+            return response
+        running: RunningRelay = state["running"]
+        running.durations.append(time.perf_counter() - started)
+        await running.record(response.status)
+        if running.fail_after_store[0] > 0:
+            running.fail_after_store[0] -= 1
+            return web.Response(status=500, text="answer lost")
+        return response
+
+    app = web.Application(middlewares=[lose_answers])
+    app.router.add_post("/alertmanager", relay.webhook_handler)
+    if bolt is not None:
+        relay.register_actions(bolt)
+        app_bolt = bolt
+
+        async def slack_events(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(
+                await app_bolt.async_dispatch(await to_bolt_request(request))
+            )
+
+        app.router.add_post("/slack/events", slack_events)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = int(runner.addresses[0][1])
+    running = RunningRelay(relay, database, slack, f"http://127.0.0.1:{port}", settings)
+    state["running"] = running
+    try:
+        if start_sender:
+            await relay.start()
+        yield running
+    finally:
+        await relay.stop(drain_timeout_s=drain_timeout_s)
+        await runner.cleanup()
+        await slack.close()
+        await database.close()
 
 
 class TcpProxy:

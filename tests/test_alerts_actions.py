@@ -16,17 +16,11 @@ from bot.clock import SYSTEM_CLOCK
 from bot.errors import BotError
 from bot.slack_api import build_web_client
 from bot.store import AuditTrail
-from tests.alerts_harness import (
-    ALERTS_CHANNEL,
-    WEBHOOK_TOKEN,
-    RunningRelay,
-    relay_settings,
-    running_relay,
-    sample,
-)
+from tests.alert_samples import sample
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.slack_client import SignedSlackClient
+from tests.harness import ALERTS_CHANNEL, WEBHOOK_TOKEN, RunningRelay, relay_settings, running_relay
 
 USER = "U0MARIA"
 Start = Callable[..., AbstractAsyncContextManager[RunningRelay]]

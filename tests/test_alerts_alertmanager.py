@@ -22,16 +22,10 @@ from slack_bolt.async_app import AsyncApp
 from bot.clock import SYSTEM_CLOCK
 from bot.slack_api import build_web_client
 from bot.store import AuditTrail
-from tests.alerts_harness import (
-    ALERTS_CHANNEL,
-    WEBHOOK_TOKEN,
-    RunningRelay,
-    relay_settings,
-    running_relay,
-)
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.slack_client import SignedSlackClient
+from tests.harness import ALERTS_CHANNEL, WEBHOOK_TOKEN, RunningRelay, relay_settings, running_relay
 from tests.servers.alertmanager import (
     StartAlertmanager,
     alertmanager_starter,

@@ -15,14 +15,9 @@ import aiohttp
 import pytest
 
 from bot.alerts.metrics import WEBHOOKS_REJECTED
-from tests.alerts_harness import (
-    WEBHOOK_TOKEN,
-    RunningRelay,
-    relay_settings,
-    running_relay,
-    sample,
-)
+from tests.alert_samples import sample
 from tests.emulators.slack import SlackEmulator
+from tests.harness import WEBHOOK_TOKEN, RunningRelay, relay_settings, running_relay
 
 AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
 

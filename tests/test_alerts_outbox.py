@@ -20,7 +20,8 @@ from bot.alerts.webhook import Notification, parse_notification
 from bot.clock import SYSTEM_CLOCK
 from bot.settings import AlertRoute
 from bot.store import Database, open_database
-from tests.alerts_harness import FrozenClock, alert, payload, sample, sample_json
+from tests.alert_samples import alert, payload, sample, sample_json
+from tests.timeline import MovableClock
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 ROUTES = (AlertRoute(match={"severity": "critical"}, channels=("C0CRIT", "C0SEC")),)
@@ -29,7 +30,7 @@ ROUTES = (AlertRoute(match={"severity": "critical"}, channels=("C0CRIT", "C0SEC"
 class Relay:
     """The intake (webhook side) and the outbox (sender side) on one database."""
 
-    def __init__(self, db: Database, clock: FrozenClock, default: str | None) -> None:
+    def __init__(self, db: Database, clock: MovableClock, default: str | None) -> None:
         self.intake = Intake(db, router=Router(ROUTES, default_channel=default), clock=clock)
         self.outbox = Outbox(db, clock=clock)
 
@@ -44,7 +45,7 @@ class Relay:
         self.outbox.set_listener(listener)
 
 
-def outbox(db: Database, clock: FrozenClock, *, default: str | None = "C0ALERTS") -> Relay:
+def outbox(db: Database, clock: MovableClock, *, default: str | None = "C0ALERTS") -> Relay:
     return Relay(db, clock, default)
 
 
@@ -67,12 +68,12 @@ async def count_notifications(db: Database) -> int:
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(NOW)
+def clock() -> MovableClock:
+    return MovableClock(NOW)
 
 
 async def test_store_records_the_notification_and_queues_one_row_per_channel(
-    database: Database, clock: FrozenClock
+    database: Database, clock: MovableClock
 ) -> None:
     woken: list[int] = []
     box = outbox(database, clock)
@@ -96,7 +97,7 @@ async def test_store_records_the_notification_and_queues_one_row_per_channel(
 
 
 async def test_retries_and_ha_duplicates_store_nothing_new(
-    database: Database, clock: FrozenClock
+    database: Database, clock: MovableClock
 ) -> None:
     box = outbox(database, clock)
     first = await box.store(parse_notification(sample("webhook-partially-resolved.json")))
@@ -118,11 +119,11 @@ async def test_retries_and_ha_duplicates_store_nothing_new(
 
 
 async def test_later_notifications_coalesce_into_one_pending_row(
-    database: Database, clock: FrozenClock
+    database: Database, clock: MovableClock
 ) -> None:
     box = outbox(database, clock)
     for name in ("webhook-firing.json", "webhook-partially-resolved.json", "webhook-resolved.json"):
-        clock.advance(seconds=5)
+        clock.advance(timedelta(seconds=5))
         await box.store(parse_notification(sample(name)))
     [row] = await rows(database)
     assert row.version == 3 and row.pending
@@ -133,7 +134,7 @@ async def test_later_notifications_coalesce_into_one_pending_row(
     }
 
 
-async def test_no_route_stores_nothing(database: Database, clock: FrozenClock) -> None:
+async def test_no_route_stores_nothing(database: Database, clock: MovableClock) -> None:
     box = outbox(database, clock, default=None)
     with pytest.raises(NoRoute):
         await box.store(parsed(payload([alert("api", severity="warning")])))
@@ -142,7 +143,7 @@ async def test_no_route_stores_nothing(database: Database, clock: FrozenClock) -
 
 
 async def test_a_resolve_reaches_the_channels_that_showed_the_firing(
-    database: Database, clock: FrozenClock
+    database: Database, clock: MovableClock
 ) -> None:
     box = outbox(database, clock, default=None)
     api, web = alert("api", severity="critical"), alert("web", severity="warning")
@@ -154,7 +155,7 @@ async def test_a_resolve_reaches_the_channels_that_showed_the_firing(
 
 
 async def test_claim_complete_and_changes_during_a_send(
-    database: Database, clock: FrozenClock
+    database: Database, clock: MovableClock
 ) -> None:
     box = outbox(database, clock)
     await box.store(parse_notification(sample("webhook-firing.json")))
@@ -180,12 +181,12 @@ async def test_claim_complete_and_changes_during_a_send(
     assert (await box.backlog()).depth == 0
 
 
-async def test_a_lost_lease_cannot_record_a_result(database: Database, clock: FrozenClock) -> None:
+async def test_a_lost_lease_cannot_record_a_result(database: Database, clock: MovableClock) -> None:
     box = outbox(database, clock)
     await box.store(parse_notification(sample("webhook-firing.json")))
     stale = await box.claim("C0ALERTS", owner="a", lease_s=30)
     assert stale is not None
-    clock.advance(seconds=31)
+    clock.advance(timedelta(seconds=31))
     fresh = await box.claim("C0ALERTS", owner="b", lease_s=30)
     assert fresh is not None
     assert not await box.complete(stale, parent_ts="1.1", expired_failing=())
@@ -193,7 +194,7 @@ async def test_a_lost_lease_cannot_record_a_result(database: Database, clock: Fr
     assert (await rows(database))[0].parent_ts == "1.2"
 
 
-async def test_deferred_rows_wait_until_due(database: Database, clock: FrozenClock) -> None:
+async def test_deferred_rows_wait_until_due(database: Database, clock: MovableClock) -> None:
     box = outbox(database, clock)
     await box.store(parse_notification(sample("webhook-firing.json")))
     claim = await box.claim("C0ALERTS", owner="a", lease_s=60)
@@ -202,13 +203,13 @@ async def test_deferred_rows_wait_until_due(database: Database, clock: FrozenClo
     assert await box.claim("C0ALERTS", owner="a", lease_s=60) is None
     [due] = (await box.backlog()).channels
     assert due.next_at == NOW + timedelta(seconds=30)
-    clock.advance(seconds=30)
+    clock.advance(timedelta(seconds=30))
     again = await box.claim("C0ALERTS", owner="a", lease_s=60)
     assert again is not None and again.attempts == 1
 
 
 async def test_a_group_that_fires_again_after_resolving_gets_a_new_message(
-    database: Database, clock: FrozenClock
+    database: Database, clock: MovableClock
 ) -> None:
     box = outbox(database, clock)
     for name in ("webhook-firing.json", "webhook-resolved.json", "webhook-partially-resolved.json"):
@@ -226,7 +227,7 @@ async def test_a_group_that_fires_again_after_resolving_gets_a_new_message(
     assert row.first_fired_at == later.starts_at
 
 
-async def test_silence_is_recorded_and_queued(database: Database, clock: FrozenClock) -> None:
+async def test_silence_is_recorded_and_queued(database: Database, clock: MovableClock) -> None:
     box = outbox(database, clock)
     await box.store(parse_notification(sample("webhook-firing.json")))
     [row] = await rows(database)
@@ -239,7 +240,7 @@ async def test_silence_is_recorded_and_queued(database: Database, clock: FrozenC
     assert await box.get(row.id + 100) is None
 
 
-async def test_release_and_prune(database: Database, clock: FrozenClock) -> None:
+async def test_release_and_prune(database: Database, clock: MovableClock) -> None:
     box = outbox(database, clock)
     await box.store(parse_notification(sample("webhook-firing.json")))
     assert await box.claim("C0ALERTS", owner="dead", lease_s=600) is not None
@@ -249,13 +250,13 @@ async def test_release_and_prune(database: Database, clock: FrozenClock) -> None
     claim = await box.claim("C0ALERTS", owner="a", lease_s=60)
     assert claim is not None
     await box.complete(claim, parent_ts="1.1", expired_failing=())
-    clock.advance(days=8)
+    clock.advance(timedelta(days=8))
     assert await box.prune(older_than=timedelta(days=7)) == 2
     assert await rows(database) == []
 
 
 async def test_two_replicas_storing_and_claiming_at_once(
-    store_url: str, clock: FrozenClock
+    store_url: str, clock: MovableClock
 ) -> None:
     first = await open_database(store_url)
     second = await open_database(store_url)
@@ -283,7 +284,7 @@ async def test_two_replicas_storing_and_claiming_at_once(
 
 
 async def test_concurrent_notifications_share_transactions_and_keep_their_own_outcomes(
-    database: Database, clock: FrozenClock
+    database: Database, clock: MovableClock
 ) -> None:
     box = outbox(database, clock, default=None)
     critical = [
@@ -303,7 +304,7 @@ async def test_concurrent_notifications_share_transactions_and_keep_their_own_ou
 
 
 async def test_a_cancelled_caller_does_not_stall_the_others(
-    database: Database, clock: FrozenClock
+    database: Database, clock: MovableClock
 ) -> None:
     box = outbox(database, clock)
     notifications = [parsed(payload([alert(f"app-{i}")], group_key=f"g{i}")) for i in range(6)]

@@ -22,7 +22,7 @@ from handlers.render.alerts import (
     thread_replies,
     thread_reply,
 )
-from tests.alerts_harness import alert, group_of, notification
+from tests.alert_samples import alert, group_of, notification
 from tests.emulators.slack import validate_blocks
 from tests.goldens import Golden, golden_fixture
 

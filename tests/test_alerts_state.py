@@ -12,7 +12,7 @@ from bot.alerts.state import (
     merge_alerts,
     sent_marks,
 )
-from tests.alerts_harness import alert, group_of
+from tests.alert_samples import alert, group_of
 
 T0 = datetime(2026, 11, 28, 8, 51, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=30)

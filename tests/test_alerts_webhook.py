@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bot.alerts.webhook import ParseError, parse_notification
-from tests.alerts_harness import sample, sample_json
+from tests.alert_samples import sample, sample_json
 
 
 def body(document: Any) -> bytes:

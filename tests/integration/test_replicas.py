@@ -34,7 +34,7 @@ from bot.clock import SYSTEM_CLOCK
 from bot.store import Database, open_database
 from bot.store.audit_trail import AuditTrail
 from bot.store.scheduled_runs import scheduled_runs
-from tests.alerts_harness import alert, payload
+from tests.alert_samples import alert, payload
 from tests.deploy.process import BotProcess, free_port
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.emulators.slack import RateLimits, SlackEmulator

@@ -27,7 +27,7 @@ from handlers.render import doctor as doctor_render
 from handlers.render import promotion as promotion_render
 from handlers.render import status as status_render
 from handlers.render.alerts import AlertLinks, parent_message, thread_replies
-from tests.alerts_harness import alert, group_of
+from tests.alert_samples import alert, group_of
 from tests.emulators.slack import validate_blocks
 from tests.harness import blocks_text
 from tests.unit import status_samples
