@@ -12,6 +12,7 @@ counted apart, so status can say what else is there without inflating the totals
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -83,6 +84,53 @@ class Tally:
             self.failing_namespaces.setdefault(key, Counter()).update(namespaces)
         return self
 
+    def subtract(self, other: Tally) -> Tally:
+        """Undo `merge(other)`: counts that reach zero disappear, as if never added."""
+        _take(self.totals, other.totals)
+        _take(self.others, other.others)
+        self.reports -= other.reports
+        for key, counts in other.by_policy.items():
+            _take_keyed(self.by_policy, key, counts)
+        for key, namespaces in other.failing_namespaces.items():
+            _take_keyed(self.failing_namespaces, key, namespaces)
+        return self
+
+    def add_counts(self, report: ReportCounts) -> Tally:
+        """Add one report's contribution (what `add_reports([report])` adds)."""
+        self.reports += 1
+        for key, outcome, n in report.results:
+            self.totals[outcome] += n
+            counts = self.by_policy.get(key)
+            if counts is None:
+                counts = self.by_policy[key] = Counter()
+            counts[outcome] += n
+            if outcome == "fail":
+                self.failing_namespaces.setdefault(key, Counter())[report.namespace] += n
+        for source, n in report.others:
+            self.others[source] += n
+        return self
+
+    def remove_counts(self, report: ReportCounts) -> Tally:
+        """Take away exactly what `add_counts(report)` added."""
+        self.reports -= 1
+        for key, outcome, n in report.results:
+            _take(self.totals, {outcome: n})
+            _take_keyed(self.by_policy, key, {outcome: n})
+            if outcome == "fail":
+                _take_keyed(self.failing_namespaces, key, {report.namespace: n})
+        for source, n in report.others:
+            _take(self.others, {source: n})
+        return self
+
+    def copy(self) -> Tally:
+        return Tally(
+            totals=Counter(self.totals),
+            by_policy={k: Counter(c) for k, c in self.by_policy.items()},
+            failing_namespaces={k: Counter(c) for k, c in self.failing_namespaces.items()},
+            reports=self.reports,
+            others=Counter(self.others),
+        )
+
     def count(self, key: PolicyKey, outcome: str) -> int:
         counts = self.by_policy.get(key)
         return counts[outcome] if counts else 0
@@ -90,6 +138,65 @@ class Tally:
     def top_failing(self, n: int) -> list[tuple[PolicyKey, int]]:
         failing = [(k, c["fail"]) for k, c in self.by_policy.items() if c["fail"]]
         return sorted(failing, key=lambda kv: (-kv[1], kv[0][1]))[:n]
+
+
+def _take(counter: Counter[str], amounts: Mapping[str, int]) -> None:
+    for name, n in amounts.items():
+        left = counter[name] - n
+        if left:
+            counter[name] = left  # below zero only if more is taken than was added: visible
+        else:
+            del counter[name]
+
+
+def _take_keyed(
+    table: dict[PolicyKey, Counter[str]], key: PolicyKey, amounts: Mapping[str, int]
+) -> None:
+    counts = table.get(key)
+    if counts is None:
+        counts = table[key] = Counter()
+    _take(counts, amounts)
+    if not counts:
+        del table[key]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportCounts:
+    """One report's contribution to a `Tally`, kept in place of the report itself.
+
+    A watch-backed cache holds one of these per report (20,000 of them for 100,000 results),
+    so an update or a delete takes away exactly what the report added. Strings are interned:
+    the same few hundred policy names, outcomes and namespaces recur in every report.
+    """
+
+    namespace: str
+    results: tuple[tuple[PolicyKey, str, int], ...] = ()
+    """(policy, outcome, how many) for Kyverno's own results."""
+    others: tuple[tuple[str, int], ...] = ()
+    """(source, how many) for the results of other tools."""
+
+    def tally(self) -> Tally:
+        return Tally().add_counts(self)
+
+
+def report_counts(report: Mapping[str, Any]) -> ReportCounts:
+    """What `Tally.add_reports([report])` would add, in compact form."""
+    namespace = (report.get("metadata") or {}).get("namespace") or "(cluster)"
+    kyverno: dict[tuple[PolicyKey, str], int] = {}
+    others: dict[str, int] = {}
+    for result in report.get("results") or ():
+        key = result_key(result.get("source"), result.get("policy"))
+        if key is None:
+            source = sys.intern(str(result.get("source")))
+            others[source] = others.get(source, 0) + 1
+            continue
+        entry = ((key[0], sys.intern(key[1])), sys.intern(str(result.get("result") or "error")))
+        kyverno[entry] = kyverno.get(entry, 0) + 1
+    return ReportCounts(
+        namespace=sys.intern(str(namespace)),
+        results=tuple((key, outcome, n) for (key, outcome), n in kyverno.items()),
+        others=tuple(others.items()),
+    )
 
 
 def tally_page(reports: list[dict[str, Any]]) -> Tally:
