@@ -1,4 +1,5 @@
-"""Command line (SPEC 3.1): run the bot, check a config, verify the audit trail."""
+"""Command line (SPEC 3.1): run the bot, check a config, migrate the store, verify the audit
+trail, back up and restore without Slack."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate the config file and reach each dependency"
     )
     check.add_argument("--config", type=Path, dest="sub_config", help="config file")
+    migrate = sub.add_parser(
+        "migrate", help="bring the store's schema up to date (the bot also does it at start)"
+    )
+    migrate.add_argument("--config", type=Path, dest="sub_config", help="config file")
     audit = sub.add_parser("audit", help="audit trail tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit trail's hash chain")
@@ -79,7 +84,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if not config:
         print("error: give --config PATH or set POLICY_BOT_CONFIG", file=sys.stderr)
         return EXIT_USAGE
-    if args.command in ("backup", "restore"):
+    if args.command in ("backup", "restore", "migrate"):
         env = without_slack(env)
     try:
         settings = load_settings(Path(config), env)
@@ -89,6 +94,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_USAGE
     if args.command == "check-config":
         return asyncio.run(_check(settings))
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
     if args.command == "audit":
         return asyncio.run(_verify(settings))
     if args.command == "backup":
@@ -126,6 +133,25 @@ async def _check(settings: Settings) -> int:
     for name, problem in results:
         print(f"{name}: {problem or 'ok'}")
     return EXIT_OK if all(problem is None for _, problem in results) else EXIT_FAILED
+
+
+async def _migrate(settings: Settings) -> int:
+    from bot.store import open_database, schema_state
+    from bot.store.errors import StoreError, StoreUnavailable
+
+    try:
+        async with await open_database(settings.store.url) as db:
+            print(f"schema before: {(await schema_state(db)).describe()}")
+            applied = await db.migrate(clock=SYSTEM_CLOCK)
+            print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+            print(f"schema after: {(await schema_state(db)).describe()}")
+    except StoreUnavailable as err:
+        print(f"store unavailable: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as err:  # SchemaTooNew, MigrationFailed
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 async def _verify(settings: Settings) -> int:

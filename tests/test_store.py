@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,20 +15,21 @@ import sqlalchemy as sa
 
 from bot.clock import SYSTEM_CLOCK
 from bot.store import (
-    MIGRATIONS,
     Database,
-    Migration,
     MigrationFailed,
     SchemaTooNew,
     StoreUnavailable,
     UtcDateTime,
     open_database,
+    pending_migrations,
+    schema_state,
 )
 from bot.store.database import driver_url_for
-from bot.store.migrations import applied_versions, check_registry, pending_migrations
+from bot.store.migrations import HISTORY, schema_history
 from bot.store.schema import metadata
 
-KNOWN = [m.version for m in MIGRATIONS]
+KNOWN = [r.revision for r in reversed(list(schema_history().walk_revisions()))]
+"""Every shipped revision, oldest first."""
 HANG_S = 10.0
 """An upper bound that only a hang exceeds: timing bounds must not depend on the machine."""
 
@@ -88,44 +90,62 @@ async def test_sqlite_connection_settings(tmp_path: Path) -> None:
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 3000}
 
 
-# --- migrations --------------------------------------------------------------------------
+# --- migrations (the schema history; see also tests/test_schema_history.py) ----------------
 
 
 async def test_migrations_apply_once_and_rerun_is_a_no_op(store_url: str) -> None:
     async with await open_database(store_url) as db:
-        assert [m.version for m in await pending_migrations(db)] == KNOWN
+        assert (await schema_state(db)).revision is None
+        assert await pending_migrations(db) == KNOWN
         assert await db.migrate(clock=SYSTEM_CLOCK) == KNOWN
         assert await db.migrate(clock=SYSTEM_CLOCK) == []
         assert await pending_migrations(db) == []
-        applied = await applied_versions(db)
-        assert applied == {m.version: m.name for m in MIGRATIONS}
-        async with db.connect() as conn:
-            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
-        assert {"schema_migrations", "audit_entries"} <= tables
+        assert (await schema_state(db)).revision == KNOWN[-1]
+        tables = await _tables(db)
+        assert {"alembic_version", "audit_entries"} <= tables
+        assert "schema_migrations" not in tables
     async with await open_database(store_url) as again:  # a restart
         assert await again.migrate(clock=SYSTEM_CLOCK) == []
 
 
 async def test_newer_schema_is_refused(database: Database) -> None:
     async with database.begin() as conn:
-        await conn.execute(
-            sa.text(
-                "INSERT INTO schema_migrations (version, name, applied_at) "
-                "VALUES (9999, 'from the future', :at)"
-            ).bindparams(sa.bindparam("at", type_=UtcDateTime())),
-            {"at": datetime.now(UTC)},
-        )
-    with pytest.raises(SchemaTooNew, match=r"9999 \(from the future\).*newer release"):
+        await conn.execute(sa.text("UPDATE alembic_version SET version_num = 'r9999_future'"))
+    with pytest.raises(SchemaTooNew, match=r"revision 'r9999_future'.*newer release"):
         await database.migrate(clock=SYSTEM_CLOCK)
     with pytest.raises(SchemaTooNew):
         await pending_migrations(database)
+    assert "t990" not in await _tables(database)
 
 
-def _create(name: str) -> Migration:
-    def apply(conn: sa.Connection) -> None:
-        conn.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY)")
+def _revision(rev_id: str, down: str, body: str) -> str:
+    doc = rev_id.split("_", 1)[1]
+    return (
+        f'"""{doc}"""\n\n'
+        "import sqlalchemy as sa\n"
+        "from alembic import op\n\n"
+        f"revision = {rev_id!r}\n"
+        f"down_revision = {down!r}\n"
+        "branch_labels = None\n"
+        "depends_on = None\n\n\n"
+        "def upgrade() -> None:\n"
+        f"    {body}\n"
+    )
 
-    return Migration(int(name.removeprefix("t")), f"table {name}", apply)
+
+def _table(name: str) -> str:
+    return f'op.create_table("{name}", sa.Column("id", sa.Integer(), primary_key=True))'
+
+
+def history_with(tmp_path: Path, *revisions: tuple[str, str]) -> Path:
+    """The shipped history plus test revisions `(id, upgrade body)`, chained after its head."""
+    history = tmp_path / "history"
+    shutil.copytree(HISTORY, history, ignore=shutil.ignore_patterns("__pycache__"))
+    down = KNOWN[-1]
+    for rev_id, body in revisions:
+        (history / "versions" / f"{rev_id}.py").write_text(_revision(rev_id, down, body))
+        down = rev_id
+    return history
 
 
 async def _tables(db: Database) -> set[str]:
@@ -133,48 +153,49 @@ async def _tables(db: Database) -> set[str]:
         return await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
 
 
-def _with(*extra: Migration) -> list[Migration]:
-    """The shipped migrations plus test ones (versions above the reserved ranges)."""
-    return sorted([*MIGRATIONS, *extra], key=lambda m: m.version)
+async def test_a_new_revision_is_applied_on_the_next_start(
+    database: Database, tmp_path: Path
+) -> None:
+    history = history_with(tmp_path, ("r0990_t990", _table("t990")))
+    assert await pending_migrations(database, history) == ["r0990_t990"]
+    assert await database.migrate(clock=SYSTEM_CLOCK, history=history) == ["r0990_t990"]
+    assert "t990" in await _tables(database)
+    assert (await schema_state(database)).revision == "r0990_t990"
+    # The release before it refuses the store now.
+    with pytest.raises(SchemaTooNew, match="r0990_t990"):
+        await database.migrate(clock=SYSTEM_CLOCK)
 
 
-async def test_versions_are_applied_by_set_not_by_maximum(database: Database) -> None:
-    # One release adds 990; the next adds 980 (another feature's range): 980 must still be
-    # applied although 990 > 980 is already there.
-    assert await database.migrate(_with(_create("t990")), clock=SYSTEM_CLOCK) == [990]
-    assert await database.migrate(_with(_create("t980"), _create("t990")), clock=SYSTEM_CLOCK) == [
-        980
-    ]
-    assert {"t980", "t990"} <= await _tables(database)
+async def test_failed_migration_is_rolled_back_and_stops_the_run(
+    database: Database, tmp_path: Path
+) -> None:
+    history = history_with(
+        tmp_path,
+        ("r0990_t990", _table("t990")),
+        ("r0991_breaks", _table("t991") + '; raise RuntimeError("boom")'),
+        ("r0992_t992", _table("t992")),
+    )
+    with pytest.raises(
+        MigrationFailed, match=r"revision r0991_breaks \(breaks\) failed and was rolled back: boom"
+    ):
+        await database.migrate(clock=SYSTEM_CLOCK, history=history)
+    # The last complete revision stays; nothing of the failed one or after it.
+    assert (await schema_state(database)).revision == "r0990_t990"
+    tables = await _tables(database)
+    assert "t990" in tables
+    assert not {"t991", "t992"} & tables
 
 
-async def test_failed_migration_is_rolled_back_and_stops_the_run(database: Database) -> None:
-    def half_done(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("CREATE TABLE t991 (id INTEGER PRIMARY KEY)")
-        raise RuntimeError("boom")
-
-    broken = _with(Migration(991, "breaks", half_done), _create("t992"))
-    with pytest.raises(MigrationFailed, match=r"migration 991 \(breaks\) .*rolled back: boom"):
-        await database.migrate(broken, clock=SYSTEM_CLOCK)
-    assert set(await applied_versions(database)) == set(KNOWN)
-    assert not {"t991", "t992"} & await _tables(database)
-
-
-def test_registry_must_be_ascending_and_unique() -> None:
-    check_registry(MIGRATIONS)
-    with pytest.raises(ValueError, match="ascending"):
-        check_registry([_create("t5"), _create("t4")])
-    with pytest.raises(ValueError, match="ascending"):
-        check_registry([_create("t5"), _create("t5")])
-
-
-def test_known_migrations_stay_in_reserved_ranges() -> None:
-    assert all(1 <= m.version <= 599 for m in MIGRATIONS)
-    check_registry(MIGRATIONS)
+def test_the_history_must_be_linear(tmp_path: Path) -> None:
+    schema_history()
+    history = history_with(tmp_path, ("r0990_a", "pass"))
+    (history / "versions" / "r0991_b.py").write_text(_revision("r0991_b", KNOWN[-1], "pass"))
+    with pytest.raises(ValueError, match="linear"):
+        schema_history(history)
 
 
 async def test_every_table_in_metadata_is_created_by_a_migration(database: Database) -> None:
-    # A table declared on the shared metadata but created by no migration fails at run time.
+    # A table declared on the shared metadata but created by no revision fails at run time.
     assert set(metadata.tables) <= await _tables(database)
 
 
@@ -186,7 +207,7 @@ async def test_two_processes_migrating_at_once_apply_each_version_once(store_url
             first.migrate(clock=SYSTEM_CLOCK), second.migrate(clock=SYSTEM_CLOCK)
         )
         assert sorted(done[0] + done[1]) == KNOWN
-        assert set(await applied_versions(first)) == set(KNOWN)
+        assert (await schema_state(first)).revision == KNOWN[-1]
     finally:
         await first.close()
         await second.close()

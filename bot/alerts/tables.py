@@ -27,7 +27,7 @@ _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def _notification_columns_v1() -> list[sa.Column[Any] | sa.Constraint | sa.Index]:
-    """`alert_notifications` as first shipped. Frozen: migration 100 creates exactly this."""
+    """The columns of `alert_notifications`; the schema history creates them."""
     return [
         sa.Column("id", _Id, primary_key=True, autoincrement=True),
         sa.Column("dedup_key", sa.String(64), nullable=False, unique=True),
@@ -40,7 +40,7 @@ def _notification_columns_v1() -> list[sa.Column[Any] | sa.Constraint | sa.Index
 
 
 def _message_columns_v1() -> list[sa.Column[Any] | sa.Constraint | sa.Index]:
-    """`alert_messages` as first shipped. Frozen: migration 100 creates exactly this."""
+    """The columns of `alert_messages`; the schema history creates them."""
     return [
         sa.Column("id", _Id, primary_key=True, autoincrement=True),
         # Group keys can be long (nested routes, many labels); indexes use their SHA-256.
@@ -80,15 +80,7 @@ def _message_columns_v1() -> list[sa.Column[Any] | sa.Constraint | sa.Index]:
 
 alert_notifications = sa.Table("alert_notifications", metadata, *_notification_columns_v1())
 alert_messages = sa.Table("alert_messages", metadata, *_message_columns_v1())
-"""The live definitions; later migrations that change a table add to it here."""
-
-
-def create_alert_tables_v1(conn: sa.Connection) -> None:
-    """Migration 100: the relay's tables, as first shipped."""
-    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
-    sa.Table(alert_notifications.name, frozen, *_notification_columns_v1())
-    sa.Table(alert_messages.name, frozen, *_message_columns_v1())
-    frozen.create_all(conn)
+"""The live definitions; a change here needs a revision in `bot/store/schema_history/`."""
 
 
 # -- row codecs: JSON columns <-> domain objects ----------------------------------------

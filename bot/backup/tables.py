@@ -1,4 +1,4 @@
-"""Tables of backups, restores and evidence packs (migrations 300-399).
+"""Tables of backups, restores and evidence packs.
 
 - `backups`: one row per backup run: who or what started it, per-environment results, where
   each target stored it, and the gzipped MANIFEST (the next backup diffs against it).
@@ -20,7 +20,7 @@ from bot.store.schema import metadata
 
 
 def _backups_v1() -> list[sa.Column[Any]]:
-    """`backups` as first shipped. Frozen: migration 300 creates exactly this."""
+    """The columns of `backups`; the schema history creates them."""
     return [
         sa.Column("id", sa.String(40), primary_key=True),
         sa.Column("started_at", UtcDateTime(), nullable=False, index=True),
@@ -34,7 +34,7 @@ def _backups_v1() -> list[sa.Column[Any]]:
 
 
 def _backup_environments_v1() -> list[sa.Column[Any] | sa.Index]:
-    """`backup_environments` as first shipped. Frozen: migration 300 creates exactly this."""
+    """The columns of `backup_environments`; the schema history creates them."""
     return [
         sa.Column("backup_id", sa.String(40), primary_key=True),
         sa.Column("environment", sa.String(63), primary_key=True),
@@ -47,7 +47,7 @@ def _backup_environments_v1() -> list[sa.Column[Any] | sa.Index]:
 
 
 def _restore_plans_v1() -> list[sa.Column[Any]]:
-    """`restore_plans` as first shipped. Frozen: migration 301 creates exactly this."""
+    """The columns of `restore_plans`; the schema history creates them."""
     return [
         sa.Column("id", sa.String(40), primary_key=True),
         sa.Column("backup_id", sa.String(40), nullable=False),
@@ -64,7 +64,7 @@ def _restore_plans_v1() -> list[sa.Column[Any]]:
 
 
 def _evidence_packs_v1() -> list[sa.Column[Any]]:
-    """`evidence_packs` as first shipped. Frozen: migration 302 creates exactly this."""
+    """The columns of `evidence_packs`; the schema history creates them."""
     return [
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
         sa.Column("month", sa.String(7), nullable=False, index=True),
@@ -80,24 +80,3 @@ backups = sa.Table("backups", metadata, *_backups_v1())
 backup_environments = sa.Table("backup_environments", metadata, *_backup_environments_v1())
 restore_plans = sa.Table("restore_plans", metadata, *_restore_plans_v1())
 evidence_packs = sa.Table("evidence_packs", metadata, *_evidence_packs_v1())
-
-
-def _create(conn: sa.Connection, name: str, *columns: Any) -> None:
-    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
-    sa.Table(name, frozen, *columns).create(conn)
-
-
-def create_backup_tables_v1(conn: sa.Connection) -> None:
-    """Migration 300: `backups` and `backup_environments`."""
-    _create(conn, "backups", *_backups_v1())
-    _create(conn, "backup_environments", *_backup_environments_v1())
-
-
-def create_restore_plans_v1(conn: sa.Connection) -> None:
-    """Migration 301: `restore_plans`."""
-    _create(conn, "restore_plans", *_restore_plans_v1())
-
-
-def create_evidence_packs_v1(conn: sa.Connection) -> None:
-    """Migration 302: `evidence_packs`."""
-    _create(conn, "evidence_packs", *_evidence_packs_v1())

@@ -19,7 +19,7 @@ _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def _request_columns_v1() -> list[sa.Column[Any] | sa.Index]:
-    """`exception_requests` as first shipped. Frozen: migration 200 creates exactly this."""
+    """The columns of `exception_requests`; the schema history creates them."""
     return [
         sa.Column("id", sa.String(16), primary_key=True),
         sa.Column("state", sa.String(16), nullable=False),
@@ -88,13 +88,3 @@ exception_requests = sa.Table("exception_requests", metadata, *_request_columns_
 exception_reminders = sa.Table("exception_reminders", metadata, *_reminder_columns_v1())
 exception_reviews = sa.Table("exception_reviews", metadata, *_review_columns_v1())
 exception_review_items = sa.Table("exception_review_items", metadata, *_review_item_columns_v1())
-
-
-def create_exception_tables_v1(conn: sa.Connection) -> None:
-    """Migration 200: the exception register, as first shipped."""
-    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
-    sa.Table(exception_requests.name, frozen, *_request_columns_v1())
-    sa.Table(exception_reminders.name, frozen, *_reminder_columns_v1())
-    sa.Table(exception_reviews.name, frozen, *_review_columns_v1())
-    sa.Table(exception_review_items.name, frozen, *_review_item_columns_v1())
-    frozen.create_all(conn)

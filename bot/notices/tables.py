@@ -17,7 +17,7 @@ FAILED = "failed"
 
 
 def _columns_v1() -> list[sa.Column[Any] | sa.Constraint | sa.Index]:
-    """`notices` as first shipped. Frozen: migration 500 creates exactly this."""
+    """The columns of `notices`; the schema history creates them."""
     return [
         sa.Column("id", _Id, primary_key=True, autoincrement=True),
         # What the notice is about ("exception R-1a2b3c4d approved"); a second enqueue of the
@@ -41,7 +41,3 @@ def _columns_v1() -> list[sa.Column[Any] | sa.Constraint | sa.Index]:
 
 
 notices = sa.Table("notices", metadata, *_columns_v1())
-
-
-def create_notices_v1(conn: sa.Connection) -> None:
-    sa.Table(notices.name, sa.MetaData(), *_columns_v1()).create(conn)

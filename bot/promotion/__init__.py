@@ -5,9 +5,6 @@
 - `sightings`: one policy as it is in every environment, with its failing results;
 - `plan`: what a promotion would do and whether its gates pass (pure);
 - `readiness`: waiting for Kyverno's Ready condition after a write;
-- `records`, `migrations`: plans and the bot's own stage history in the store;
+- `records`: plans and the bot's own stage history in the store;
 - `service`: plan, confirm, cancel, override and demote, with the authorisation rules.
-
-The package imports nothing here on purpose: `bot.store.migrations` loads `migrations`
-while the store package is still initialising.
 """

@@ -1,8 +1,7 @@
 """Promotion state in the store: plans (what was shown, and what became of it) and records
 (the bot's own history of which stage it put a policy into, and when).
 
-Migrations 400-499 belong here; `bot.store.migrations` lists them. Each table's first shape
-is frozen in a `_*_columns_v1` function so later migrations can add to the live definition.
+The tables are created and changed by the revisions in `bot/store/schema_history/`.
 
 A plan moves `pending` -> `applying` -> `applied` (or `failed`), or `pending` -> `cancelled`
 / `stale`. The move out of `pending` is one conditional UPDATE, so of two people clicking
@@ -35,7 +34,7 @@ FAILED = "failed"
 
 
 def _plan_columns_v1() -> list[sa.Column[Any] | sa.Index]:
-    """`promotion_plans` as first shipped. Frozen: migration 400 creates exactly this."""
+    """The columns of `promotion_plans`; the schema history creates them."""
     return [
         sa.Column("id", sa.String(16), primary_key=True),
         sa.Column("created_at", UtcDateTime(), nullable=False),
@@ -59,7 +58,7 @@ def _plan_columns_v1() -> list[sa.Column[Any] | sa.Index]:
 
 
 def _record_columns_v1() -> list[sa.Column[Any] | sa.Index]:
-    """`promotion_records` as first shipped. Frozen: migration 401 creates exactly this."""
+    """The columns of `promotion_records`; the schema history creates them."""
     return [
         sa.Column("id", _Id, primary_key=True, autoincrement=True),
         sa.Column("at", UtcDateTime(), nullable=False),
@@ -77,19 +76,7 @@ def _record_columns_v1() -> list[sa.Column[Any] | sa.Index]:
 
 promotion_plans = sa.Table("promotion_plans", metadata, *_plan_columns_v1())
 promotion_records = sa.Table("promotion_records", metadata, *_record_columns_v1())
-"""The live definitions; later migrations that change a table add to it here."""
-
-
-def create_plans_v1(conn: sa.Connection) -> None:
-    """Migration 400: `promotion_plans`, as first shipped."""
-    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
-    sa.Table(promotion_plans.name, frozen, *_plan_columns_v1()).create(conn)
-
-
-def create_records_v1(conn: sa.Connection) -> None:
-    """Migration 401: `promotion_records`, as first shipped."""
-    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
-    sa.Table(promotion_records.name, frozen, *_record_columns_v1()).create(conn)
+"""The live definitions; a change here needs a revision in `bot/store/schema_history/`."""
 
 
 @dataclass(frozen=True)

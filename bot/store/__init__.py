@@ -1,7 +1,8 @@
 """The bot's state store: SQLite for one replica, PostgreSQL for several.
 
-Open it with `open_database(settings.store.url)`, run `migrate()` once at start, and hand
-the `Database` to the repositories that need it (`AuditTrail`, ...).
+Open it with `open_database(settings.store.url)`, run `migrate()` once at start (it applies
+the schema history in `schema_history/`, see `bot.store.migrations`), and hand the
+`Database` to the repositories that need it (`AuditTrail`, ...).
 """
 
 from bot.store.audit_trail import AuditTrail, verify_audit_trail
@@ -13,20 +14,21 @@ from bot.store.errors import (
     StoreError,
     StoreUnavailable,
 )
-from bot.store.migrations import MIGRATIONS, Migration
+from bot.store.migrations import SchemaState, pending_migrations, schema_state
 
 __all__ = [
-    "MIGRATIONS",
     "AuditTrail",
     "Database",
     "InvalidStoreUrl",
-    "Migration",
     "MigrationFailed",
+    "SchemaState",
     "SchemaTooNew",
     "StoreError",
     "StoreUnavailable",
     "UtcDateTime",
     "advisory_key",
     "open_database",
+    "pending_migrations",
+    "schema_state",
     "verify_audit_trail",
 ]

@@ -58,7 +58,7 @@ DEFAULT_PAGE_SIZE: Final = 2000
 
 
 def _columns_v1() -> list[sa.Column[Any]]:
-    """The table's first shape. Frozen: migration 1 must always create exactly this."""
+    """The table's columns (created by the schema history's baseline revision)."""
     return [
         sa.Column(
             "id",
@@ -81,55 +81,11 @@ def _columns_v1() -> list[sa.Column[Any]]:
 
 
 audit_entries = sa.Table("audit_entries", metadata, *_columns_v1())
-"""The live definition; later migrations that change the table add to it here."""
+"""The live definition; a change here needs a revision in `bot/store/schema_history/`.
 
-
-def create_audit_entries_v1(conn: sa.Connection) -> None:
-    """Migration 1: the entries table, as first shipped."""
-    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
-    sa.Table(audit_entries.name, frozen, *_columns_v1()).create(conn)
-
-
-_SQLITE_GUARD = (
-    """
-    CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
-    BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only: UPDATE refused'); END
-    """,
-    """
-    CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
-    BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only: DELETE refused'); END
-    """,
-)
-_POSTGRES_GUARD = (
-    """
-    CREATE OR REPLACE FUNCTION audit_entries_append_only() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        RAISE EXCEPTION 'audit_entries is append-only: % refused', TG_OP
-            USING ERRCODE = 'restrict_violation';
-    END
-    $$
-    """,
-    """
-    CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries
-    FOR EACH ROW EXECUTE FUNCTION audit_entries_append_only()
-    """,
-    """
-    CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_append_only()
-    """,
-)
-
-
-def create_append_only_guard(conn: sa.Connection) -> None:
-    """Migration 2: triggers that make the table refuse UPDATE and DELETE.
-
-    Cheap insurance against a mistaken maintenance query; a deliberate tamperer can drop
-    them, and the hash chain still shows what they changed.
-    """
-    statements = _POSTGRES_GUARD if conn.dialect.name == "postgresql" else _SQLITE_GUARD
-    for statement in statements:
-        conn.exec_driver_sql(statement)
+The append-only triggers are created by the revisions too (the baseline's step 2): cheap
+insurance against a mistaken maintenance query; a deliberate tamperer can drop them, and the
+hash chain still shows what they changed."""
 
 
 _COLUMNS = (

@@ -21,12 +21,12 @@ import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -35,9 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from bot.clock import Clock
 from bot.store.errors import InvalidStoreUrl, StoreUnavailable
-
-if TYPE_CHECKING:
-    from bot.store.migrations import Migration
+from bot.store.migrations import HISTORY, apply_migrations
 
 log = logging.getLogger(__name__)
 
@@ -226,18 +224,14 @@ class Database:
         except TimeoutError:
             log.warning("closing the store's connections timed out", extra={"store": self})
 
-    async def migrate(
-        self,
-        migrations: Sequence[Migration] | None = None,
-        *,
-        clock: Clock,
-    ) -> list[int]:
-        """Apply pending migrations (all known ones by default); returns the versions applied."""
-        from bot.store.migrations import MIGRATIONS, apply_migrations
+    async def migrate(self, *, clock: Clock, history: Path = HISTORY) -> list[str]:
+        """Bring the schema to the head of its history (see `bot.store.migrations`).
 
-        return await apply_migrations(
-            self, MIGRATIONS if migrations is None else migrations, clock=clock
-        )
+        Returns the revisions applied. Raises `SchemaTooNew` for a store migrated by a newer
+        release, `MigrationFailed` when a revision fails (rolled back; earlier ones stay).
+        `history` is another revision directory, for tests.
+        """
+        return await apply_migrations(self, clock=clock, history=history)
 
     def advisory_lock(self, name: str, *, wait_s: float = 0.0) -> AbstractAsyncContextManager[bool]:
         """Hold a named lock shared by every process using this database; yields whether held.

@@ -1,208 +1,306 @@
-"""Numbered schema migrations, applied in order at start and recorded in `schema_migrations`.
+"""Bring a store's schema to the head of its history, at start and by `python -m bot migrate`.
 
-Each feature owns a range of versions and contributes plain functions that take a sync
-`sqlalchemy.Connection`; this module lists them in `MIGRATIONS`. Ranges:
+The history is Alembic's, shipped inside the package (`bot/store/schema_history/`, which
+explains how to write a revision). There is no `alembic.ini` or `env.py`: this module finds
+the revisions with `ScriptDirectory` and runs each one itself through `MigrationContext`, so
+that it can keep the store's guarantees:
 
-    1-99     core and audit trail
-    100-199  alert relay
-    200-299  exceptions
-    300-399  backups
-    400-499  promotion
-    500-599  notices (the outbox of messages to people)
+- One transaction per revision (both backends have transactional DDL), recorded in
+  `alembic_version` in that same transaction: a failure (`MigrationFailed`) leaves the
+  schema at the last complete revision.
+- Several processes may start at once. On PostgreSQL an advisory lock makes the others wait
+  while one migrates; on SQLite each revision runs under `BEGIN IMMEDIATE` and re-reads the
+  current revision inside its transaction first, so none is applied twice.
+- A store at a revision this code does not know was migrated by a newer release; starting
+  against it is refused (`SchemaTooNew`), because older code could write rows newer code
+  does not expect.
 
-Rules for writing one:
-- Never edit or renumber a migration that has shipped; add a new one.
-- Do not create tables from the live `metadata` definition unless it is the table's first
-  and only shape: when a later migration adds a column, the first one must keep creating
-  the old shape, or a fresh database would get the column twice. Freeze the first shape
-  in a function (see `bot.store.audit_trail`) or write explicit DDL.
-- Branch on `conn.dialect.name` for SQLite/PostgreSQL differences (triggers, indexes).
-
-Versions are applied by set, not by maximum: a database at {1, 2, 100} gets 3 when a release
-adds it. A database holding a version this code does not know was migrated by a newer
-release, and starting against it is refused (`SchemaTooNew`).
-
-Each migration runs in its own transaction (both backends have transactional DDL), so a
-failure leaves the schema at the last complete version. With several replicas on
-PostgreSQL, an advisory lock makes the others wait while one migrates; on SQLite,
-`BEGIN IMMEDIATE` plus a re-check inside the transaction does the same.
+Stores created before the history kept a `schema_migrations` table of numbered versions
+(1-3 core and audit, 100 alerts, 200 exceptions, 300-302 backups, 400-401 promotion, 500
+notices) and no `alembic_version`. The first revision, `r0001_baseline`, is exactly that
+schema, one step per numbered version. On its first start with this code such a store runs
+the steps of any version it lacks, is stamped at the baseline, and loses `schema_migrations`
+(all in one transaction), so it ends with the same schema as a store created fresh, and a
+release from before the history refuses to start against it (its first migration finds the
+audit table already there) instead of writing to a schema it does not know. A numbered
+version no release ever shipped is refused as `SchemaTooNew`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from pathlib import Path
+from typing import Final, Protocol, TypeVar
 
 import sqlalchemy as sa
+from alembic.config import Config
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.alerts import migrations as alert_migrations
-from bot.backup import migrations as backup_migrations
 from bot.clock import Clock
-from bot.exceptions import migrations as exception_migrations
-from bot.notices import migrations as notice_migrations
-from bot.promotion import migrations as promotion_migrations
-from bot.store import audit_trail
-from bot.store.database import UtcDateTime
-from bot.store.errors import MigrationFailed, SchemaTooNew, StoreUnavailable
-from bot.store.scheduled_runs import create_scheduled_runs_v1
-from bot.store.schema import metadata
-
-if TYPE_CHECKING:
-    from bot.store.database import Database
+from bot.store.errors import MigrationFailed, SchemaTooNew, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+HISTORY: Final = Path(__file__).with_name("schema_history")
+"""The directory of the shipped history (`versions/` inside)."""
+BASELINE: Final = "r0001_baseline"
+"""The revision equal to the schema the numbered migrations left."""
+LEGACY_TABLE: Final = "schema_migrations"
 MIGRATION_LOCK = "schema-migrations"
 LOCK_WAIT_S: Final = 120.0
 """How long a replica waits for another one that is migrating before giving up."""
 MIGRATION_TIMEOUT_S: Final = 600.0
-"""Upper bound for one migration; data migrations on big tables may take minutes."""
+"""Upper bound for one revision; data migrations on big tables may take minutes."""
+
+_T = TypeVar("_T")
+
+
+class Store(Protocol):
+    """What migrating needs of `bot.store.database.Database` (which imports this module)."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    def begin(
+        self, *, timeout_s: float | None = None
+    ) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+    def connect(
+        self, *, timeout_s: float | None = None
+    ) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+    def advisory_lock(
+        self, name: str, *, wait_s: float = 0.0
+    ) -> AbstractAsyncContextManager[bool]: ...
 
 
 @dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema change; `apply` runs inside a transaction via `AsyncConnection.run_sync`."""
+class SchemaState:
+    """Where a store's schema is: a revision of the history, numbered versions, or nothing."""
 
-    version: int
-    name: str
-    apply: Callable[[sa.Connection], None]
+    revision: str | None
+    legacy_versions: tuple[int, ...] = ()
 
-
-schema_migrations = sa.Table(
-    "schema_migrations",
-    metadata,
-    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("applied_at", UtcDateTime(), nullable=False),
-)
+    def describe(self) -> str:
+        if self.revision is not None:
+            return self.revision
+        if self.legacy_versions:
+            listed = ", ".join(str(v) for v in self.legacy_versions)
+            return f"numbered migrations {listed} (before the schema history)"
+        return "empty (never migrated)"
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    # 1-99: core and audit trail
-    Migration(1, "audit trail entries", audit_trail.create_audit_entries_v1),
-    Migration(2, "audit trail append-only guard", audit_trail.create_append_only_guard),
-    Migration(3, "scheduled job runs", create_scheduled_runs_v1),
-    # 100-199: alert relay
-    Migration(100, "alert relay tables", alert_migrations.create_alert_tables_v1),
-    # 200-299: exceptions
-    Migration(200, "exception register tables", exception_migrations.create_exception_tables_v1),
-    # 300-399: backups
-    Migration(300, "backup catalog", backup_migrations.create_backup_tables_v1),
-    Migration(301, "restore plans", backup_migrations.create_restore_plans_v1),
-    Migration(302, "evidence packs", backup_migrations.create_evidence_packs_v1),
-    # 400-499: promotion
-    Migration(400, "promotion plans", promotion_migrations.create_plans_v1),
-    Migration(401, "promotion records", promotion_migrations.create_records_v1),
-    # 500-599: notices
-    Migration(500, "notice outbox", notice_migrations.create_notices_v1),
-)
+def alembic_config(history: Path = HISTORY) -> Config:
+    """An Alembic `Config` for the history, for `alembic.command` (e.g. `revision`)."""
+    config = Config()
+    config.set_main_option("script_location", str(history))
+    return config
 
 
-def check_registry(migrations: Sequence[Migration]) -> None:
-    """Refuse a registry with duplicate, unordered or non-positive versions (a coding error)."""
-    previous = 0
-    for migration in migrations:
-        if migration.version <= previous:
-            raise ValueError(
-                f"migration {migration.version} ({migration.name}) must have a version "
-                f"greater than {previous}; keep MIGRATIONS in ascending order without repeats"
-            )
-        previous = migration.version
+def schema_history(history: Path = HISTORY) -> ScriptDirectory:
+    """The revisions in `history`; refuses a history with more than one head."""
+    script = ScriptDirectory.from_config(alembic_config(history))
+    heads = script.get_heads()
+    if len(heads) > 1:
+        raise ValueError(f"the schema history must be linear; it has heads {sorted(heads)}")
+    return script
 
 
-async def applied_versions(db: Database) -> dict[int, str]:
-    """Versions recorded in the database (name by version); empty if never migrated."""
+async def schema_state(db: Store) -> SchemaState:
+    """The store's current revision (or numbered versions); does not write."""
     async with db.connect() as conn:
-        exists = await conn.run_sync(
-            lambda sync: sa.inspect(sync).has_table(schema_migrations.name)
-        )
-        if not exists:
-            return {}
-        return await _recorded(conn)
+        return await conn.run_sync(_state)
 
 
-async def pending_migrations(
-    db: Database, migrations: Sequence[Migration] = MIGRATIONS
-) -> list[Migration]:
-    """The migrations `migrate()` would apply now (for `check-config` and readiness)."""
-    applied = await applied_versions(db)
-    _refuse_unknown(applied, migrations)
-    return [m for m in migrations if m.version not in applied]
+async def pending_migrations(db: Store, history: Path = HISTORY) -> list[str]:
+    """The revisions `migrate()` would apply now, oldest first (for checks and readiness).
+
+    A store from before the history that holds every numbered version needs none of the
+    baseline: it is only stamped, so the baseline is not listed for it.
+    """
+    script = schema_history(history)
+    state = await schema_state(db)
+    current = state.revision
+    if current is None and state.legacy_versions:
+        _refuse_unknown_legacy(dict.fromkeys(state.legacy_versions, ""), _legacy_steps(script))
+        if set(state.legacy_versions) == set(_legacy_steps(script)):
+            current = BASELINE
+    else:
+        _check_known(script, (current,) if current else ())
+    return [r.revision for r in _path(script, current)]
 
 
-async def apply_migrations(
-    db: Database, migrations: Sequence[Migration], *, clock: Clock
-) -> list[int]:
-    """Apply what is pending, in order; returns the versions this call applied."""
-    check_registry(migrations)
+async def apply_migrations(db: Store, *, clock: Clock, history: Path = HISTORY) -> list[str]:
+    """Apply what is pending, in order; returns the revisions this call applied."""
+    script = schema_history(history)
     if db.dialect != "postgresql":
-        return await _apply(db, migrations, clock=clock)
+        return await _apply(db, script, clock=clock)
     async with db.advisory_lock(MIGRATION_LOCK, wait_s=LOCK_WAIT_S) as held:
         if not held:
             raise StoreUnavailable(
                 f"another process has held the migration lock for over {LOCK_WAIT_S:g} s"
             )
-        return await _apply(db, migrations, clock=clock)
+        return await _apply(db, script, clock=clock)
 
 
-async def _apply(db: Database, migrations: Sequence[Migration], *, clock: Clock) -> list[int]:
-    async with db.begin() as conn:
-        await conn.run_sync(lambda sync: schema_migrations.create(sync, checkfirst=True))
-        applied = await _recorded(conn)
-    _refuse_unknown(applied, migrations)
-    done: list[int] = []
-    for migration in migrations:
-        if migration.version in applied:
-            continue
-        if await _apply_one(db, migration, clock=clock):
-            done.append(migration.version)
-    return done
+async def _apply(db: Store, script: ScriptDirectory, *, clock: Clock) -> list[str]:
+    done: list[str] = []
+    adopted = await _in_transaction(
+        db,
+        lambda conn: _adopt_legacy(conn, script, clock),
+        failure=lambda: f"upgrading the numbered migrations to {BASELINE}",
+    )
+    if adopted is not None:
+        log.info(
+            "stamped a store from before the schema history",
+            extra={"revision": BASELINE, "versions_added": adopted},
+        )
+        if adopted:
+            done.append(BASELINE)
+    attempted: list[Script] = []
+    while True:
+        attempted.clear()
+        revision = await _in_transaction(
+            db,
+            lambda conn: _apply_next(conn, script, clock, attempted),
+            failure=lambda: f"revision {_name(attempted[-1])}" if attempted else "migrating",
+        )
+        if revision is None:
+            return done
+        log.info("applied schema revision", extra={"revision": revision})
+        done.append(revision)
 
 
-async def _apply_one(db: Database, migration: Migration, *, clock: Clock) -> bool:
+async def _in_transaction(
+    db: Store, work: Callable[[sa.Connection], _T], *, failure: Callable[[], str]
+) -> _T:
     try:
         async with db.begin(timeout_s=MIGRATION_TIMEOUT_S) as conn:
-            # Another SQLite process may have applied it since we looked; BEGIN IMMEDIATE
-            # makes this check and the change one step.
-            if migration.version in await _recorded(conn):
-                return False
             if db.dialect == "postgresql":
                 ms = int(MIGRATION_TIMEOUT_S * 1000)
                 await conn.execute(sa.text(f"SET LOCAL statement_timeout = {ms}"))
-            await conn.run_sync(migration.apply)
-            await conn.execute(
-                schema_migrations.insert().values(
-                    version=migration.version, name=migration.name, applied_at=clock.now()
-                )
-            )
-    except StoreUnavailable:
+            return await conn.run_sync(work)
+    except (StoreUnavailable, SchemaTooNew):
         raise
     except Exception as err:
-        raise MigrationFailed(
-            f"migration {migration.version} ({migration.name}) failed and was rolled back: {err}"
-        ) from err
-    log.info(
-        "applied schema migration",
-        extra={"version": migration.version, "migration": migration.name},
-    )
-    return True
+        raise MigrationFailed(f"{failure()} failed and was rolled back: {err}") from err
 
 
-async def _recorded(conn: AsyncConnection) -> dict[int, str]:
-    rows = await conn.execute(sa.select(schema_migrations.c.version, schema_migrations.c.name))
+def _apply_next(
+    conn: sa.Connection, script: ScriptDirectory, clock: Clock, attempted: list[Script]
+) -> str | None:
+    """Apply the revision after the current one, if any; runs inside one transaction.
+
+    The current revision is read here, inside the transaction, so another process that
+    applied it meanwhile (SQLite has no advisory lock) is seen rather than repeated.
+    """
+    context = _context(conn, clock)
+    heads = context.get_current_heads()
+    _check_known(script, heads)
+    path = _path(script, heads[0] if heads else None)
+    if not path:
+        return None
+    revision = path[0]
+    attempted.append(revision)
+    with Operations.context(context):
+        revision.module.upgrade()
+    context.stamp(script, revision.revision)
+    return revision.revision
+
+
+def _adopt_legacy(conn: sa.Connection, script: ScriptDirectory, clock: Clock) -> list[int] | None:
+    """Move a store from numbered migrations onto the history; None if it has nothing to move.
+
+    Returns the numbered versions whose baseline steps had to run first.
+    """
+    if not sa.inspect(conn).has_table(LEGACY_TABLE):
+        return None
+    context = _context(conn, clock)
+    recorded = _legacy_versions(conn)
+    if context.get_current_heads():
+        if not recorded:
+            # Left behind by a release from before the history that refused to start.
+            conn.execute(sa.text(f"DROP TABLE {LEGACY_TABLE}"))
+        return None
+    steps = _legacy_steps(script)
+    _refuse_unknown_legacy(recorded, steps)
+    missing = [version for version in steps if version not in recorded]
+    with Operations.context(context):
+        for version in missing:
+            steps[version]()
+    context.stamp(script, BASELINE)
+    conn.execute(sa.text(f"DROP TABLE {LEGACY_TABLE}"))
+    return missing
+
+
+def _state(conn: sa.Connection) -> SchemaState:
+    heads = _context(conn, None).get_current_heads()
+    if heads:
+        return SchemaState(revision=heads[0])
+    if sa.inspect(conn).has_table(LEGACY_TABLE):
+        return SchemaState(revision=None, legacy_versions=tuple(sorted(_legacy_versions(conn))))
+    return SchemaState(revision=None)
+
+
+def _context(conn: sa.Connection, clock: Clock | None) -> MigrationContext:
+    # Configured inside our own transaction: Alembic sees it and begins or commits nothing.
+    return MigrationContext.configure(conn, opts={"clock": clock})
+
+
+def _path(script: ScriptDirectory, current: str | None) -> list[Script]:
+    """The revisions after `current` (all of them for None), oldest first."""
+    oldest_first = list(reversed(list(script.walk_revisions())))
+    if current is None:
+        return oldest_first
+    ids = [r.revision for r in oldest_first]
+    return oldest_first[ids.index(current) + 1 :]
+
+
+def _check_known(script: ScriptDirectory, heads: tuple[str, ...]) -> None:
+    for head in heads:
+        try:
+            script.get_revision(head)
+        except CommandError:
+            raise SchemaTooNew(
+                f"the database is at schema revision {head!r}, which this policy-bot does not "
+                "know. It was migrated by a newer release; run that release (or newer), or "
+                "restore a backup taken before the upgrade."
+            ) from None
+    if len(heads) > 1:
+        raise StoreError(f"the database records several schema revisions: {sorted(heads)}")
+
+
+def _legacy_versions(conn: sa.Connection) -> dict[int, str]:
+    rows = conn.execute(sa.text(f"SELECT version, name FROM {LEGACY_TABLE}"))
     return {int(version): str(name) for version, name in rows}
 
 
-def _refuse_unknown(applied: dict[int, str], migrations: Sequence[Migration]) -> None:
-    known = {m.version for m in migrations}
-    unknown = sorted(set(applied) - known)
+def _legacy_steps(script: ScriptDirectory) -> dict[int, Callable[[], None]]:
+    baseline = script.get_revision(BASELINE)
+    assert baseline is not None
+    steps: dict[int, Callable[[], None]] = baseline.module.LEGACY_STEPS
+    return steps
+
+
+def _refuse_unknown_legacy(
+    recorded: Mapping[int, str], steps: Mapping[int, Callable[[], None]]
+) -> None:
+    unknown = sorted(set(recorded) - set(steps))
     if unknown:
-        listed = ", ".join(f"{v} ({applied[v]})" for v in unknown)
+        listed = ", ".join(f"{v} ({recorded[v]})" if recorded[v] else str(v) for v in unknown)
         raise SchemaTooNew(
-            f"the database has schema migrations this policy-bot does not know: {listed}. "
-            "It was migrated by a newer release; run that release (or newer), or restore "
-            "a backup taken before the upgrade."
+            f"the database has numbered schema migrations this policy-bot does not know: "
+            f"{listed}. It was migrated by a newer release; run that release (or newer), or "
+            "restore a backup taken before the upgrade."
         )
+
+
+def _name(revision: Script) -> str:
+    return f"{revision.revision} ({revision.doc})" if revision.doc else revision.revision

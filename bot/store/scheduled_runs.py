@@ -17,7 +17,3 @@ scheduled_runs = sa.Table(
     sa.Column("finished_at", UtcDateTime(), nullable=True),
     sa.Column("outcome", sa.String(200), nullable=True),
 )
-
-
-def create_scheduled_runs_v1(conn: sa.Connection) -> None:
-    scheduled_runs.create(conn)

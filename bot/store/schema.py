@@ -1,7 +1,8 @@
 """The one SQLAlchemy `MetaData` every table of the store is declared on.
 
-Tables live next to the feature that owns them (audit trail, alert outbox, requests);
-schema changes are applied by the numbered migrations in `bot.store.migrations`.
+Tables live next to the feature that owns them (audit trail, alert outbox, requests), and
+say what the code reads and writes. The database is created and changed by the revisions in
+`bot/store/schema_history/`, which never import these definitions; a test compares the two.
 """
 
 import sqlalchemy as sa
