@@ -214,6 +214,23 @@ class BackupTarget(_Frozen):
     endpoint_url: str | None = None
     region: str = "us-east-1"
     keep: int = Field(default=30, ge=1)
+    # s3 only: each call's connect and read timeout, attempts per call (retries included),
+    # the size from which uploads go in parts, and encryption at rest.
+    timeout_s: float = Field(default=30.0, gt=0, le=300)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    multipart_threshold_mib: int = Field(default=8, ge=5, le=5120)
+    sse: Literal["AES256", "aws:kms"] | None = None
+    sse_kms_key_id: str | None = None
+
+    @field_validator("sse", mode="before")
+    @classmethod
+    def _sse(cls, value: Any) -> Any:
+        if value is None or value in ("AES256", "aws:kms"):
+            return value
+        raise ValueError(
+            f"{value!r} is not a server-side encryption; use AES256 (keys managed by S3) "
+            "or aws:kms (AWS KMS keys, optionally with sse_kms_key_id)"
+        )
 
     @model_validator(mode="after")
     def _complete(self) -> BackupTarget:
@@ -223,6 +240,15 @@ class BackupTarget(_Frozen):
             raise ValueError(f"path {str(self.path)!r} must be absolute")
         if self.type == "s3" and not self.bucket:
             raise ValueError("an s3 target needs bucket")
+        s3_only = sorted(
+            {"timeout_s", "max_attempts", "multipart_threshold_mib", "sse", "sse_kms_key_id"}
+            & self.model_fields_set
+        )
+        if self.type != "s3" and s3_only:
+            verb = "applies" if len(s3_only) == 1 else "apply"
+            raise ValueError(f"{', '.join(s3_only)} {verb} to s3 targets only")
+        if self.sse_kms_key_id and self.sse != "aws:kms":
+            raise ValueError("sse_kms_key_id needs sse: aws:kms")
         return self
 
 

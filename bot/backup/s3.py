@@ -1,35 +1,79 @@
-"""S3-compatible storage as a backup target, spoken directly over aiohttp with SigV4.
+"""S3-compatible storage as a backup target, through the AWS SDK (boto3).
 
-Only four calls are needed (PUT, GET, ListObjectsV2, DELETE of an object), so the bot signs
-them itself (AWS Signature Version 4) instead of pulling in boto3: no extra dependency, no
-synchronous client to keep off the event loop, and every call has the bot's own timeout.
-`endpoint_url` points at MinIO, Ceph, or any S3-compatible store (path-style addressing);
-without it, AWS S3 of the configured region is used (virtual-hosted addressing).
+The only module that talks to the AWS SDK (ruff's banned-api keeps it so). boto3 is
+synchronous, so every call runs in a worker thread (`asyncio.to_thread`) and the event loop
+never waits on it. Each store gets one boto3 client, built on first use in a worker thread
+(building it resolves credentials, which may mean a metadata or STS call) and shared by
+every later call: clients are thread-safe, sessions are not.
+
+- Bounded: botocore's connect and read timeouts are the target's `timeout_s`, and failed
+  calls are retried in botocore's "standard" mode (throttling, 5xx, broken connections) up
+  to `max_attempts` attempts in all.
+- Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN when the
+  settings carry them; otherwise boto3's default chain (environment, shared config and
+  credentials files with AWS_PROFILE, web identity / IRSA via AWS_ROLE_ARN +
+  AWS_WEB_IDENTITY_TOKEN_FILE, container and instance metadata).
+- `endpoint_url` points at MinIO, Ceph or any S3-compatible store (path-style addressing,
+  and checksums only where the API requires them, which such stores understand); without
+  it, AWS S3 of the configured region is used.
+- Bundles above the multipart threshold are uploaded in parts; `sse` asks the store to
+  encrypt objects at rest (AES256, or aws:kms with an optional key id).
 
 Each backup is one object, `<prefix><YYYY>/<MM>/<DD>/<id>.tar.gz` (the same reproducible
 tarball Slack gets), with its MANIFEST beside it as `<id>.MANIFEST.json`; evidence packs go
 to `<prefix>evidence/<YYYY-MM>.tar.gz`. Retention keeps the newest `keep` backups.
+Failures are `TargetError`s whose message says what went wrong and what to change.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+import asyncio
+import io
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import aiohttp
-from yarl import URL
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from bot.backup.bundle import ID_PATTERN, MANIFEST, tarball, untar
 from bot.backup.targets import Stored, TargetError
-from bot.clock import Clock
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client as Boto3Client
+
+MIB = 1024 * 1024
+T = TypeVar("T")
+_CREDENTIALS_HELP = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a shared "
+    "credentials file, or give the bot a role (on EKS: the ServiceAccount annotation "
+    "eks.amazonaws.com/role-arn, Helm value serviceAccount.annotations)"
+)
+_DENIED = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+}
+_BUSY = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
 
 
 @dataclass(frozen=True)
@@ -40,155 +84,181 @@ class Credentials:
 
 
 class S3Client:
-    """The few S3 calls a backup needs, signed with SigV4."""
+    """The few S3 calls a backup needs (put, get, list, delete), off the event loop."""
 
     def __init__(
         self,
         *,
         bucket: str,
         region: str,
-        credentials: Credentials,
+        credentials: Credentials | None = None,
         endpoint_url: str | None = None,
         timeout_s: float = 30.0,
-        clock: Clock,
+        max_attempts: int = 3,
+        multipart_threshold: int = 8 * MIB,
+        sse: Literal["AES256", "aws:kms"] | None = None,
+        sse_kms_key_id: str | None = None,
     ) -> None:
+        """`credentials` None: boto3's default chain finds them."""
         self.bucket = bucket
         self.region = region
-        self.credentials = credentials
+        self.endpoint_url = endpoint_url
         self.timeout_s = timeout_s
-        self._clock = clock
+        self.max_attempts = max_attempts
+        self._credentials = credentials
+        checksums: dict[str, Any] = {}
         if endpoint_url:
-            parts = urlsplit(endpoint_url.rstrip("/"))
-            self._base = f"{parts.scheme}://{parts.netloc}{parts.path}/{quote(bucket)}"
-        else:
-            self._base = f"https://{bucket}.s3.{region}.amazonaws.com"
+            # Newer SDKs add CRC checksums to every upload; many S3-compatible stores
+            # reject them, and none needs them where the API does not.
+            checksums = {
+                "request_checksum_calculation": "when_required",
+                "response_checksum_validation": "when_required",
+            }
+        self._config = Config(
+            region_name=region,
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            **checksums,
+        )
+        self._transfer = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_threshold,
+            max_concurrency=4,
+        )
+        self._encryption: dict[str, str] = {}
+        if sse:
+            self._encryption["ServerSideEncryption"] = sse
+        if sse_kms_key_id:
+            self._encryption["SSEKMSKeyId"] = sse_kms_key_id
+        self._client: Boto3Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoint_url or f"https://s3.{self.region}.amazonaws.com"
 
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
-        await self._request("PUT", key, body=data, headers={"Content-Type": content_type})
+        extra = {"ContentType": content_type, **self._encryption}
+
+        def upload() -> None:
+            self._s3().upload_fileobj(
+                io.BytesIO(data), self.bucket, key, ExtraArgs=extra, Config=self._transfer
+            )
+
+        await self._call("write", key, upload)
 
     async def get(self, key: str) -> bytes:
-        return await self._request("GET", key)
+        def download() -> bytes:
+            body = self._s3().get_object(Bucket=self.bucket, Key=key)["Body"]
+            with body:
+                return body.read()
+
+        return await self._call("read", key, download)
 
     async def delete(self, key: str) -> None:
-        await self._request("DELETE", key)
+        def delete() -> None:
+            self._s3().delete_object(Bucket=self.bucket, Key=key)
+
+        await self._call("delete", key, delete)
 
     async def list(self, prefix: str) -> list[str]:
-        """Every key under `prefix` (ListObjectsV2, following continuation tokens)."""
-        keys: list[str] = []
-        token: str | None = None
-        while True:
-            query = {"list-type": "2", "prefix": prefix}
-            if token:
-                query["continuation-token"] = token
-            body = await self._request("GET", "", query=query)
-            try:
-                root = ET.fromstring(body)
-            except ET.ParseError as err:
-                raise TargetError(f"S3 answered a list with invalid XML: {err}") from None
-            keys += [e.text or "" for e in root.iter(f"{_NS}Key")]
-            truncated = (root.findtext(f"{_NS}IsTruncated") or "false") == "true"
-            token = root.findtext(f"{_NS}NextContinuationToken")
-            if not truncated or not token:
-                return keys
+        """Every key under `prefix` (ListObjectsV2, page by page)."""
 
-    async def _request(
-        self,
-        method: str,
-        key: str,
-        *,
-        body: bytes = b"",
-        query: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> bytes:
-        url = f"{self._base}/{quote(key, safe='/-_.~')}" if key else f"{self._base}/"
-        query_string = "&".join(
-            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
-            for k, v in sorted((query or {}).items())
-        )
-        signed = sign(
-            method,
-            url,
-            query_string,
-            body,
-            region=self.region,
-            credentials=self.credentials,
-            at=self._clock.now(),
-            extra=headers or {},
-        )
-        full = URL(f"{url}?{query_string}" if query_string else url, encoded=True)
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        def keys() -> list[str]:
+            pages = (
+                self._s3()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self.bucket, Prefix=prefix)
+            )
+            return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+        return await self._call("list", prefix, keys)
+
+    def _s3(self) -> Boto3Client:
+        """The store's client, built once (in a worker thread: it may fetch credentials)."""
+        with self._lock:
+            if self._client is None:
+                given = self._credentials
+                session = boto3.session.Session(
+                    aws_access_key_id=given.access_key_id if given else None,
+                    aws_secret_access_key=given.secret_access_key if given else None,
+                    aws_session_token=given.session_token if given else None,
+                    region_name=self.region,
+                )
+                self._client = session.client(
+                    "s3", endpoint_url=self.endpoint_url, config=self._config
+                )
+            return self._client
+
+    async def _call(self, action: str, key: str, work: Callable[[], T]) -> T:
         try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.request(method, full, data=body or None, headers=signed) as response,
-            ):
-                data = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            return await asyncio.to_thread(work)
+        except NoCredentialsError:
+            with self._lock:
+                self._client = None  # credentials may appear later (a role, a mounted file)
             raise TargetError(
-                f"S3 at {self._base} did not answer: {type(err).__name__} {err}".strip()
+                f"S3 found no AWS credentials to {action} s3://{self.bucket}/{key}: "
+                f"{_CREDENTIALS_HELP}."
             ) from None
-        if status >= 300:
-            raise TargetError(f"S3 {method} {key or '/'} failed: HTTP {status} {_code(data)}")
-        return data
+        except (ClientError, BotoCoreError) as err:
+            raise TargetError(self._explain(err, action, key)) from None
 
-
-def sign(
-    method: str,
-    url: str,
-    query_string: str,
-    body: bytes,
-    *,
-    region: str,
-    credentials: Credentials,
-    at: datetime,
-    extra: Mapping[str, str],
-) -> dict[str, str]:
-    """The headers of a SigV4-signed S3 request (`url` already percent-encoded)."""
-    parts = urlsplit(url)
-    amz_date = at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    day = amz_date[:8]
-    payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
-    headers = {
-        "host": parts.netloc,
-        "x-amz-content-sha256": payload,
-        "x-amz-date": amz_date,
-        **{k.lower(): v.strip() for k, v in extra.items()},
-    }
-    if credentials.session_token:
-        headers["x-amz-security-token"] = credentials.session_token
-    names = sorted(headers)
-    canonical = "\n".join(
-        [
-            method,
-            parts.path or "/",
-            query_string,
-            "".join(f"{n}:{headers[n]}\n" for n in names),
-            ";".join(names),
-            payload,
-        ]
-    )
-    scope = f"{day}/{region}/s3/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = f"AWS4{credentials.secret_access_key}".encode()
-    for part in (day, region, "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={credentials.access_key_id}/{scope}, "
-        f"SignedHeaders={';'.join(names)}, Signature={signature}"
-    )
-    return headers
-
-
-def _code(body: bytes) -> str:
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
-        return ""
-    return (root.findtext("Code") or "").strip()
+    def _explain(self, err: Exception, action: str, key: str) -> str:
+        where = f"s3://{self.bucket}/{key}"
+        if isinstance(err, ConnectTimeoutError | ReadTimeoutError):
+            return (
+                f"S3 at {self.endpoint} did not answer within {self.timeout_s:g} s "
+                f"({self.max_attempts} attempt(s)) to {action} {where}: check that the store "
+                "is up and reachable from the bot, or raise `timeout_s` of the s3 target."
+            )
+        if isinstance(err, BotoConnectionError | HTTPClientError):
+            return (
+                f"S3 at {self.endpoint} did not answer ({type(err).__name__}: {err}) to "
+                f"{action} {where} after {self.max_attempts} attempt(s): check `endpoint_url` "
+                "and `region` of the s3 target and the network between the bot and the store."
+            )
+        if isinstance(err, PartialCredentialsError | ProfileNotFound | CredentialRetrievalError):
+            return f"S3 could not get AWS credentials ({err}): {_CREDENTIALS_HELP}."
+        if not isinstance(err, ClientError):
+            return f"S3 could not {action} {where}: {type(err).__name__}: {err}"
+        error = err.response.get("Error", {})
+        code = error.get("Code", "")
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        detail = f"HTTP {status} {code}".strip()
+        if err.operation_name.startswith("AssumeRole"):
+            return (
+                f"AWS STS refused the bot's role ({detail}: {error.get('Message', '')}): check "
+                "AWS_ROLE_ARN, the web identity token and the role's trust policy."
+            )
+        if code == "NoSuchBucket":
+            return (
+                f"S3 bucket {self.bucket} does not exist at {self.endpoint} ({detail}): "
+                "create it, or correct `bucket`, `endpoint_url` or `region` of the s3 target."
+            )
+        if code in ("NoSuchKey", "404") or (status == 404 and action == "read"):
+            return f"S3 has no object {where} ({detail}): it was deleted or never written."
+        if code.startswith("KMS") or "kms" in str(error.get("Message", "")).lower():
+            return (
+                f"S3 could not {action} {where} with KMS encryption ({detail}): check "
+                "`sse_kms_key_id` and that the bot's AWS identity may use that key "
+                "(kms:GenerateDataKey, kms:Decrypt)."
+            )
+        if code in _DENIED or status == 403:
+            return (
+                f"S3 refused to {action} {where} ({detail}): the bot's AWS identity lacks "
+                "permission on the bucket, or its credentials are wrong or expired. Check "
+                "AWS_* / AWS_PROFILE / the role, and the IAM and bucket policies."
+            )
+        if code in _BUSY or status >= 500:
+            return (
+                f"S3 kept failing to {action} {where} after {self.max_attempts} attempt(s) "
+                f"({detail}): the store is overloaded or down. The next backup tries again; "
+                "raise `max_attempts` of the s3 target if this is frequent."
+            )
+        message = error.get("Message", "")
+        return f"S3 could not {action} {where} ({detail}{': ' + message if message else ''})."
 
 
 class S3Target:

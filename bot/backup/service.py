@@ -130,15 +130,12 @@ class EvidenceReport:
     stored: tuple[Stored, ...]
 
 
-def build_targets(settings: Settings, *, clock: Clock) -> list[Target]:
+def build_targets(settings: Settings) -> list[Target]:
     """The configured targets, in config order."""
-    targets: list[Target] = []
-    for spec in settings.backup.targets:
-        targets.append(_target(spec, settings, clock))
-    return targets
+    return [_target(spec, settings) for spec in settings.backup.targets]
 
 
-def _target(spec: BackupTarget, settings: Settings, clock: Clock) -> Target:
+def _target(spec: BackupTarget, settings: Settings) -> Target:
     if spec.type == "dir":
         assert spec.path is not None  # settings validation
         return DirectoryTarget(spec.path, keep=spec.keep)
@@ -148,17 +145,23 @@ def _target(spec: BackupTarget, settings: Settings, clock: Clock) -> Target:
     assert spec.bucket is not None
     backup = settings.backup
     key_id, secret = backup.s3_access_key_id, backup.s3_secret_access_key
-    credentials = Credentials(
-        key_id.get_secret_value() if key_id else "",
-        secret.get_secret_value() if secret else "",
-        backup.s3_session_token.get_secret_value() if backup.s3_session_token else None,
-    )
+    credentials = None  # without both keys, the AWS SDK's default chain finds credentials
+    if key_id and secret:
+        credentials = Credentials(
+            key_id.get_secret_value(),
+            secret.get_secret_value(),
+            backup.s3_session_token.get_secret_value() if backup.s3_session_token else None,
+        )
     client = S3Client(
         bucket=spec.bucket,
         region=spec.region,
         credentials=credentials,
         endpoint_url=spec.endpoint_url,
-        clock=clock,
+        timeout_s=spec.timeout_s,
+        max_attempts=spec.max_attempts,
+        multipart_threshold=spec.multipart_threshold_mib * 1024 * 1024,
+        sse=spec.sse,
+        sse_kms_key_id=spec.sse_kms_key_id,
     )
     return S3Target(client, prefix=spec.prefix, keep=spec.keep)
 
@@ -186,9 +189,7 @@ class BackupService:
         self._roles = roles
         self._status = status
         self._exceptions = exceptions
-        self.targets = (
-            list(targets) if targets is not None else build_targets(settings, clock=clock)
-        )
+        self.targets = list(targets) if targets is not None else build_targets(settings)
         self._lock = asyncio.Lock()
 
     @property

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.settings import SettingsError, load_settings, parse_settings
 
@@ -154,3 +155,65 @@ def test_the_example_config_is_valid():
     settings = load_settings(example, {**ENV, "JIRA_TOKEN": "pat"})
     assert [e.name for e in settings.environments] == ["dev", "qac", "staging", "production"]
     assert settings.backup.targets[0].type == "dir"
+
+
+def _s3(**options):
+    target = {"type": "s3", "bucket": "policy-backups", **options}
+    return {**MINIMAL, "backup": {"targets": [target]}}
+
+
+def test_s3_target_options_have_defaults_and_are_typed():
+    (target,) = parse_settings(_s3(), ENV).backup.targets
+    assert (target.timeout_s, target.max_attempts, target.multipart_threshold_mib) == (30, 3, 8)
+    assert target.sse is None and target.sse_kms_key_id is None
+    (target,) = parse_settings(
+        _s3(sse="aws:kms", sse_kms_key_id="alias/backups", timeout_s=5, max_attempts=1), ENV
+    ).backup.targets
+    assert (target.sse, target.sse_kms_key_id, target.timeout_s) == ("aws:kms", "alias/backups", 5)
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (
+            _s3(sse="aes256"),
+            "backup.targets.0.sse: 'aes256' is not a server-side encryption; use AES256 "
+            "(keys managed by S3) or aws:kms (AWS KMS keys, optionally with sse_kms_key_id)",
+        ),
+        (
+            _s3(sse="AES256", sse_kms_key_id="alias/backups"),
+            "backup.targets.0: sse_kms_key_id needs sse: aws:kms",
+        ),
+        (
+            _s3(multipart_threshold_mib=1),
+            "backup.targets.0.multipart_threshold_mib: Input should be greater than or equal to 5",
+        ),
+        (
+            {
+                **MINIMAL,
+                "backup": {"targets": [{"type": "dir", "path": "/b", "sse": "AES256"}]},
+            },
+            "backup.targets.0: sse applies to s3 targets only",
+        ),
+    ],
+)
+def test_bad_s3_target_options_name_the_key(document, expected):
+    assert problems(document) == [expected]
+
+
+def test_the_example_s3_target_is_valid():
+    example = Path(__file__).parent.parent.parent / "config.example.yaml"
+    lines = example.read_text().splitlines()
+    start = lines.index("    # - type: s3")
+    block = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.startswith("    #   "):
+            break
+        block.append(line)
+    targets = yaml.safe_load("\n".join(line.replace("# ", "", 1) for line in block))
+    (target,) = parse_settings({**MINIMAL, "backup": {"targets": targets}}, ENV).backup.targets
+    assert (target.type, target.sse, target.sse_kms_key_id) == (
+        "s3",
+        "aws:kms",
+        "alias/policy-bot-backups",
+    )
