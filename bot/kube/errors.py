@@ -22,3 +22,7 @@ class Invalid(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class Expired(Exception):
+    """The resourceVersion a watch started from is too old (HTTP 410 Gone): list again."""

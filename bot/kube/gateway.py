@@ -6,6 +6,9 @@ timeouts handed to urllib3 and by `asyncio.wait_for` around the whole call. List
 read as raw JSON pages (the client's model classes would triple the time and memory of a
 20,000-report list) and can be folded page by page inside the worker thread, so a large
 list never sits in memory whole.
+
+Watches (`watch`) hold a connection for minutes, so they use a client and connection pool
+of their own and are read in threads of their own (`bot.kube.watch`).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -27,8 +31,10 @@ from kubernetes.config.config_exception import ConfigException
 
 from bot.errors import ClusterForbidden, ClusterUnavailable
 from bot.kinds import GROUPS, Kind, resolve
-from bot.kube.errors import Conflict, Invalid, NotFound
+from bot.kube.errors import Conflict, Expired, Invalid, NotFound
+from bot.kube.watch import StreamingResponse, WatchReader, follow
 from bot.objects import Obj
+from bot.ports.cluster import Listing, WatchEvent
 from bot.settings import Environment
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,11 @@ T = TypeVar("T")
 DISCOVERY_TTL_S = 60.0
 FIELD_MANAGER = "policy-bot"
 MERGE_PATCH = "application/merge-patch+json"
+WATCH_POOL_SIZE = 32
+"""Connections kept for watches: one per watched kind (fewer than 20) with room to spare."""
+WATCH_READ_MARGIN_S = 30.0
+"""A watch's read timeout beyond its `timeoutSeconds`: the server ends it first, unless the
+connection died silently, which this bound then detects."""
 
 
 class ClusterGateway:
@@ -48,7 +59,9 @@ class ClusterGateway:
         self.name = env.name
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kube-{env.name}")
         self._client: k8s.ApiClient | None = None
+        self._watch_client: k8s.ApiClient | None = None
         self._client_lock = threading.Lock()
+        self._readers: set[WatchReader] = set()
         self._kinds: tuple[Kind, ...] | None = None
         self._kinds_at = 0.0
         self.reachable: bool | None = None
@@ -56,10 +69,12 @@ class ClusterGateway:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def close(self) -> None:
+        for reader in list(self._readers):
+            reader.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        client = self._client
-        if client is not None:
-            await asyncio.get_running_loop().run_in_executor(None, client.close)
+        for client in (self._client, self._watch_client):
+            if client is not None:
+                await asyncio.get_running_loop().run_in_executor(None, client.close)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -89,6 +104,52 @@ class ClusterGateway:
         return await self._call(
             lambda: list(self._pages(kind, reduce, namespace)), timeout=self._list_timeout
         )
+
+    async def scan_versioned(
+        self, kind: Kind, reduce: Callable[[list[Obj]], T], *, namespace: str | None = None
+    ) -> Listing[T]:
+        """`scan`, plus the list's resourceVersion, from which a `watch` continues."""
+
+        def read() -> Listing[T]:
+            versions: list[str] = []
+            pages = list(self._pages(kind, reduce, namespace, versions))
+            return Listing(pages, versions[-1] if versions else "")
+
+        return await self._call(read, timeout=self._list_timeout)
+
+    async def watch(
+        self,
+        kind: Kind,
+        *,
+        resource_version: str,
+        timeout_s: float,
+        namespace: str | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Changes of `kind` after `resource_version`, bookmarks included, until the server
+        ends the watch after `timeout_s` (see `bot.ports.cluster.WatchableCluster.watch`)."""
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(max(1, round(timeout_s)))),
+        ]
+        path = kind.path(namespace)
+
+        def open_response() -> StreamingResponse:
+            return self._open_stream(path, query, read_timeout=timeout_s + WATCH_READ_MARGIN_S)
+
+        events = follow(
+            open_response,
+            environment=self.name,
+            start_version=resource_version,
+            name=f"watch-{self.name}-{kind.spec.plural}-{random.randrange(16**4):04x}",
+            readers=self._readers,
+        )
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
 
     async def get(self, kind: Kind, name: str, *, namespace: str | None = None) -> Obj | None:
         path = f"{kind.path(namespace)}/{name}"
@@ -223,7 +284,11 @@ class ClusterGateway:
         return resolve(served)
 
     def _pages(
-        self, kind: Kind, reduce: Callable[[list[Obj]], T], namespace: str | None
+        self,
+        kind: Kind,
+        reduce: Callable[[list[Obj]], T],
+        namespace: str | None,
+        versions: list[str] | None = None,
     ) -> Iterator[T]:
         token: str | None = None
         while True:
@@ -232,9 +297,47 @@ class ClusterGateway:
                 query.append(("continue", token))
             page = self._get_json(kind.path(namespace), query, timeout=self._list_timeout)
             yield reduce(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
+            meta = page.get("metadata") or {}
+            if versions is not None and meta.get("resourceVersion"):
+                versions.append(str(meta["resourceVersion"]))
+            token = meta.get("continue")
             if not token:
                 return
+
+    def _watch_api(self) -> k8s.ApiClient:
+        with self._client_lock:
+            if self._watch_client is None:
+                self._watch_client = _load_client(self.env, pool_size=WATCH_POOL_SIZE)
+            return self._watch_client
+
+    def _open_stream(
+        self, path: str, query: list[tuple[str, str]], *, read_timeout: float
+    ) -> StreamingResponse:
+        """GET `path` and return the response unread, for a watch (runs in its thread)."""
+        api = self._watch_api()
+        try:
+            _, url, headers, _, _ = api.param_serialize(
+                method="GET",
+                resource_path=path,
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            response = api.call_api(
+                "GET",
+                url,
+                header_params=headers,
+                _request_timeout=(min(3.0, self._t), read_timeout),
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterUnavailable(self.name, _reason(exc)) from None
+        if response.status >= 400:
+            data: bytes = response.read()  # type: ignore[no-untyped-call]
+            if response.status == 410:
+                raise Expired(_message(data))
+            raise _translate(response.status, data, self.name, "WATCH", path)
+        stream: StreamingResponse = response.response
+        return stream
 
     def _get_json(
         self, path: str, query: list[tuple[str, str]] | None = None, *, timeout: float | None = None
@@ -285,7 +388,7 @@ class ClusterGateway:
         return json.loads(data) if data else {}
 
 
-def _load_client(env: Environment) -> k8s.ApiClient:
+def _load_client(env: Environment, *, pool_size: int = 8) -> k8s.ApiClient:
     try:
         if env.in_cluster:
             configuration = k8s.Configuration()
@@ -301,7 +404,7 @@ def _load_client(env: Environment) -> k8s.ApiClient:
     except (ConfigException, OSError) as exc:
         raise ClusterUnavailable(env.name, f"cannot load its kubeconfig: {exc}") from None
     configuration.retries = 0
-    configuration.connection_pool_maxsize = 8
+    configuration.connection_pool_maxsize = pool_size
     return k8s.ApiClient(configuration)
 
 
@@ -313,7 +416,13 @@ def _translate(status: int, data: bytes, env: str, method: str, path: str) -> Ex
     if status == 422:
         return Invalid(_message(data))
     if status in (401, 403):
-        verb = {"GET": "list", "POST": "create", "PATCH": "patch", "DELETE": "delete"}[method]
+        verb = {
+            "GET": "list",
+            "WATCH": "watch",
+            "POST": "create",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }[method]
         return ClusterForbidden(env, verb, path)
     return ClusterUnavailable(env, f"HTTP {status} from {path}")
 
