@@ -136,26 +136,21 @@ class StatusService:
         ladder: Ladder,
         stage_evidence: StageEvidenceSource | None = None,
         answer_within_s: Mapping[str, float] | None = None,
+        health: HealthSource | None = None,
+        last_backup: BackupSource | None = None,
     ) -> None:
         """`answer_within_s` bounds the read of each environment: a hung or very slow API
         server is reported as such while the others are shown (default: no bound beyond the
-        gateway's own timeouts)."""
+        gateway's own timeouts). `health` adds a Kyverno health line per environment to the
+        overview (the doctor's summary); `last_backup` the age of its last backup."""
         self._clusters = {c.name: c for c in clusters}
         self._budget = dict(answer_within_s or {})
         self._order = [c.name for c in clusters]
         self._clock = clock
         self._ladder = ladder
         self._stage_evidence = stage_evidence
-        self._health: HealthSource | None = None
-        self._last_backup: BackupSource | None = None
-
-    def use_health(self, source: HealthSource) -> None:
-        """Add a Kyverno health line per environment to the overview (set by the doctor)."""
-        self._health = source
-
-    def use_last_backup(self, source: BackupSource) -> None:
-        """Add the age of the last backup per environment to the overview (set by backups)."""
-        self._last_backup = source
+        self._health = health
+        self._last_backup = last_backup
 
     @property
     def environments(self) -> list[str]:

@@ -2,25 +2,17 @@
 
 The listener acknowledges at once (Slack allows 3 s, the Alertmanager call may take longer),
 then calls the silence service; whatever goes wrong after the ack is told to the person who
-clicked, ephemerally, with what to do, and never raised back into Bolt.
+clicked, ephemerally, with what to do (`handlers.listener` does that for every listener).
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
-
-from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot.alerts.silencing import SilenceService
 from bot.errors import BotError
-from bot.slack_api import SlackError
+from handlers.listener import Action, Click, Listeners
 from handlers.render.alerts import LINK_ACTION_PREFIX, SILENCE_ACTION_ID
-
-log = logging.getLogger(__name__)
 
 SILENCE_ACTIONS = re.compile(rf"^{re.escape(SILENCE_ACTION_ID)}(:[a-z0-9]+)?$")
 LINK_ACTIONS = re.compile(rf"^{re.escape(LINK_ACTION_PREFIX)}:")
@@ -32,42 +24,20 @@ UNEXPECTED = (
 )
 
 
-class EphemeralSender(Protocol):
-    async def post_ephemeral(
-        self, channel: str, user: str, text: str, blocks: Sequence[dict[str, Any]] | None = None
-    ) -> None: ...
-
-
 class AlertActions:
-    """Bound methods of this class are the Bolt listeners."""
+    """Bound methods of this class are the work behind the buttons."""
 
-    def __init__(self, *, service: SilenceService, slack: EphemeralSender) -> None:
+    def __init__(self, *, service: SilenceService) -> None:
         self._service = service
-        self._slack = slack
 
-    async def on_silence(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        user = body.get("user") or {}
-        user_id = str(user.get("id", ""))
-        user_name = str(user.get("username") or user.get("name") or user_id)
-        channel = _channel(body)
+    async def silence(self, click: Click) -> None:
         try:
-            message_id, duration = parse_silence_value(str(action.get("value", "")))
+            message_id, duration = parse_silence_value(click.value)
         except ValueError:
-            await self._tell(channel, user_id, MALFORMED)
-            return
-        try:
-            outcome = await self._service.silence(
-                message_id, duration, user_id=user_id, user_name=user_name
-            )
-        except BotError as err:
-            await self._tell(channel, user_id, err.user_message)
-            return
-        except Exception:
-            # The edge of the click: report, never raise into Bolt (it already answered 200).
-            log.exception("silencing from Slack failed", extra={"message_id": message_id})
-            await self._tell(channel, user_id, UNEXPECTED)
-            return
+            raise BotError(MALFORMED) from None
+        outcome = await self._service.silence(
+            message_id, duration, user_id=click.user, user_name=click.user_name
+        )
         silence = outcome.silence
         until = silence.until.strftime("%Y-%m-%d %H:%M UTC")
         if outcome.created:
@@ -77,20 +47,7 @@ class AlertActions:
             )
         else:
             text = f"Already silenced by @{silence.user_name} until {until}; nothing changed."
-        await self._tell(channel, user_id, text)
-
-    async def on_link(self, ack: AsyncAck) -> None:
-        """Link buttons open a URL in the browser; Slack still sends the click, which we ack."""
-        await ack()
-
-    async def _tell(self, channel: str | None, user: str, text: str) -> None:
-        if not channel or not user:
-            log.warning("cannot answer a click without channel and user")
-            return
-        try:
-            await self._slack.post_ephemeral(channel, user, text)
-        except SlackError:
-            log.warning("could not tell the user the outcome of a click", exc_info=True)
+        await click.tell(text)
 
 
 def parse_silence_value(value: str) -> tuple[int, str]:
@@ -101,16 +58,13 @@ def parse_silence_value(value: str) -> tuple[int, str]:
     return int(raw_id), duration
 
 
-def _channel(body: Mapping[str, Any]) -> str | None:
-    container = body.get("container") or {}
-    channel = body.get("channel") or {}
-    found = container.get("channel_id") or channel.get("id")
-    return str(found) if found else None
-
-
-def register(bolt: AsyncApp, *, service: SilenceService, slack: EphemeralSender) -> AlertActions:
-    """Register the alert message buttons on `bolt`."""
-    actions = AlertActions(service=service, slack=slack)
-    bolt.action(SILENCE_ACTIONS)(actions.on_silence)
-    bolt.action(LINK_ACTIONS)(actions.on_link)
-    return actions
+def listeners(*, service: SilenceService) -> Listeners:
+    """The Silence buttons; link buttons open a URL, and Slack still sends the click, which is
+    acknowledged and nothing more."""
+    actions = AlertActions(service=service)
+    return Listeners(
+        actions=(
+            Action(SILENCE_ACTIONS, "alert_silence", actions.silence, unexpected=UNEXPECTED),
+            Action(LINK_ACTIONS, "alert_link", None),
+        )
+    )

@@ -2,7 +2,7 @@
 
     relay = AlertRelay(settings=settings, database=db, slack=slack_api, audit=audit_trail)
     app.router.add_post("/alertmanager", relay.webhook_handler)
-    relay.register_actions(bolt)
+    listeners = relay.listeners()  # the Silence buttons, for the root to register
     await relay.start()        # after db.migrate(); starts the sender task
     ...
     await relay.stop()         # on shutdown, before closing the Slack adapter and the store
@@ -29,8 +29,10 @@ from bot.pacing import ChannelPacer
 from bot.settings import Settings
 from bot.slack_api import SlackApi
 from bot.store.database import Database
+from bot.tasks import TaskGroup
 from handlers import alert_actions
 from handlers.alertmanager import Handler, alertmanager_webhook
+from handlers.listener import Listeners, Plumbing
 from handlers.render.alerts import AlertLinks, AlertRenderer, ExtraActions
 
 log = logging.getLogger(__name__)
@@ -83,10 +85,16 @@ class AlertRelay:
         self.webhook_handler: Handler = alertmanager_webhook(
             token=token, max_body_bytes=config.max_body_bytes, sink=self.intake
         )
+        self._clicks = TaskGroup()
+
+    def listeners(self) -> Listeners:
+        """The `alert_silence` buttons (and the link buttons' acks)."""
+        return alert_actions.listeners(service=self.silencer)
 
     def register_actions(self, bolt: AsyncApp) -> None:
-        """Register the `alert_silence` buttons (and the link buttons' acks) on `bolt`."""
-        alert_actions.register(bolt, service=self.silencer, slack=self._slack)
+        """For the relay on its own (its tests): its buttons on `bolt`, their work on the
+        relay's task group, which `stop()` drains. The bot registers `listeners()` instead."""
+        Plumbing(tasks=self._clicks, slack=self._slack).mount(bolt, [self.listeners()])
 
     async def start(self) -> None:
         if not self._router.can_route_anything:
@@ -99,6 +107,7 @@ class AlertRelay:
     async def stop(self, *, drain_timeout_s: float = 10.0) -> None:
         """Send what is due within `drain_timeout_s`; anything left stays queued on disk."""
         try:
+            await self._clicks.drain(drain_timeout_s)
             await self.sender.stop(drain_timeout_s=drain_timeout_s)
         finally:
             if self._silences is not None:

@@ -13,20 +13,18 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
-
-from slack_bolt.async_app import AsyncApp
+from typing import TypeVar
 
 from bot.backup.bundle import EnvironmentBackup
 from bot.backup.evidence import previous_month
 from bot.backup.service import BackupReport, BackupService, EvidenceReport
+from bot.clock import Clock
 from bot.errors import BotError
-from bot.exceptions.history import ExceptionHistory
-from bot.exceptions.store import RequestStore
 from bot.scheduler import JobSpec
-from bot.services import Services
-from bot.slack_api import RateLimited, SlackError
-from handlers.commands import Answer, Invocation, Subcommand
+from bot.settings import BackupSettings
+from bot.slack_api import RateLimited, SlackApi, SlackError
+from bot.store.audit_trail import AuditTrail
+from handlers.listener import Action, Answer, Click, Invocation, Listeners, Reply, Subcommand
 from handlers.render import backup as render
 from handlers.render import kit
 
@@ -38,25 +36,21 @@ PLAN_ID = re.compile(r"^rp-[0-9a-f]{12}$")
 SLACK_ATTEMPTS = 4
 
 
-def build_backups(services: Services) -> BackupService:
-    """The backup service over the composition root's clients."""
-    return BackupService(
-        settings=services.settings,
-        clusters=services.clusters,
-        database=services.database,
-        audit=services.audit,
-        clock=services.clock,
-        roles=services.roles,
-        status=services.status,
-        exceptions=ExceptionHistory(RequestStore(services.database)),
-    )
-
-
 class BackupHandler:
-    def __init__(self, services: Services, backups: BackupService) -> None:
-        self._svc = services
+    def __init__(
+        self,
+        backups: BackupService,
+        *,
+        slack: SlackApi,
+        audit: AuditTrail,
+        clock: Clock,
+        reports: str | None,
+    ) -> None:
         self._backups = backups
-        self._reports = services.settings.slack.channels.reports
+        self._slack_api = slack
+        self._audit = audit
+        self._clock = clock
+        self._reports = reports
 
     # -- /policy backup ----------------------------------------------------------------
 
@@ -64,7 +58,7 @@ class BackupHandler:
         envs = self._backups.environments
         if inv.args == ("list",) and "list" not in envs:
             entries = await self._backups.catalog.recent(10)
-            return render.backups_list(entries, now=self._svc.clock.now())
+            return render.backups_list(entries, now=self._clock.now())
         if len(inv.args) > 1:
             raise BotError("Usage: `/policy backup [ENV|all]` (or `/policy backup list`).")
         chosen = envs
@@ -92,7 +86,7 @@ class BackupHandler:
         if self._reports:
             text, blocks = render.progress(states, by=by)
             ts = await self._slack(
-                lambda: self._svc.slack.post_message(self._reports or "", text, blocks),
+                lambda: self._slack_api.post_message(self._reports or "", text, blocks),
                 retry=True,
             )
 
@@ -103,7 +97,7 @@ class BackupHandler:
             text, blocks = render.progress(states, by=by)
             # Best effort: a rate-limited progress update is skipped, the summary follows.
             await self._slack(
-                lambda: self._svc.slack.update_message(self._reports or "", ts, text, blocks)
+                lambda: self._slack_api.update_message(self._reports or "", ts, text, blocks)
             )
 
         report = await self._backups.backup(
@@ -118,15 +112,15 @@ class BackupHandler:
         text, blocks = render.summary(report, by=by)
         if ts is None:
             ts = await self._slack(
-                lambda: self._svc.slack.post_message(channel, text, blocks), retry=True
+                lambda: self._slack_api.post_message(channel, text, blocks), retry=True
             )
         else:
             await self._slack(
-                lambda: self._svc.slack.update_message(channel, ts, text, blocks), retry=True
+                lambda: self._slack_api.update_message(channel, ts, text, blocks), retry=True
             )
         archive = await asyncio.to_thread(report.tarball)
         await self._slack(
-            lambda: self._svc.slack.upload_file(
+            lambda: self._slack_api.upload_file(
                 channel,
                 f"{report.id}.tar.gz",
                 archive,
@@ -147,7 +141,7 @@ class BackupHandler:
         counts = view.plan.counts
         if self._reports and counts["created"] + counts["changed"]:
             await self._slack(
-                lambda: self._svc.slack.post_message(
+                lambda: self._slack_api.post_message(
                     self._reports or "",
                     render.plan_title(view),
                     [*blocks, kit.context([f"Asked by <@{inv.user}>"])],
@@ -163,62 +157,30 @@ class BackupHandler:
             ]
         return render.plan_title(view), blocks
 
-    async def on_confirm(
-        self,
-        ack: Callable[..., Awaitable[None]],
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: Callable[..., Awaitable[Any]],
-    ) -> None:
-        await ack()
-        user = str((body.get("user") or {}).get("id", ""))
-        plan_id = str(action.get("value", ""))
-        container = body.get("container") or {}
-        channel = str(container.get("channel_id") or (body.get("channel") or {}).get("id", ""))
-        ts = str(container.get("message_ts", ""))
-        ephemeral = bool(container.get("is_ephemeral"))
-        self._svc.tasks.spawn(
-            self._confirm(user, plan_id, channel, ts, ephemeral, respond), name="restore_confirm"
-        )
-
-    async def _confirm(
-        self,
-        user: str,
-        plan_id: str,
-        channel: str,
-        ts: str,
-        ephemeral: bool,
-        respond: Callable[..., Awaitable[Any]],
-    ) -> None:
+    async def confirm(self, click: Click) -> None:
+        """The Restore button: restore, then show the outcome where the plan was."""
+        plan_id = click.value
         if not PLAN_ID.match(plan_id):
-            await respond(
-                text=":warning: That button does not carry a restore plan id.",
-                response_type="ephemeral",
-                replace_original=False,
-            )
-            return
+            raise BotError("That button does not carry a restore plan id.")
         try:
-            outcome = await self._backups.confirm_restore(plan_id, user=user)
-        except BotError as err:
-            await respond(
-                text=f":warning: {err.user_message}",
-                response_type="ephemeral",
-                replace_original=False,
+            outcome = await self._backups.confirm_restore(plan_id, user=click.user)
+        except BotError:
+            await self._audit.append(
+                actor=click.user, action="restore.confirm", outcome="refused", target=plan_id
             )
-            await self._svc.audit.append(
-                actor=user, action="restore.confirm", outcome="refused", target=plan_id
-            )
-            return
-        blocks = render.restored(outcome, user=user)
+            raise
+        assert click.respond is not None  # a button click always carries its response_url
+        blocks = render.restored(outcome, user=click.user)
         if outcome.already:
-            await respond(blocks=blocks, response_type="ephemeral", replace_original=False)
+            await click.respond(blocks=blocks, response_type="ephemeral", replace_original=False)
             return
         text = f"Restore {outcome.record.backup_id} into {outcome.record.environment}"
-        if ephemeral or not channel or not ts:
-            await respond(blocks=blocks, text=text, replace_original=True)
+        channel, ts = click.channel, click.message_ts
+        if click.ephemeral or not channel or not ts:
+            await click.respond(blocks=blocks, text=text, replace_original=True)
             return
         await self._slack(
-            lambda: self._svc.slack.update_message(channel, ts, text, blocks), retry=True
+            lambda: self._slack_api.update_message(channel, ts, text, blocks), retry=True
         )
 
     # -- /policy audit -----------------------------------------------------------------
@@ -230,7 +192,7 @@ class BackupHandler:
             anchors = len(await self._backups.catalog.published_heads())
             return render.verify(checked, anchors=anchors)
         if args[:1] == ("evidence",) and len(args) <= 2:
-            month = args[1] if len(args) == 2 else previous_month(self._svc.clock.now())
+            month = args[1] if len(args) == 2 else previous_month(self._clock.now())
             report = await self._backups.evidence(month, actor=inv.user)
             await self._publish_evidence(report, by=f"<@{inv.user}>")
             title, blocks = render.evidence(report, by=f"<@{inv.user}>")
@@ -252,10 +214,10 @@ class BackupHandler:
         channel = self._reports
         title, blocks = render.evidence(report, by=by)
         ts = await self._slack(
-            lambda: self._svc.slack.post_message(channel, title, blocks), retry=True
+            lambda: self._slack_api.post_message(channel, title, blocks), retry=True
         )
         await self._slack(
-            lambda: self._svc.slack.upload_file(
+            lambda: self._slack_api.upload_file(
                 channel,
                 f"evidence-{report.pack.month}.md",
                 report.pack.report,
@@ -282,36 +244,45 @@ class BackupHandler:
         return None
 
 
-def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
-    backups = build_backups(services)
-    handler = BackupHandler(services, backups)
-    bolt.action(render.CONFIRM_ACTION)(handler.on_confirm)
-    services.status.use_last_backup(backups.last_backup)
-    settings = services.settings.backup
-    if settings.cron and settings.targets:
-        services.scheduler.add(JobSpec("backup.nightly", handler.nightly, cron=settings.cron))
-    if settings.evidence_cron and settings.targets:
-        services.scheduler.add(
-            JobSpec("evidence.monthly", handler.monthly, cron=settings.evidence_cron)
-        )
-    return [
-        Subcommand(
-            "backup",
-            "backup [ENV|all]",
-            "back up policies, exceptions and Helm values now (`backup list`: recent backups)",
-            handler.backup_command,
-            interim="Backing up… progress in the reports channel",
+def listeners(
+    *,
+    backups: BackupService,
+    slack: SlackApi,
+    audit: AuditTrail,
+    clock: Clock,
+    reports: str | None,
+    schedule: BackupSettings,
+) -> Listeners:
+    handler = BackupHandler(backups, slack=slack, audit=audit, clock=clock, reports=reports)
+    jobs = []
+    if schedule.cron and schedule.targets:
+        jobs.append(JobSpec("backup.nightly", handler.nightly, cron=schedule.cron))
+    if schedule.evidence_cron and schedule.targets:
+        jobs.append(JobSpec("evidence.monthly", handler.monthly, cron=schedule.evidence_cron))
+    return Listeners(
+        subcommands=(
+            Subcommand(
+                "backup",
+                "backup [ENV|all]",
+                "back up policies, exceptions and Helm values now (`backup list`: recent backups)",
+                handler.backup_command,
+                interim="Backing up… progress in the reports channel",
+            ),
+            Subcommand(
+                "restore",
+                "restore BACKUP_ID ENV",
+                "dry-run a backup against an environment, then restore it (admins)",
+                handler.restore_command,
+            ),
+            Subcommand(
+                "audit",
+                "audit evidence [YYYY-MM] | audit verify",
+                "monthly evidence pack for auditors; check the audit trail's hash chain",
+                handler.audit_command,
+            ),
         ),
-        Subcommand(
-            "restore",
-            "restore BACKUP_ID ENV",
-            "dry-run a backup against an environment, then restore it (admins)",
-            handler.restore_command,
+        actions=(
+            Action(render.CONFIRM_ACTION, "restore_confirm", handler.confirm, reply=Reply.RESPOND),
         ),
-        Subcommand(
-            "audit",
-            "audit evidence [YYYY-MM] | audit verify",
-            "monthly evidence pack for auditors; check the audit trail's hash chain",
-            handler.audit_command,
-        ),
-    ]
+        jobs=tuple(jobs),
+    )

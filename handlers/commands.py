@@ -8,52 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
-
-from bot.errors import BotError
-from bot.services import Services
+from bot.metrics import Metrics
+from bot.store.audit_trail import AuditTrail
+from handlers.listener import Answer, Invocation, Outcome, Plumbing, Respond, Subcommand
 from handlers.render import kit, messages
 from handlers.render.help import Entry, closest, help_message
 
 log = logging.getLogger(__name__)
 
-Respond = Callable[..., Awaitable[Any]]
-Blocks = list[dict[str, Any]]
-Answer = Blocks | tuple[str, Blocks] | None
-"""What a subcommand answers: blocks, or (notification text, blocks), or None."""
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """A parsed `/policy` command: who, where, which subcommand and its arguments."""
-
-    user: str
-    channel: str
-    text: str
-    sub: str
-    args: tuple[str, ...]
-    trigger_id: str = ""
-    response_url: str = ""
-
-
-@dataclass(frozen=True)
-class Subcommand:
-    """One `/policy` subcommand.
-
-    `run` returns the blocks of the ephemeral answer, or None when it answered by other
-    means (a modal, a channel message). `interim` is shown at once while it runs (the ack);
-    None acks silently, for subcommands that open a modal.
-    """
-
-    name: str
-    usage: str
-    summary: str
-    run: Callable[[Invocation], Awaitable[Answer]]
-    interim: str | None = "Reading {what}…"
+__all__ = ["Answer", "Invocation", "PolicyCommand", "Subcommand", "parse"]
 
 
 def parse(command: dict[str, Any]) -> Invocation:
@@ -72,9 +38,24 @@ def parse(command: dict[str, Any]) -> Invocation:
 
 
 class PolicyCommand:
-    def __init__(self, services: Services, subcommands: list[Subcommand]) -> None:
-        self._svc = services
-        self._subcommands = {s.name: s for s in subcommands}
+    """The `/policy` listener: help and unknown subcommands are answered in the ack; the
+    others acknowledge with their interim line and answer through `respond()` when done."""
+
+    def __init__(
+        self,
+        subcommands: Sequence[Subcommand],
+        *,
+        plumbing: Plumbing,
+        environments: Sequence[str],
+        audit: AuditTrail,
+        metrics: Metrics,
+    ) -> None:
+        help_command = Subcommand("help", "help", "this list", _no_answer, interim=None)
+        self._subcommands = {s.name: s for s in [*subcommands, help_command]}
+        self._plumbing = plumbing
+        self._environments = list(environments)
+        self._audit_trail = audit
+        self._metrics = metrics
 
     async def on_command(
         self, ack: Callable[..., Awaitable[None]], command: dict[str, Any], respond: Respond
@@ -86,12 +67,35 @@ class PolicyCommand:
             await ack(text=text, blocks=blocks, response_type="ephemeral")
             await self._audit(inv, "help" if inv.sub == "help" else "unknown")
             return
-        if handler.interim is None:
-            await ack()
-        else:
-            interim = handler.interim.format(what=f"`{inv.sub}`")
-            await ack(text=f":hourglass_flowing_sand: {interim}", response_type="ephemeral")
-        self._svc.tasks.spawn(self._answer(handler, inv, respond), name=f"command:{inv.sub}")
+        interim = handler.interim
+
+        async def acknowledge() -> None:
+            if interim is None:
+                await ack()
+            else:
+                line = interim.format(what=f"`{inv.sub}`")
+                await ack(text=f":hourglass_flowing_sand: {line}", response_type="ephemeral")
+
+        async def warn(text: str) -> None:
+            await respond(text=f":warning: {text}", response_type="ephemeral")
+
+        started = time.monotonic()
+
+        async def settle(outcome: Outcome) -> None:
+            self._metrics.command_seconds.labels(inv.sub).observe(time.monotonic() - started)
+            self._metrics.commands.labels(inv.sub, outcome.value).inc()
+            await self._audit(inv, outcome.value)
+
+        await self._plumbing.handle(
+            ack=acknowledge,
+            user=inv.user,
+            role=handler.role,
+            work=lambda: self._answer(handler, inv, respond),
+            tell=warn,
+            unexpected=messages.UNEXPECTED.format(text=inv.text[:100]),
+            name=f"command:{inv.sub}",
+            settle=settle,
+        )
 
     def _help(self, inv: Invocation) -> tuple[str, list[dict[str, Any]]]:
         if inv.sub == "help":
@@ -104,35 +108,17 @@ class PolicyCommand:
             if guess is not None:
                 problem += " " + messages.DID_YOU_MEAN.format(sub=guess)
         entries = [Entry(s.name, s.usage, s.summary) for s in self._subcommands.values()]
-        return help_message(entries, environments=self._svc.status.environments, problem=problem)
+        return help_message(entries, environments=self._environments, problem=problem)
 
     async def _answer(self, handler: Subcommand, inv: Invocation, respond: Respond) -> None:
-        started = time.monotonic()
-        outcome = "ok"
-        try:
-            answer = await handler.run(inv)
-            if answer is not None:
-                text, blocks = (
-                    answer if isinstance(answer, tuple) else (f"/policy {inv.text}", answer)
-                )
-                await respond(blocks=blocks, text=text, response_type="ephemeral")
-        except BotError as err:
-            outcome = "error"
-            await respond(text=f":warning: {err.user_message}", response_type="ephemeral")
-        except Exception:
-            outcome = "crash"
-            log.exception("command failed", extra={"sub": inv.sub})
-            await respond(
-                text=messages.UNEXPECTED.format(text=inv.text[:100]), response_type="ephemeral"
-            )
-        finally:
-            self._svc.metrics.command_seconds.labels(inv.sub).observe(time.monotonic() - started)
-            self._svc.metrics.commands.labels(inv.sub, outcome).inc()
-            await self._audit(inv, outcome)
+        answer = await handler.run(inv)
+        if answer is not None:
+            text, blocks = answer if isinstance(answer, tuple) else (f"/policy {inv.text}", answer)
+            await respond(blocks=blocks, text=text, response_type="ephemeral")
 
     async def _audit(self, inv: Invocation, outcome: str) -> None:
         try:
-            await self._svc.audit.append(
+            await self._audit_trail.append(
                 actor=inv.user,
                 action=f"command.{inv.sub if inv.sub.isalpha() else 'unknown'}"[:64],
                 outcome=outcome,
@@ -140,12 +126,6 @@ class PolicyCommand:
             )
         except Exception:
             log.exception("audit append failed", extra={"sub": inv.sub})
-
-
-def register(bolt: AsyncApp, services: Services, subcommands: list[Subcommand]) -> None:
-    help_command = Subcommand("help", "help", "this list", _no_answer, interim=None)
-    command = PolicyCommand(services, [*subcommands, help_command])
-    bolt.command("/policy")(command.on_command)
 
 
 async def _no_answer(inv: Invocation) -> None:

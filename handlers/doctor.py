@@ -5,14 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from slack_bolt.async_app import AsyncApp
-
 from bot.doctor.service import DoctorService
 from bot.errors import BotError
-from bot.ports.helm_values import BackupValues
-from bot.services import Services
-from handlers.backup import build_backups
-from handlers.commands import Answer, Invocation, Subcommand
+from handlers.listener import Answer, Invocation, Listeners, Subcommand
 from handlers.render import doctor as render
 from handlers.render import kit
 
@@ -41,29 +36,16 @@ class DoctorHandler:
         return render.report(await self._doctor.examine(args[0]))
 
 
-def build_doctor(services: Services, *, backups: BackupValues | None = None) -> DoctorService:
-    settings = services.settings
-    return DoctorService(
-        list(services.clusters.values()),
-        exceptions_namespace=settings.exceptions.namespace,
-        releases={r.name: r.namespace for r in settings.backup.helm_releases},
-        backups=backups,
-        answer_within_s=services.answer_within_s,
-    )
-
-
-def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
-    # The drift check reads the last backup's Helm values through the backup service.
-    backups = build_backups(services) if services.settings.backup.targets else None
-    doctor = build_doctor(services, backups=backups)
-    services.status.use_health(doctor.summary)
+def listeners(*, doctor: DoctorService) -> Listeners:
     handler = DoctorHandler(doctor)
-    return [
-        Subcommand(
-            "doctor",
-            "doctor [ENV]",
-            "Kyverno health checked against the runbook: replicas, resources, exceptions, "
-            "resource filters, Helm history",
-            handler.command,
+    return Listeners(
+        subcommands=(
+            Subcommand(
+                "doctor",
+                "doctor [ENV]",
+                "Kyverno health checked against the runbook: replicas, resources, exceptions, "
+                "resource filters, Helm history",
+                handler.command,
+            ),
         )
-    ]
+    )

@@ -18,12 +18,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.alerts import labels as alert_labels
-from bot.alerts.outbox import Outbox
 from bot.alerts.state import AlertGroup, environment_of
+from bot.clock import Clock
 from bot.errors import BotError
 from bot.exceptions.lifecycle import Lifecycle
 from bot.exceptions.model import (
@@ -37,21 +36,29 @@ from bot.exceptions.model import (
 from bot.exceptions.ports import Event
 from bot.exceptions.register import exception_register
 from bot.exceptions.service import MAX_REASON, MIN_REASON, ExceptionService
-from bot.exceptions.store import RequestStore
 from bot.exceptions.validation import Field, InputErrors, ModalInput, parse_input
-from bot.jira.adapter import JiraTickets
 from bot.notices.outbox import NoticeOutbox
 from bot.scheduler import JobSpec
-from bot.services import Services
+from bot.settings import Settings
 from bot.slack_api import SlackApi, SlackError
-from handlers.commands import Invocation, Subcommand
+from bot.store.audit_trail import AuditTrail
+from handlers.listener import (
+    Accepted,
+    Action,
+    Click,
+    FieldErrors,
+    Invocation,
+    Listeners,
+    Refused,
+    Reply,
+    Subcommand,
+    View,
+)
 from handlers.render import exceptions as render
 from handlers.render import kit
 
 log = logging.getLogger(__name__)
 
-Ack = Callable[..., Awaitable[None]]
-Body = dict[str, Any]
 
 POLICY_CHOICES_WITHIN_S = 1.5
 """The modal must open within Slack's ~3 s trigger window; listing policies gets half."""
@@ -67,6 +74,11 @@ UNEXPECTED = (
 TRIGGER_EXPIRED = (
     "Slack's window for opening the form passed before the bot could open it. "
     "Run the command (or click the button) again."
+)
+NOT_FILED = ":warning: Your exception request was not filed: {problem}"
+MAY_NOT_BE_FILED = (
+    ":warning: Your exception request may not have been filed: the bot hit an "
+    "error (it has been logged). Check the approvals channel before trying again."
 )
 NO_APPROVALS_CHANNEL = (
     "No approvals channel is configured (`slack.channels.approvals`), so exception requests "
@@ -175,21 +187,28 @@ AlertLookup = Callable[[int], Awaitable[AlertGroup | None]]
 
 
 class ExceptionHandlers:
-    """Bound methods of this class are the Bolt listeners and the scheduled jobs."""
+    """Bound methods of this class are the listeners' work and the scheduled jobs."""
 
     def __init__(
         self,
-        services: Services,
         *,
         service: ExceptionService,
         lifecycle: Lifecycle,
         alerts: AlertLookup,
+        slack: SlackApi,
+        audit: AuditTrail,
+        clock: Clock,
+        settings: Settings,
+        answer_within_s: Mapping[str, float],
     ) -> None:
-        self._svc = services
         self.service = service
         self.lifecycle = lifecycle
         self._alerts = alerts
-        self._settings = services.settings
+        self._slack = slack
+        self._audit = audit
+        self._clock = clock
+        self._settings = settings
+        self._answer_within_s = answer_within_s
 
     # -- `/policy exception [POLICY]` ------------------------------------------------------
 
@@ -240,7 +259,7 @@ class ExceptionHandlers:
     async def _open(self, trigger_id: str, view: dict[str, Any]) -> bool:
         try:
             async with asyncio.timeout(self._settings.slack.timeout_s):
-                await self._svc.slack.web_client.views_open(trigger_id=trigger_id, view=view)
+                await self._slack.web_client.views_open(trigger_id=trigger_id, view=view)
         except SlackApiError as err:
             log.warning("views.open refused", extra={"error": err.response.get("error")})
             return False
@@ -251,10 +270,10 @@ class ExceptionHandlers:
 
     # -- the request modal ------------------------------------------------------------------
 
-    async def on_request_submit(self, ack: Ack, body: Body, view: Body) -> None:
-        user = _user(body)
-        meta = _metadata(view)
-        raw = read_modal((view.get("state") or {}).get("values") or {}, meta.get("r"))
+    async def check_request(self, click: Click) -> FieldErrors | Refused | Accepted:
+        """The form's input at once and, for about 2 s, the policy against the cluster."""
+        meta = _metadata(click.view)
+        raw = read_modal((click.view.get("state") or {}).get("values") or {}, meta.get("r"))
         try:
             draft = parse_input(
                 raw,
@@ -262,26 +281,26 @@ class ExceptionHandlers:
                 max_days=self._settings.exceptions.max_days,
             )
         except InputErrors as err:
-            await ack(response_action="errors", errors=err.errors)
-            await self._audit_invalid(user, err.errors)
-            return
+            return self._invalid(click.user, err.errors)
         check = asyncio.ensure_future(_outcome(self.service.verify(draft)))
         done, _ = await asyncio.wait({check}, timeout=VERIFY_WITHIN_S)
         if done:
             result = check.result()
             if isinstance(result, InputErrors):
-                await ack(response_action="errors", errors=result.errors)
-                await self._audit_invalid(user, result.errors)
-                return
+                return self._invalid(click.user, result.errors)
             if isinstance(result, BotError):
-                await ack(response_action="errors", errors={Field.ENVIRONMENT: _plain(result)})
-                await self._audit_invalid(user, {Field.ENVIRONMENT: result.user_message})
-                return
-        await ack()
+                return Refused(
+                    {Field.ENVIRONMENT: _plain(result)},
+                    then=lambda: self._audit_invalid(
+                        click.user, {Field.ENVIRONMENT: result.user_message}
+                    ),
+                )
         channel = meta.get("c") or None
-        self._svc.tasks.spawn(
-            self._file(check, draft, user=user, channel=channel), name="exception_request"
-        )
+
+        async def file(answered: Click) -> None:
+            await self._file(check, draft, user=answered.user, channel=channel)
+
+        return Accepted(file)  # answered by direct message: the modal has no channel
 
     async def _file(
         self,
@@ -293,30 +312,21 @@ class ExceptionHandlers:
     ) -> None:
         result = await check
         if isinstance(result, InputErrors):
-            problems = kit.escape("; ".join(result.errors.values()))
-            await self._dm(user, f":warning: Your exception request was not filed: {problems}")
             await self._audit_invalid(user, result.errors)
-            return
+            raise BotError(NOT_FILED.format(problem=kit.escape("; ".join(result.errors.values()))))
         if isinstance(result, BaseException):
             text = result.user_message if isinstance(result, BotError) else UNEXPECTED
-            await self._dm(user, f":warning: Your exception request was not filed: {text}")
-            return
+            raise BotError(NOT_FILED.format(problem=text))
         try:
             await self.service.file(draft, result, requester=user, channel=channel)
         except BotError as err:
-            await self._dm(
-                user, f":warning: Your exception request was not filed: {err.user_message}"
-            )
-        except Exception:
-            log.exception("filing an exception request failed")
-            await self._dm(
-                user,
-                ":warning: Your exception request may not have been filed: the bot hit an "
-                "error (it has been logged). Check the approvals channel before trying again.",
-            )
+            raise BotError(NOT_FILED.format(problem=err.user_message)) from err
+
+    def _invalid(self, user: str, errors: Mapping[str, str]) -> Refused:
+        return Refused(errors, then=lambda: self._audit_invalid(user, errors))
 
     async def _audit_invalid(self, user: str, errors: Mapping[str, str]) -> None:
-        await self._svc.audit.append(
+        await self._audit.append(
             actor=user,
             action="exception.request",
             outcome="invalid",
@@ -325,83 +335,45 @@ class ExceptionHandlers:
 
     # -- Approve / Deny ------------------------------------------------------------------------
 
-    async def on_approve(self, ack: Ack, body: Body, action: Body) -> None:
-        await ack()
-        self._svc.tasks.spawn(self._approve(body, action), name="exception_approve")
+    async def approve(self, click: Click) -> None:
+        await self.service.approve(_request_id(click), approver=click.user)
 
-    async def _approve(self, body: Body, action: Body) -> None:
-        clicked = await self._clicked(body, action)
-        if clicked is None:
-            return
-        user, channel, rid = clicked
-        await self._guarded(channel, user, self.service.approve(rid, approver=user))
+    async def deny(self, click: Click) -> None:
+        """Open the reason form, after checking the clicker may deny at all."""
+        request = await self.service.check_can_deny(_request_id(click), user=click.user)
+        if not await self._open(click.trigger_id, render.deny_modal(request)):
+            raise BotError(TRIGGER_EXPIRED)
 
-    async def on_deny(self, ack: Ack, body: Body, action: Body) -> None:
-        await ack()
-        self._svc.tasks.spawn(self._deny_form(body, action), name="exception_deny")
-
-    async def _deny_form(self, body: Body, action: Body) -> None:
-        clicked = await self._clicked(body, action)
-        if clicked is None:
-            return
-        user, channel, rid = clicked
-        try:
-            request = await self.service.check_can_deny(rid, user=user)
-        except BotError as err:
-            await self._tell(channel, user, err.user_message)
-            return
-        if not await self._open(str(body.get("trigger_id", "")), render.deny_modal(request)):
-            await self._tell(channel, user, TRIGGER_EXPIRED)
-
-    async def on_deny_submit(self, ack: Ack, body: Body, view: Body) -> None:
-        user = _user(body)
-        rid = parse_request_id(str(view.get("private_metadata", "")))
-        values = (view.get("state") or {}).get("values") or {}
+    async def check_deny(self, click: Click) -> FieldErrors | Refused | Accepted:
+        rid = parse_request_id(click.value)
+        values = (click.view.get("state") or {}).get("values") or {}
         reason = str(
             ((values.get(render.REASON_BLOCK) or {}).get(render.REASON_BLOCK) or {}).get("value")
             or ""
         ).strip()
         if rid is None:
-            await ack(response_action="errors", errors={render.REASON_BLOCK: MALFORMED})
-            return
+            return {render.REASON_BLOCK: MALFORMED}
         if not MIN_REASON <= len(reason) <= MAX_REASON:
-            await ack(
-                response_action="errors",
-                errors={
-                    render.REASON_BLOCK: (
-                        f"Give the requester a reason ({MIN_REASON} to {MAX_REASON} characters)."
-                    )
-                },
-            )
-            return
+            return {
+                render.REASON_BLOCK: (
+                    f"Give the requester a reason ({MIN_REASON} to {MAX_REASON} characters)."
+                )
+            }
         try:
-            request = await self.service.check_can_deny(rid, user=user)
+            request = await self.service.check_can_deny(rid, user=click.user)
         except BotError as err:
-            await ack(response_action="errors", errors={render.REASON_BLOCK: _plain(err)})
-            return
-        await ack()
-        channel = request.approval_channel
-        self._svc.tasks.spawn(
-            self._guarded(channel, user, self.service.deny(rid, approver=user, reason=reason)),
-            name="exception_deny_reason",
-        )
+            return {render.REASON_BLOCK: _plain(err)}
+
+        async def deny(answered: Click) -> None:
+            await self.service.deny(rid, approver=answered.user, reason=reason)
+
+        return Accepted(deny, channel=request.approval_channel)
 
     # -- Renew, Keep, Revoke --------------------------------------------------------------------
 
-    async def on_renew(self, ack: Ack, body: Body, action: Body) -> None:
-        await ack()
-        self._svc.tasks.spawn(self._renew(body, action), name="exception_renew")
-
-    async def _renew(self, body: Body, action: Body) -> None:
-        clicked = await self._clicked(body, action)
-        if clicked is None:
-            return
-        user, channel, rid = clicked
-        try:
-            old = await self.lifecycle.renewal(rid, user=user)
-        except BotError as err:
-            await self._tell(channel, user, err.user_message)
-            return
+    async def renew(self, click: Click) -> None:
+        rid = _request_id(click)
+        old = await self.lifecycle.renewal(rid, user=click.user)
         scope = old.scope
         prefill = render.Prefill(
             environment=old.environment,
@@ -414,51 +386,38 @@ class ExceptionHandlers:
             jira_key=old.ticket or old.jira_key or "",
             days=old.days,
         )
-        trigger = str(body.get("trigger_id", ""))
-        if not await self._open_request_modal(trigger, prefill, channel=channel, renewal_of=rid):
-            await self._tell(channel, user, TRIGGER_EXPIRED)
+        if not await self._open_request_modal(
+            click.trigger_id, prefill, channel=click.channel, renewal_of=rid
+        ):
+            raise BotError(TRIGGER_EXPIRED)
 
-    async def on_keep(self, ack: Ack, body: Body, action: Body) -> None:
-        await ack()
-        self._svc.tasks.spawn(self._review_decision(body, action, keep=True), name="exception_keep")
+    async def keep(self, click: Click) -> None:
+        await self._review_decision(click, keep=True)
 
-    async def on_revoke(self, ack: Ack, body: Body, action: Body) -> None:
-        await ack()
-        self._svc.tasks.spawn(
-            self._review_decision(body, action, keep=False), name="exception_revoke"
-        )
+    async def revoke(self, click: Click) -> None:
+        await self._review_decision(click, keep=False)
 
-    async def _review_decision(self, body: Body, action: Body, *, keep: bool) -> None:
-        clicked = await self._clicked(body, action)
-        if clicked is None:
-            return
-        user, channel, rid = clicked
-        ts = str((body.get("container") or {}).get("message_ts") or "")
+    async def _review_decision(self, click: Click, *, keep: bool) -> None:
+        rid = _request_id(click)
+        channel, ts = click.channel, click.message_ts
         review_id = (
             await self.service.store.review_of_message(channel, ts) if channel and ts else None
         )
         decide = self.lifecycle.keep if keep else self.lifecycle.revoke
-        await self._guarded(channel, user, decide(rid, user=user, review_id=review_id))
+        await decide(rid, user=click.user, review_id=review_id)
 
     # -- the alert relay's Request exception button --------------------------------------------
 
-    async def on_alert_request(self, ack: Ack, body: Body, action: Body) -> None:
-        await ack()
-        self._svc.tasks.spawn(self._alert_request(body, action), name="alert_request_exception")
-
-    async def _alert_request(self, body: Body, action: Body) -> None:
-        user, channel = _user(body), _channel(body)
-        raw = str(action.get("value", ""))
+    async def alert_request(self, click: Click) -> None:
+        raw = click.value
         group = await self._alerts(int(raw)) if raw.isdigit() and len(raw) < 19 else None
         if group is None:
-            await self._tell(
-                channel, user, "This alert is no longer known to the bot; use `/policy exception`."
-            )
-            return
+            raise BotError("This alert is no longer known to the bot; use `/policy exception`.")
         prefill = prefill_from_alert(group, [e.name for e in self._settings.environments])
-        trigger = str(body.get("trigger_id", ""))
-        if not await self._open_request_modal(trigger, prefill, channel=channel, renewal_of=None):
-            await self._tell(channel, user, TRIGGER_EXPIRED)
+        if not await self._open_request_modal(
+            click.trigger_id, prefill, channel=click.channel, renewal_of=None
+        ):
+            raise BotError(TRIGGER_EXPIRED)
 
     # -- `/policy exceptions [ENV]` ------------------------------------------------------------
 
@@ -469,57 +428,30 @@ class ExceptionHandlers:
         if environment is not None and len(environment) > 63:
             raise BotError("That is not an environment name; `/policy status` lists them.")
         register = await exception_register(
-            self.service, environment, answer_within_s=self._svc.answer_within_s
+            self.service, environment, answer_within_s=self._answer_within_s
         )
         return render.register_blocks(
-            register, now=self._svc.clock.now(), jira=_jira_view(self.service)
+            register, now=self._clock.now(), jira=_jira_view(self.service)
         )
 
     # -- scheduled jobs -----------------------------------------------------------------------
 
     async def expiry_job(self, slot: datetime) -> None:
-        await self.lifecycle.sweep(self._svc.clock.now())
+        await self.lifecycle.sweep(self._clock.now())
 
     async def reminder_job(self, slot: datetime) -> None:
-        await self.lifecycle.remind(self._svc.clock.now())
+        await self.lifecycle.remind(self._clock.now())
 
     async def review_job(self, slot: datetime) -> None:
-        await self.lifecycle.start_review(self._svc.clock.now())
+        await self.lifecycle.start_review(self._clock.now())
 
-    # -- plumbing ------------------------------------------------------------------------------
 
-    async def _guarded(self, channel: str | None, user: str, work: Awaitable[Any]) -> None:
-        try:
-            await work
-        except BotError as err:
-            await self._tell(channel, user, err.user_message)
-        except Exception:
-            log.exception("exception action failed")
-            await self._tell(channel, user, UNEXPECTED)
-
-    async def _clicked(self, body: Body, action: Body) -> tuple[str, str | None, RequestId] | None:
-        """Who clicked where, and the request id the button carries; a forged or garbled
-        value is answered (ephemerally) here and gives None."""
-        user, channel = _user(body), _channel(body)
-        rid = parse_request_id(str(action.get("value", "")))
-        if rid is None:
-            await self._tell(channel, user, MALFORMED)
-            return None
-        return user, channel, rid
-
-    async def _tell(self, channel: str | None, user: str, text: str) -> None:
-        if not user:
-            return
-        try:
-            if channel:
-                await self._svc.slack.post_ephemeral(channel, user, text)
-            else:
-                await self._svc.slack.post_message(user, text)
-        except SlackError:
-            log.warning("could not tell the user the outcome of a click", exc_info=True)
-
-    async def _dm(self, user: str, text: str) -> None:
-        await self._tell(None, user, text)
+def _request_id(click: Click) -> RequestId:
+    """The request id the button carries; a forged or garbled value is refused."""
+    rid = parse_request_id(click.value)
+    if rid is None:
+        raise BotError(MALFORMED)
+    return rid
 
 
 def read_modal(values: Mapping[str, Any], renewal_of: str | None) -> ModalInput:
@@ -585,17 +517,6 @@ def _plain(err: BotError) -> str:
     return err.user_message.replace("*", "").replace("`", "")
 
 
-def _user(body: Mapping[str, Any]) -> str:
-    return str((body.get("user") or {}).get("id", ""))
-
-
-def _channel(body: Mapping[str, Any]) -> str | None:
-    container = body.get("container") or {}
-    channel = body.get("channel") or {}
-    found = container.get("channel_id") or channel.get("id")
-    return str(found) if found else None
-
-
 def _metadata(view: Mapping[str, Any]) -> dict[str, str]:
     try:
         data = json.loads(str(view.get("private_metadata") or "{}"))
@@ -611,66 +532,56 @@ def _jira_view(service: ExceptionService) -> render.JiraView | None:
     return render.JiraView(project=tickets.project, url=tickets.browse_url)
 
 
-def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
-    """Build the exception service, register its listeners and jobs; return its subcommands."""
-    settings = services.settings
-    tickets = JiraTickets(settings.jira) if settings.jira is not None else None
-    if tickets is not None:
-        services.on_close.append(tickets.close)
-    jira_view = (
-        render.JiraView(project=tickets.project, url=tickets.browse_url) if tickets else None
-    )
-    notifier = SlackNotifier(
-        slack=services.slack,
-        notices=services.notices,
-        channel=settings.slack.channels.approvals,
-        jira=jira_view,
-    )
-    service = ExceptionService(
-        settings=settings.exceptions,
-        store=RequestStore(services.database),
-        clusters=services.clusters,
-        tickets=tickets,
-        roles=services.roles,
-        audit=services.audit,
-        notifier=notifier,
-        clock=services.clock,
-    )
-    lifecycle = Lifecycle(
-        service,
-        close_transitions=settings.jira.close_transitions if settings.jira else (),
-    )
-    # Read-only use of the relay's message index, to prefill from an alert's labels.
-    outbox = Outbox(services.database, clock=services.clock)
-    handlers = ExceptionHandlers(services, service=service, lifecycle=lifecycle, alerts=outbox.get)
+def listeners(handlers: ExceptionHandlers, *, sweep_every_s: float, review_cron: str) -> Listeners:
+    """The exception requests' commands, buttons, modals and jobs."""
 
-    bolt.view(render.REQUEST_CALLBACK)(handlers.on_request_submit)
-    bolt.view(render.DENY_CALLBACK)(handlers.on_deny_submit)
-    bolt.action(render.APPROVE_ACTION)(handlers.on_approve)
-    bolt.action(render.DENY_ACTION)(handlers.on_deny)
-    bolt.action(render.RENEW_ACTION)(handlers.on_renew)
-    bolt.action(render.KEEP_ACTION)(handlers.on_keep)
-    bolt.action(render.REVOKE_ACTION)(handlers.on_revoke)
-    bolt.action(render.ALERT_ACTION)(handlers.on_alert_request)
+    def button(action_id: str, name: str, run: Callable[[Click], Awaitable[None]]) -> Action:
+        return Action(action_id, name, run, reply=Reply.EPHEMERAL_OR_DM, unexpected=UNEXPECTED)
 
-    every = float(settings.exceptions.sweep_every_s)
-    services.scheduler.add(JobSpec("exceptions.expiry", handlers.expiry_job, every_s=every))
-    services.scheduler.add(JobSpec("exceptions.reminders", handlers.reminder_job, every_s=every))
-    services.scheduler.add(
-        JobSpec("exceptions.review", handlers.review_job, cron=settings.exceptions.review_cron)
+    def modal(
+        callback_id: str,
+        name: str,
+        check: Callable[[Click], Awaitable[FieldErrors | Refused | Accepted]],
+        unexpected: str,
+    ) -> View:
+        return View(callback_id, name, check, reply=Reply.EPHEMERAL_OR_DM, unexpected=unexpected)
+
+    return Listeners(
+        subcommands=(
+            Subcommand(
+                "exception",
+                "exception [POLICY]",
+                "request a PolicyException (opens a form; approvers decide)",
+                handlers.command_exception,
+                interim=None,
+            ),
+            Subcommand(
+                "exceptions",
+                "exceptions [ENV]",
+                "active exceptions, and PolicyExceptions in clusters the bot did not create",
+                handlers.command_exceptions,
+            ),
+        ),
+        actions=(
+            button(render.APPROVE_ACTION, "exception_approve", handlers.approve),
+            button(render.DENY_ACTION, "exception_deny", handlers.deny),
+            button(render.RENEW_ACTION, "exception_renew", handlers.renew),
+            button(render.KEEP_ACTION, "exception_keep", handlers.keep),
+            button(render.REVOKE_ACTION, "exception_revoke", handlers.revoke),
+            button(render.ALERT_ACTION, "alert_request_exception", handlers.alert_request),
+        ),
+        views=(
+            modal(
+                render.REQUEST_CALLBACK,
+                "exception_request",
+                handlers.check_request,
+                MAY_NOT_BE_FILED,
+            ),
+            modal(render.DENY_CALLBACK, "exception_deny_reason", handlers.check_deny, UNEXPECTED),
+        ),
+        jobs=(
+            JobSpec("exceptions.expiry", handlers.expiry_job, every_s=sweep_every_s),
+            JobSpec("exceptions.reminders", handlers.reminder_job, every_s=sweep_every_s),
+            JobSpec("exceptions.review", handlers.review_job, cron=review_cron),
+        ),
     )
-    return [
-        Subcommand(
-            "exception",
-            "exception [POLICY]",
-            "request a PolicyException (opens a form; approvers decide)",
-            handlers.command_exception,
-            interim=None,
-        ),
-        Subcommand(
-            "exceptions",
-            "exceptions [ENV]",
-            "active exceptions, and PolicyExceptions in clusters the bot did not create",
-            handlers.command_exceptions,
-        ),
-    ]

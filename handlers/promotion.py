@@ -12,21 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
-
 from bot.errors import BotError
-from bot.kube.gateway import ClusterGateway
 from bot.policy_ref import parse_policy_ref
-from bot.promotion.config import load_promotion_config
 from bot.promotion.plan import Plan
-from bot.promotion.records import PromotionStore
 from bot.promotion.service import Applied, PromotionService, Superseded
-from bot.services import Services
-from bot.slack_api import RateLimited, SlackError
-from handlers.commands import Invocation, Subcommand
+from bot.slack_api import RateLimited, SlackApi, SlackError
+from handlers.listener import (
+    Accepted,
+    Action,
+    Click,
+    FieldErrors,
+    Invocation,
+    Listeners,
+    Subcommand,
+    View,
+)
 from handlers.render import kit
 from handlers.render import promotion as render
 
@@ -42,13 +45,11 @@ UNEXPECTED = (
     "Check `/policy status POLICY` before trying again."
 )
 
-Ack = Callable[..., Awaitable[None]]
-
 
 class PromotionHandler:
-    def __init__(self, services: Services, service: PromotionService) -> None:
-        self._svc = services
+    def __init__(self, service: PromotionService, *, slack: SlackApi) -> None:
         self._promotion = service
+        self._slack = slack
 
     # -- commands ----------------------------------------------------------------------
 
@@ -88,96 +89,55 @@ class PromotionHandler:
 
     # -- buttons and the modal ---------------------------------------------------------
 
-    async def on_confirm(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        user, channel, plan_id = _click(body, action)
-        self._svc.tasks.spawn(self._confirm(user, channel, plan_id), name="promote_confirm")
+    async def confirm(self, click: Click) -> None:
+        outcome = await self._promotion.confirm(_plan_id(click), user=click.user)
+        await self._settle(outcome, click)
 
-    async def on_cancel(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        user, channel, plan_id = _click(body, action)
-        self._svc.tasks.spawn(self._cancel(user, channel, plan_id), name="promote_cancel")
+    async def cancel(self, click: Click) -> None:
+        plan_id = _plan_id(click)
+        plan = await self._promotion.cancel(plan_id, user=click.user)
+        row = await self._promotion.plan_row(plan_id)
+        text, blocks = render.cancelled_message(plan, by=click.user)
+        await self._update(row.channel, row.message_ts, text, blocks)
 
-    async def on_override(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def override(self, click: Click) -> None:
         """Open the reason modal, after checking the clicker may override at all."""
-        await ack()
-        user, channel, plan_id = _click(body, action)
-        try:
-            plan = await self._promotion.check_override(plan_id, user=user)
-        except BotError as err:
-            await self._tell(channel, user, err.user_message)
-            return
+        plan = await self._promotion.check_override(_plan_id(click), user=click.user)
         try:
             async with asyncio.timeout(VIEWS_TIMEOUT_S):
-                await self._svc.slack.web_client.views_open(
-                    trigger_id=str(body.get("trigger_id", "")), view=render.override_modal(plan)
+                await self._slack.web_client.views_open(
+                    trigger_id=click.trigger_id, view=render.override_modal(plan)
                 )
         except Exception:
             log.warning("could not open the override modal", exc_info=True)
-            await self._tell(channel, user, "Slack did not open the override form; click again.")
+            raise BotError("Slack did not open the override form; click again.") from None
 
-    async def on_override_submit(
-        self, ack: Ack, body: dict[str, Any], view: dict[str, Any]
-    ) -> None:
+    async def check_override(self, click: Click) -> FieldErrors | Accepted:
         """Validate in the modal (inline errors), then apply after closing it."""
-        user = str((body.get("user") or {}).get("id", ""))
-        plan_id = str(view.get("private_metadata", ""))
-        reason = _reason(view)
+        plan_id = click.value
+        reason = _reason(click.view)
         try:
             if not PLAN_ID.match(plan_id):
                 raise BotError("This form does not belong to a promotion plan any more.")
             if len(" ".join(reason.split())) < 10:
                 raise BotError("Give a reason of at least 10 characters.")
-            await self._promotion.check_override(plan_id, user=user)
-        except BotError as err:
-            await ack(
-                response_action="errors",
-                errors={render.REASON_BLOCK: kit.clip(err.user_message, 300)},
-            )
-            return
-        await ack()
-        self._svc.tasks.spawn(self._override(user, plan_id, reason), name="promote_override")
-
-    # -- after the ack -----------------------------------------------------------------
-
-    async def _confirm(self, user: str, channel: str, plan_id: str) -> None:
-        try:
-            outcome = await self._promotion.confirm(plan_id, user=user)
-            await self._settle(outcome, user=user, channel=channel)
-        except BotError as err:
-            await self._tell(channel, user, err.user_message)
-        except Exception:
-            log.exception("promotion failed", extra={"plan": plan_id})
-            await self._tell(channel, user, UNEXPECTED)
-
-    async def _override(self, user: str, plan_id: str, reason: str) -> None:
-        try:
+            await self._promotion.check_override(plan_id, user=click.user)
             row = await self._promotion.plan_row(plan_id)
-        except BotError:
-            log.warning("override of a vanished plan", extra={"plan": plan_id})
-            return
-        try:
-            outcome = await self._promotion.override(plan_id, user=user, reason=reason)
+        except BotError as err:
+            return {render.REASON_BLOCK: kit.clip(err.user_message, 300)}
+
+        async def apply(answered: Click) -> None:
+            outcome = await self._promotion.override(plan_id, user=answered.user, reason=reason)
             if isinstance(outcome, Applied):
                 text, blocks = render.override_announcement(outcome)
                 await self._post(row.channel, text, blocks)
-            await self._settle(outcome, user=user, channel=row.channel)
-        except BotError as err:
-            await self._tell(row.channel, user, err.user_message)
-        except Exception:
-            log.exception("override failed", extra={"plan": plan_id})
-            await self._tell(row.channel, user, UNEXPECTED)
+            await self._settle(outcome, answered)
 
-    async def _cancel(self, user: str, channel: str, plan_id: str) -> None:
-        try:
-            plan = await self._promotion.cancel(plan_id, user=user)
-            row = await self._promotion.plan_row(plan_id)
-            text, blocks = render.cancelled_message(plan, by=user)
-            await self._update(row.channel, row.message_ts, text, blocks)
-        except BotError as err:
-            await self._tell(channel, user, err.user_message)
+        return Accepted(apply, channel=row.channel)
 
-    async def _settle(self, outcome: Applied | Superseded, *, user: str, channel: str) -> None:
+    # -- after the ack -----------------------------------------------------------------
+
+    async def _settle(self, outcome: Applied | Superseded, click: Click) -> None:
         """Replace the plan message with what happened; wait for Kyverno after a write."""
         if isinstance(outcome, Superseded):
             row = await self._promotion.plan_row(outcome.old.id)
@@ -185,7 +145,7 @@ class PromotionHandler:
             await self._update(row.channel, row.message_ts, text, blocks)
             if outcome.fresh is not None:
                 await self._post_plan(outcome.fresh, row.channel)
-            await self._tell(channel, user, text)
+            await click.tell(text)
             return
         row = await self._promotion.plan_row(outcome.plan.id)
         timeout = self._promotion.config.readiness_timeout_s
@@ -212,7 +172,7 @@ class PromotionHandler:
     async def _post(self, channel: str, text: str, blocks: Sequence[kit.Block]) -> str:
         for attempt in range(1, POST_ATTEMPTS + 1):
             try:
-                return await self._svc.slack.post_message(channel, text, blocks)
+                return await self._slack.post_message(channel, text, blocks)
             except RateLimited as err:
                 if attempt == POST_ATTEMPTS:
                     raise
@@ -227,7 +187,7 @@ class PromotionHandler:
             return
         for attempt in range(1, POST_ATTEMPTS + 1):
             try:
-                await self._svc.slack.update_message(channel, ts, text, blocks)
+                await self._slack.update_message(channel, ts, text, blocks)
                 return
             except RateLimited as err:
                 if attempt == POST_ATTEMPTS:
@@ -238,21 +198,9 @@ class PromotionHandler:
                 log.warning("could not update a promotion message", exc_info=True)
                 return
 
-    async def _tell(self, channel: str, user: str, text: str) -> None:
-        if not channel or not user:
-            return
-        try:
-            await self._svc.slack.post_ephemeral(channel, user, text)
-        except SlackError:
-            log.warning("could not tell the user the outcome of a click", exc_info=True)
 
-
-def _click(body: Mapping[str, Any], action: Mapping[str, Any]) -> tuple[str, str, str]:
-    user = str((body.get("user") or {}).get("id", ""))
-    container = body.get("container") or {}
-    channel = str(container.get("channel_id") or (body.get("channel") or {}).get("id") or "")
-    value = str(action.get("value", ""))
-    return user, channel, value if PLAN_ID.match(value) else "P-INVALID"
+def _plan_id(click: Click) -> str:
+    return click.value if PLAN_ID.match(click.value) else "P-INVALID"
 
 
 def _reason(view: Mapping[str, Any]) -> str:
@@ -261,40 +209,40 @@ def _reason(view: Mapping[str, Any]) -> str:
     return str(entry.get("value") or "")
 
 
-def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
-    # Gateways of its own: a long readiness wait never queues behind `/policy status`.
-    gateways = {env.name: ClusterGateway(env) for env in services.settings.environments}
-
-    async def close_gateways() -> None:
-        await asyncio.gather(*(g.close() for g in gateways.values()))
-
-    services.on_close.append(close_gateways)
-    service = PromotionService(
-        config=load_promotion_config(services.settings),
-        clusters=gateways,
-        store=PromotionStore(services.database),
-        audit=services.audit,
-        roles=services.roles,
-        clock=services.clock,
+def listeners(*, promotion: PromotionService, slack: SlackApi) -> Listeners:
+    handler = PromotionHandler(promotion, slack=slack)
+    return Listeners(
+        subcommands=(
+            Subcommand(
+                "promote",
+                "promote POLICY",
+                "plan the next step on the ladder, with its gates; Promote to apply (promoters)",
+                handler.promote,
+                interim="Reading every environment for {what}…",
+            ),
+            Subcommand(
+                "demote",
+                "demote POLICY ENV",
+                "switch a policy to Audit in one environment at once: the outage lever (promoters)",
+                handler.demote,
+                interim="Demoting…",
+            ),
+        ),
+        actions=(
+            Action(
+                render.CONFIRM_ACTION, "promote_confirm", handler.confirm, unexpected=UNEXPECTED
+            ),
+            Action(render.CANCEL_ACTION, "promote_cancel", handler.cancel, unexpected=UNEXPECTED),
+            Action(
+                render.OVERRIDE_ACTION, "promote_override", handler.override, unexpected=UNEXPECTED
+            ),
+        ),
+        views=(
+            View(
+                render.OVERRIDE_VIEW,
+                "promote_override_reason",
+                handler.check_override,
+                unexpected=UNEXPECTED,
+            ),
+        ),
     )
-    handler = PromotionHandler(services, service)
-    bolt.action(render.CONFIRM_ACTION)(handler.on_confirm)
-    bolt.action(render.CANCEL_ACTION)(handler.on_cancel)
-    bolt.action(render.OVERRIDE_ACTION)(handler.on_override)
-    bolt.view(render.OVERRIDE_VIEW)(handler.on_override_submit)
-    return [
-        Subcommand(
-            "promote",
-            "promote POLICY",
-            "plan the next step on the ladder, with its gates; Promote to apply (promoters)",
-            handler.promote,
-            interim="Reading every environment for {what}…",
-        ),
-        Subcommand(
-            "demote",
-            "demote POLICY ENV",
-            "switch a policy to Audit in one environment at once: the outage lever (promoters)",
-            handler.demote,
-            interim="Demoting…",
-        ),
-    ]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
-
-from slack_bolt.async_app import AsyncApp
+from collections.abc import Sequence
 
 from bot.errors import BotError
 from bot.policy_ref import parse_policy_ref
-from bot.services import Services
-from handlers.commands import Invocation, Subcommand
+from bot.status import StatusService
+from bot.store.audit_trail import AuditTrail
+from handlers.listener import Action, Click, Invocation, Listeners, Reply, Subcommand
 from handlers.render import kit, messages
 from handlers.render import status as render
 
@@ -22,8 +20,9 @@ ENV = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class StatusHandler:
-    def __init__(self, services: Services) -> None:
-        self._svc = services
+    def __init__(self, status: StatusService, *, audit: AuditTrail) -> None:
+        self._status = status
+        self._audit = audit
 
     async def command(self, inv: Invocation) -> render.Message:
         return await self.answer(inv.args, share=render.share_value(inv.args))
@@ -31,7 +30,7 @@ class StatusHandler:
     async def answer(self, args: Sequence[str], *, share: str | None) -> render.Message:
         """Notification text and blocks for `status` with `args`; `args` are validated here,
         never trusted."""
-        status = self._svc.status
+        status = self._status
         envs = status.environments
         now = status.now()
         if not args:
@@ -52,54 +51,40 @@ class StatusHandler:
             views = await status.policy(parse_policy_ref(first))
         return render.policies_message(views, share=share)
 
-    async def on_share(
-        self,
-        ack: Callable[..., Awaitable[None]],
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: Callable[..., Awaitable[Any]],
-    ) -> None:
-        await ack()
-        user = str((body.get("user") or {}).get("id", ""))
-        args = render.parse_share_value(str(action.get("value", "")))
-        self._svc.tasks.spawn(self._share(user, args, respond), name="status_share")
-
-    async def _share(
-        self, user: str, args: list[str], respond: Callable[..., Awaitable[Any]]
-    ) -> None:
+    async def share(self, click: Click) -> None:
+        """Post the answer the clicker saw in the channel, for everyone."""
+        args = render.parse_share_value(click.value)
         try:
             text, blocks = await self.answer(args, share=None)
-            blocks = [
-                *blocks[: kit.MAX_BLOCKS - 1],
-                kit.context([messages.SHARED_BY.format(user=user)]),
-            ]
-            await respond(
-                blocks=blocks,
-                text=text,
-                response_type="in_channel",
-                replace_original=False,
-            )
-            outcome = "ok"
-        except BotError as err:
-            await respond(
-                text=f":warning: {err.user_message}",
-                response_type="ephemeral",
-                replace_original=False,
-            )
-            outcome = "error"
-        await self._svc.audit.append(
+        except BotError:
+            await self._audited(click.user, args, "error")
+            raise
+        blocks = [
+            *blocks[: kit.MAX_BLOCKS - 1],
+            kit.context([messages.SHARED_BY.format(user=click.user)]),
+        ]
+        assert click.respond is not None  # a button click always carries its response_url
+        await click.respond(
+            blocks=blocks, text=text, response_type="in_channel", replace_original=False
+        )
+        await self._audited(click.user, args, "ok")
+
+    async def _audited(self, user: str, args: list[str], outcome: str) -> None:
+        await self._audit.append(
             actor=user, action="status.share", outcome=outcome, details={"args": args}
         )
 
 
-def register(bolt: AsyncApp, services: Services) -> list[Subcommand]:
-    handler = StatusHandler(services)
-    bolt.action(render.SHARE_ACTION)(handler.on_share)
-    return [
-        Subcommand(
-            "status",
-            "status [ENV] [POLICY]",
-            "policies per environment: modes, readiness, failures, exceptions, promotion stage",
-            handler.command,
-        )
-    ]
+def listeners(*, status: StatusService, audit: AuditTrail) -> Listeners:
+    handler = StatusHandler(status, audit=audit)
+    return Listeners(
+        subcommands=(
+            Subcommand(
+                "status",
+                "status [ENV] [POLICY]",
+                "policies per environment: modes, readiness, failures, exceptions, promotion stage",
+                handler.command,
+            ),
+        ),
+        actions=(Action(render.SHARE_ACTION, "status_share", handler.share, reply=Reply.RESPOND),),
+    )

@@ -25,9 +25,8 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
 from bot.alerts.ports import ViolationChecker
-from bot.app import build_app, build_services
+from bot.app import Services, build_app, build_services
 from bot.clock import SYSTEM_CLOCK, Clock
-from bot.services import Services
 from bot.settings import Settings, parse_settings
 from bot.slack_api import SlackApi
 from bot.store import AuditTrail, Database, open_database

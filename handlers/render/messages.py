@@ -18,6 +18,11 @@ UNEXPECTED = (
     ":boom: Something went wrong on the bot's side while answering `/policy {text}`. "
     "It has been logged; try again, and tell the platform team if it keeps happening."
 )
+CLICK_FAILED = (
+    "Something went wrong on the bot's side, and it may not have happened. "
+    "It has been logged; look at the message before trying again."
+)
+NOT_ALLOWED = "Only {role} may do this: {who}."
 NOT_YET = (
     "`/policy {sub}` is not available in this version of policy-bot yet. "
     "`/policy help` lists what is."

@@ -30,6 +30,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from bot.app import build_backups
 from bot.backup.bundle import MANIFEST, read_bundle
 from bot.backup.service import BackupService
 from bot.clock import SYSTEM_CLOCK
@@ -37,7 +38,6 @@ from bot.kube.gateway import ClusterGateway
 from bot.settings import Settings
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import Database, open_database
-from handlers.backup import build_backups
 from tests.emulators.slack import RateLimits, SlackEmulator
 from tests.harness import RunningBot, bot_settings, kubeconfig_via, running_bot
 from tests.kube import seed

@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.app import build_backups
 from bot.clock import SYSTEM_CLOCK
 from bot.doctor.model import DoctorReport, Verdict
 from bot.doctor.service import DoctorService
 from bot.kube.gateway import ClusterGateway
 from bot.ports.helm_values import BackedUpValues
 from bot.settings import Environment
-from handlers.backup import build_backups
 from tests.emulators.slack import SlackEmulator, validate_blocks
 from tests.harness import RunningBot, bot_settings, running_bot
 from tests.kube import seed

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.app import build_backups, build_doctor
 from bot.errors import ClusterForbidden
 from bot.kinds import Family, Kind
 from bot.kube.gateway import ClusterGateway
@@ -31,8 +32,6 @@ from bot.promotion.config import load_promotion_config
 from bot.promotion.records import PromotionStore
 from bot.promotion.service import Applied, PromotionService
 from bot.settings import Environment
-from handlers.backup import build_backups
-from handlers.doctor import build_doctor
 from tests.deploy.helm import REPO_ROOT
 from tests.emulators.jira import PAT, JiraEmulator
 from tests.emulators.slack import RateLimits, SlackEmulator

@@ -8,7 +8,7 @@ compared with stored times. Two rules, checked on the source of `bot/` and `hand
 - nobody but `bot/clock.py` calls `datetime.now`, `datetime.utcnow`, `datetime.today`,
   `date.today`, `time.time` or `time.time_ns` (`time.monotonic` measures durations and is
   fine);
-- the real clock, `SYSTEM_CLOCK`, is named only by the composition roots (`bot/app.py` and
+- the real clock, `SYSTEM_CLOCK`, is named only by the composition roots (`bot/app/serve.py` and
   `bot/cli.py`), so no service can fall back to it when someone forgets to pass one.
 
 ruff's banned-api (TID251) says the same in an editor; this test also covers the adapter
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("bot", "handlers")
 CLOCK_MODULE = "bot/clock.py"
-COMPOSITION_ROOTS = frozenset({"bot/app.py", "bot/cli.py"})
+COMPOSITION_ROOTS = frozenset({"bot/app/serve.py", "bot/cli.py"})
 FORBIDDEN = frozenset(
     {
         "datetime.datetime.now",
@@ -128,5 +128,5 @@ def test_the_check_sees_every_spelling() -> None:
     ]
     assert list(violations(sample.replace("SYSTEM_CLOCK", "clock"), "bot/cli.py"))
     assert not list(
-        violations("from bot.clock import SYSTEM_CLOCK\nx = SYSTEM_CLOCK", "bot/app.py")
+        violations("from bot.clock import SYSTEM_CLOCK\nx = SYSTEM_CLOCK", "bot/app/serve.py")
     )
