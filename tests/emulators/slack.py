@@ -28,7 +28,7 @@ import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tests.emulators.socket_mode import SocketModeServer
+from tests.emulators.socket_mode import SocketModeServer, wait_for
 
 __all__ = [
     "ACK_DEADLINE",
@@ -378,6 +378,24 @@ def _check_image_element(p: _Problems, element: Mapping[str, Any], pointer: str)
         _check_str(p, element["alt_text"], f"{pointer}/alt_text", max_len=2000)
 
 
+def _typed(
+    p: _Problems, value: Any, pointer: str, allowed: Collection[str], noun: str
+) -> str | None:
+    """The `type` of a block or element, or None (with the problem added) when it has none
+    Slack accepts here."""
+    if not isinstance(value, dict):
+        p.add("must provide an object", pointer)
+        return None
+    kind = value.get("type")
+    if kind is None:
+        p.add("missing required field: type", pointer)
+        return None
+    if kind not in allowed:
+        p.add(f"unsupported {noun} type: {kind}", f"{pointer}/type")
+        return None
+    return str(kind)
+
+
 def _check_element(
     p: _Problems,
     element: Any,
@@ -387,15 +405,8 @@ def _check_element(
     action_ids: set[str] | None = None,
 ) -> None:
     """Validate one block element (button, select, input, ...)."""
-    if not isinstance(element, dict):
-        p.add("must provide an object", pointer)
-        return
-    kind = element.get("type")
+    kind = _typed(p, element, pointer, allowed, "element")
     if kind is None:
-        p.add("missing required field: type", pointer)
-        return
-    if kind not in allowed:
-        p.add(f"unsupported element type: {kind}", f"{pointer}/type")
         return
     if kind in _ELEMENT_KEYS:
         p.only(element, _ELEMENT_KEYS[kind], pointer)
@@ -452,15 +463,8 @@ def _check_block(
     surface: Surface,
     block_ids: set[str],
 ) -> None:
-    if not isinstance(block, dict):
-        p.add("must provide an object", pointer)
-        return
-    kind = block.get("type")
+    kind = _typed(p, block, pointer, _BLOCK_TYPES, "block")
     if kind is None:
-        p.add("missing required field: type", pointer)
-        return
-    if kind not in _BLOCK_TYPES:
-        p.add(f"unsupported block type: {kind}", f"{pointer}/type")
         return
     if surface != "message" and kind in _MESSAGE_ONLY_BLOCKS:
         p.add(f"block type not allowed in a {surface}: {kind}", f"{pointer}/type")
@@ -1565,15 +1569,11 @@ class SlackEmulator:
                 return True
             return False
 
-        try:
-            async with asyncio.timeout(timeout):
-                async with self._changed:
-                    await self._changed.wait_for(ready)
-        except TimeoutError:
+        if not await wait_for(self._changed, ready, timeout):
             seen = ", ".join(f"{c.method}={c.status}" for c in self._calls[-20:]) or "nothing"
             raise TimeoutError(
                 f"no {method or 'any'} call matched within {timeout}s; last calls: {seen}"
-            ) from None
+            )
         assert found is not None
         self._claimed.add(found.seq)
         return found
@@ -1581,12 +1581,8 @@ class SlackEmulator:
     async def wait_until(self, condition: Callable[[], bool], *, timeout: float = 2.0) -> None:
         """Wait until ``condition()`` holds; re-checked after every request the emulator
         answers and every Socket Mode event (no polling)."""
-        try:
-            async with asyncio.timeout(timeout):
-                async with self._changed:
-                    await self._changed.wait_for(condition)
-        except TimeoutError:
-            raise TimeoutError(f"condition not met within {timeout}s") from None
+        if not await wait_for(self._changed, condition, timeout):
+            raise TimeoutError(f"condition not met within {timeout}s")
 
     def message(self, channel: str, ts: str) -> Message | None:
         """A message by channel and ts (deleted ones included, flagged)."""

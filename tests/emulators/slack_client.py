@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import urlencode
 
 import aiohttp
@@ -94,6 +94,19 @@ class Interaction:
 
     def json(self) -> Any:
         return self.response.json()
+
+
+class Click(TypedDict, total=False):
+    """Where and how an element is clicked (see `SignedSlackClient.block_actions_payload`)."""
+
+    channel: str | None
+    message_ts: str | None
+    ephemeral: bool
+    view_id: str | None
+    value: str | None
+    selected_option: JsonDict | None
+    block_id: str | None
+    state_values: JsonDict | None
 
 
 class SignedSlackClient:
@@ -357,29 +370,11 @@ class SignedSlackClient:
         action_id: str,
         *,
         user: str,
-        channel: str | None = None,
-        message_ts: str | None = None,
-        ephemeral: bool = False,
-        view_id: str | None = None,
-        value: str | None = None,
-        selected_option: JsonDict | None = None,
-        block_id: str | None = None,
-        state_values: JsonDict | None = None,
         signing: Signing = Signing.VALID,
+        **click: Unpack[Click],
     ) -> Interaction:
         """Click an element the bot rendered (see :meth:`block_actions_payload`)."""
-        payload, response_url = self.block_actions_payload(
-            action_id,
-            user=user,
-            channel=channel,
-            message_ts=message_ts,
-            ephemeral=ephemeral,
-            view_id=view_id,
-            value=value,
-            selected_option=selected_option,
-            block_id=block_id,
-            state_values=state_values,
-        )
+        payload, response_url = self.block_actions_payload(action_id, user=user, **click)
         response = await self.post_payload(payload, signing=signing)
         return Interaction(response, response_url, str(payload["trigger_id"]), payload)
 

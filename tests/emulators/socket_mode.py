@@ -31,6 +31,16 @@ __all__ = ["SocketConnection", "SocketModeServer"]
 JsonDict = dict[str, Any]
 
 
+async def wait_for(changed: asyncio.Condition, ready: Callable[[], bool], timeout: float) -> bool:
+    """Wait until `ready()` holds, re-checked whenever `changed` is notified; False on timeout."""
+    try:
+        async with asyncio.timeout(timeout), changed:
+            await changed.wait_for(ready)
+    except TimeoutError:
+        return False
+    return True
+
+
 @dataclass
 class SocketConnection:
     """One WebSocket connection from the app, with everything it sent."""
@@ -95,12 +105,8 @@ class SocketModeServer:
         def ready() -> bool:
             return len(self._connections) >= count and self._current() is not None
 
-        try:
-            async with asyncio.timeout(timeout):
-                async with self._changed:
-                    await self._changed.wait_for(ready)
-        except TimeoutError:
-            raise TimeoutError(f"no Socket Mode connection within {timeout}s") from None
+        if not await wait_for(self._changed, ready, timeout):
+            raise TimeoutError(f"no Socket Mode connection within {timeout}s")
         current = self._current()
         assert current is not None
         return current
