@@ -388,10 +388,13 @@ async def bot(
                         "type": "s3",
                         "bucket": "policy-backups",
                         "endpoint_url": f"http://127.0.0.1:{_closed_port()}",
+                        "max_attempts": 1,
                     },
                 ],
             },
         },
+        # Explicit keys: the AWS SDK's default chain (files, metadata) is never consulted.
+        secrets={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
     )
     for channel in (CHANNEL, REPORTS):
         slack_emulator.add_channel(channel)
@@ -443,7 +446,9 @@ async def test_backup_command_reports_progress_failures_and_changes(
     assert "kyverno values (rev 2)" in text and "2 cleanup policies" in text
     assert ":x: *staging* failed: Environment *staging* is unreachable" in text
     assert "First backup of dev, production." in text
-    assert "git remote@" in text and ":x: s3://policy-backups/" in text
+    assert "git remote@" in text
+    assert ":x: s3://policy-backups/ failed: S3 at http://127.0.0.1:" in text
+    assert "did not answer" in text and "check `endpoint_url`" in text
     uploads = [f for f in slack_emulator.files if f.completed]
     assert len(uploads) == 1 and uploads[0].thread_ts == summary.ts
     with tarfile.open(fileobj=io.BytesIO(uploads[0].content or b""), mode="r:gz") as tar:
