@@ -834,6 +834,16 @@ class _ResponseUrl:
     uses: int = 0
 
 
+class _DefinitionField:
+    """A string field of a view's definition, read like a property ("" when absent)."""
+
+    def __set_name__(self, owner: object, name: str) -> None:
+        self.key = name
+
+    def __get__(self, view: Any, owner: object = None) -> str:
+        return str(view.definition.get(self.key, ""))
+
+
 @dataclass
 class ViewRecord:
     """A view opened through views.open/views.push, with its updates and submissions."""
@@ -850,21 +860,10 @@ class ViewRecord:
     history: list[JsonDict] = field(default_factory=list)
     submissions: list[JsonDict] = field(default_factory=list)
 
-    @property
-    def type(self) -> str:
-        return str(self.definition.get("type", ""))
-
-    @property
-    def callback_id(self) -> str:
-        return str(self.definition.get("callback_id", ""))
-
-    @property
-    def private_metadata(self) -> str:
-        return str(self.definition.get("private_metadata", ""))
-
-    @property
-    def external_id(self) -> str:
-        return str(self.definition.get("external_id", ""))
+    type = _DefinitionField()
+    callback_id = _DefinitionField()
+    private_metadata = _DefinitionField()
+    external_id = _DefinitionField()
 
     @property
     def title(self) -> str:
