@@ -11,10 +11,11 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import pytest
 import yaml
+
+from tests.servers.child import built_by
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "deploy" / "chart" / "policy-bot"
@@ -33,12 +34,6 @@ class RenderError(Exception):
         self.message = message
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
-    pytest.skip(reason)
-
-
 @dataclass(frozen=True)
 class Helm:
     path: Path
@@ -47,18 +42,9 @@ class Helm:
     @classmethod
     def build(cls, workdir: Path) -> Helm:
         """The cached helm binary (skips, or fails in CI, when it cannot be built)."""
-        try:
-            built = subprocess.run(
-                ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False
-            )
-        except OSError as exc:
-            _unavailable(f"cannot run {BUILD_SCRIPT}: {exc}")
-        lines = built.stdout.strip().splitlines()
-        if built.returncode != 0 or not lines:
-            tail = "\n".join(built.stderr.strip().splitlines()[-15:])
-            _unavailable(f"no helm binary: {BUILD_SCRIPT} failed:\n{tail}")
+        binary = built_by(BUILD_SCRIPT, "helm binary", REQUIRE_ENV)
         workdir.mkdir(parents=True, exist_ok=True)
-        return cls(Path(lines[-1]), workdir)
+        return cls(binary, workdir)
 
     def run(
         self, *args: str, check: bool = True, kubeconfig: Path | None = None

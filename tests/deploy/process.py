@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,20 +22,10 @@ from pathlib import Path
 
 import aiohttp
 
-_PR_SET_PDEATHSIG = 1
+from tests.servers.child import die_with_parent, log_tail
+
 LOG_TAIL_LINES = 40
 RO_ROOT_SCRIPT = 'mount --bind /tmp /tmp && mount -o remount,bind,ro / && exec "$@"'
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def read_only_root() -> list[str] | None:
@@ -99,7 +87,7 @@ class BotProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(signal.SIGKILL),
             )
         return cls(name, port, popen, log)
 
@@ -112,11 +100,7 @@ class BotProcess:
         return self.popen.poll() is None
 
     def tail(self) -> str:
-        try:
-            lines = self.log.read_text(errors="replace").splitlines()
-        except OSError as exc:
-            return f"(cannot read {self.log}: {exc})"
-        return "\n".join(lines[-LOG_TAIL_LINES:])
+        return log_tail(self.log, LOG_TAIL_LINES)
 
     async def get(self, path: str) -> tuple[int, str]:
         timeout = aiohttp.ClientTimeout(total=15)

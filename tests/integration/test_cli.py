@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import sys
 import time
@@ -23,14 +22,9 @@ from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.emulators.jira import PAT, JiraEmulator
 from tests.emulators.slack import SlackEmulator
 from tests.kube.controlplane import ControlPlane
+from tests.servers.child import free_port
 
 ROOT = Path(__file__).parent.parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(

@@ -23,13 +23,14 @@ import yaml
 
 from bot.settings import parse_settings
 from tests.deploy.helm import REPO_ROOT, Helm, RenderError, documents, only
-from tests.deploy.process import BotProcess, free_port, read_only_root
+from tests.deploy.process import BotProcess, read_only_root
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.slack_client import SignedSlackClient
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
+from tests.servers.child import free_port
 from tests.servers.prometheus import require_promtool
 
 pytestmark = pytest.mark.kube

@@ -23,8 +23,8 @@ from bot.clock import SYSTEM_CLOCK
 from tests.emulators.slack import Message, RateLimits, SlackEmulator
 from tests.harness import RunningBot, blocks_text, bot_settings, running_bot
 from tests.kube import seed
-from tests.kube.controlplane import Assets, ControlPlane
-from tests.kube.kyverno import Kyverno, KyvernoAssets
+from tests.kube.controlplane import Assets
+from tests.kube.kyverno import Kyverno, KyvernoAssets, on_a_plane_of_its_own
 
 pytestmark = [pytest.mark.kube, pytest.mark.kyverno]
 
@@ -287,15 +287,8 @@ def empty_kyverno(
 ) -> Iterator[Kyverno]:
     """A second, empty control plane with Kyverno running: where a backup is restored."""
     base = tmp_path_factory.mktemp("restored")
-    plane = ControlPlane.start(kube_assets, base / "plane", crd_dir=kyverno_assets.crd_dir)
-    try:
-        running = Kyverno.start(kyverno_assets, plane, base / "kyverno")
-        try:
-            yield running
-        finally:
-            running.stop()
-    finally:
-        plane.stop()
+    with on_a_plane_of_its_own(kyverno_assets, kube_assets, base) as running:
+        yield running
 
 
 async def test_a_backup_restored_into_a_rebuilt_cluster_decides_the_same(

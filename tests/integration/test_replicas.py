@@ -35,13 +35,14 @@ from bot.store import Database, open_database
 from bot.store.audit_trail import AuditTrail
 from bot.store.scheduled_runs import scheduled_runs
 from tests.alert_samples import alert, payload
-from tests.deploy.process import BotProcess, free_port
+from tests.deploy.process import BotProcess
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.emulators.slack import RateLimits, SlackEmulator
 from tests.harness import CHANNELS
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
+from tests.servers.child import free_port
 from tests.servers.postgres import PostgresServer
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres]

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tests.kube.pki import ControlPlanePKI
+from tests.servers.child import log_tail
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -204,11 +205,7 @@ class _Child:
     log: Path
 
     def tail(self) -> str:
-        try:
-            lines = self.log.read_text(errors="replace").splitlines()
-        except OSError as exc:
-            return f"(cannot read {self.log}: {exc})"
-        return "\n".join(lines[-_LOG_TAIL_LINES:])
+        return log_tail(self.log, _LOG_TAIL_LINES)
 
     def check_alive(self) -> None:
         """Raise with the log tail when the process has exited."""

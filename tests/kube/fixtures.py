@@ -19,20 +19,19 @@ with ``kube_namespace`` or unique object names rather than by restarting the API
 from __future__ import annotations
 
 import functools
-import os
 import re
 import secrets
-import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.kube.controlplane import Assets, ControlPlane, ControlPlaneError, install_reaper
 from tests.kube.kyverno import KyvernoUnavailable, crd_directory
+from tests.servers.child import built_by, skip_or_fail
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -42,30 +41,15 @@ BUILD_SCRIPT = REPO_ROOT / "tools" / "kubebins" / "build.sh"
 REQUIRE_ENV = "POLICY_BOT_REQUIRE_KUBE"
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def kube_assets() -> Assets:
     """The control-plane binaries, built on first use (tens of minutes on a cold Go cache;
     run ``tools/kubebins/build.sh`` ahead of the tests to keep that out of the test timeout)."""
+    directory = built_by(BUILD_SCRIPT, "Kubernetes test binaries", REQUIRE_ENV)
     try:
-        build = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False
-        )
-    except OSError as exc:
-        _unavailable(f"cannot run {BUILD_SCRIPT}: {exc}")
-    lines = build.stdout.strip().splitlines()
-    if build.returncode != 0 or not lines:
-        tail = "\n".join(build.stderr.strip().splitlines()[-15:])
-        _unavailable(f"no Kubernetes test binaries: {BUILD_SCRIPT} failed:\n{tail}")
-    try:
-        return Assets.from_directory(Path(lines[-1]))
+        return Assets.from_directory(directory)
     except ControlPlaneError as exc:
-        _unavailable(str(exc))
+        skip_or_fail(str(exc), REQUIRE_ENV)
 
 
 TEST_PLANE_CRDS = (
@@ -101,11 +85,14 @@ def default_crds() -> list[Path]:
     """
     found = _crd_directory()
     if isinstance(found, str):
-        _unavailable(f"no Kyverno CRDs (test planes install those of the Kyverno module): {found}")
+        skip_or_fail(
+            f"no Kyverno CRDs (test planes install those of the Kyverno module): {found}",
+            REQUIRE_ENV,
+        )
     files = [found / name for name in TEST_PLANE_CRDS]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        _unavailable(f"the Kyverno module has no {', '.join(missing)}")
+        skip_or_fail(f"the Kyverno module has no {', '.join(missing)}", REQUIRE_ENV)
     return files
 
 

@@ -49,7 +49,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -61,6 +61,7 @@ from tests.kube.controlplane import (
     _launch,
     install_reaper,
 )
+from tests.servers.child import skip_or_fail
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -666,19 +667,29 @@ def _probe_policy(name: str) -> dict[str, Any]:
 # --- fixtures ------------------------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def kyverno_assets() -> KyvernoAssets:
     """The Kyverno binaries and CRDs (``make kyverno`` builds them ahead of the tests)."""
     try:
         return build_assets()
     except KyvernoUnavailable as exc:
-        _unavailable(f"no Kyverno build: {exc}")
+        skip_or_fail(f"no Kyverno build: {exc}", REQUIRE_ENV)
+
+
+@contextlib.contextmanager
+def on_a_plane_of_its_own(
+    kyverno_assets: KyvernoAssets, kube_assets: Assets, base: Path, *, remove_webhooks: bool = True
+) -> Iterator[Kyverno]:
+    """Kyverno on a fresh control plane in `base`; both stopped on exit."""
+    plane = ControlPlane.start(kube_assets, base / "plane", crd_dir=kyverno_assets.crd_dir)
+    try:
+        running = Kyverno.start(kyverno_assets, plane, base / "kyverno")
+        try:
+            yield running
+        finally:
+            running.stop(remove_webhooks=remove_webhooks)
+    finally:
+        plane.stop()
 
 
 @pytest.fixture(scope="session")
@@ -688,15 +699,8 @@ def kyverno(
     """Kyverno running on a control plane of its own, for the whole session."""
     install_reaper()
     base = tmp_path_factory.mktemp("kyverno")
-    plane = ControlPlane.start(kube_assets, base / "plane", crd_dir=kyverno_assets.crd_dir)
-    try:
-        running = Kyverno.start(kyverno_assets, plane, base / "kyverno")
-        try:
-            yield running
-        finally:
-            running.stop(remove_webhooks=False)
-    finally:
-        plane.stop()
+    with on_a_plane_of_its_own(kyverno_assets, kube_assets, base, remove_webhooks=False) as running:
+        yield running
 
 
 @pytest.fixture

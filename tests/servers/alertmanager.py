@@ -16,106 +16,73 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import os
-import shutil
-import signal
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, TypedDict, Unpack
 
 import aiohttp
-import pytest
-import yaml
+
+from tests.servers import child
+from tests.servers.child import ServerProcess, serving, write_yaml
+from tests.servers.child import find_binary as find
 
 BINARY_ENV = "POLICY_BOT_ALERTMANAGER_BIN"
 REQUIRE_ENV = "POLICY_BOT_REQUIRE_ALERTMANAGER"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
-_PR_SET_PDEATHSIG = 1
-
-
-class AlertmanagerNotInstalled(Exception):
-    """No Alertmanager binary was found; the message says where we looked."""
 
 
 def find_binary() -> Path:
-    configured = os.environ.get(BINARY_ENV)
-    if configured:
-        if not os.access(configured, os.X_OK):
-            raise AlertmanagerNotInstalled(f"{BINARY_ENV}={configured} is not executable")
-        return Path(configured)
-    for name in ("prometheus-alertmanager", "alertmanager"):
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-    raise AlertmanagerNotInstalled(
-        "prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager, "
-        f"or set {BINARY_ENV})"
+    return find(
+        BINARY_ENV,
+        ("prometheus-alertmanager", "alertmanager"),
+        "apt-get install prometheus-alertmanager",
     )
 
 
-def webhook_receiver(
-    url: str,
-    *,
-    token: str,
-    group_by: Sequence[str] = ("alertname", "policy_name"),
-    group_wait: str = "1s",
-    group_interval: str = "2s",
-    repeat_interval: str = "1h",
-) -> dict[str, Any]:
+class Grouping(TypedDict, total=False):
+    """How Alertmanager's route groups and times notifications (its defaults in `_config`)."""
+
+    group_by: Sequence[str]
+    group_wait: str
+    group_interval: str
+    repeat_interval: str
+
+
+def _config(receiver: dict[str, Any], grouping: Grouping, **global_: str) -> dict[str, Any]:
+    """A config sending every alert to the one `receiver`."""
+    return {
+        "global": {"resolve_timeout": "5m", **global_},
+        "route": {
+            "receiver": receiver["name"],
+            "group_by": list(grouping.get("group_by", ("alertname", "policy_name"))),
+            "group_wait": grouping.get("group_wait", "1s"),
+            "group_interval": grouping.get("group_interval", "2s"),
+            "repeat_interval": grouping.get("repeat_interval", "1h"),
+        },
+        "receivers": [receiver],
+    }
+
+
+def webhook_receiver(url: str, *, token: str, **grouping: Unpack[Grouping]) -> dict[str, Any]:
     """A config sending every alert to `url` with a bearer token."""
-    return {
-        "global": {"resolve_timeout": "5m"},
-        "route": {
-            "receiver": "policy-bot",
-            "group_by": list(group_by),
-            "group_wait": group_wait,
-            "group_interval": group_interval,
-            "repeat_interval": repeat_interval,
-        },
-        "receivers": [
-            {
-                "name": "policy-bot",
-                "webhook_configs": [
-                    {
-                        "url": url,
-                        "send_resolved": True,
-                        "max_alerts": 0,
-                        "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
-                    }
-                ],
-            }
-        ],
+    webhook = {
+        "url": url,
+        "send_resolved": True,
+        "max_alerts": 0,
+        "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
     }
+    return _config({"name": "policy-bot", "webhook_configs": [webhook]}, grouping)
 
 
-def slack_receiver(
-    api_url: str,
-    *,
-    channel: str,
-    group_by: Sequence[str] = ("alertname", "policy_name"),
-    group_wait: str = "1s",
-    group_interval: str = "2s",
-    repeat_interval: str = "1h",
-) -> dict[str, Any]:
+def slack_receiver(api_url: str, *, channel: str, **grouping: Unpack[Grouping]) -> dict[str, Any]:
     """A config using Alertmanager's own Slack notifier (default templates, resolved too)."""
-    return {
-        "global": {"resolve_timeout": "5m", "slack_api_url": api_url},
-        "route": {
-            "receiver": "slack-native",
-            "group_by": list(group_by),
-            "group_wait": group_wait,
-            "group_interval": group_interval,
-            "repeat_interval": repeat_interval,
-        },
-        "receivers": [
-            {"name": "slack-native", "slack_configs": [{"channel": channel, "send_resolved": True}]}
-        ],
-    }
+    slack = {"channel": channel, "send_resolved": True}
+    return _config(
+        {"name": "slack-native", "slack_configs": [slack]}, grouping, slack_api_url=api_url
+    )
 
 
 def rfc3339(moment: datetime) -> str:
@@ -123,12 +90,8 @@ def rfc3339(moment: datetime) -> str:
 
 
 @dataclass
-class Alertmanager:
+class Alertmanager(ServerProcess):
     """One running Alertmanager; `push` is what Prometheus (or Policy Reporter) would do."""
-
-    url: str
-    log_path: Path
-    process: asyncio.subprocess.Process
 
     async def _request(self, method: str, path: str, body: Any = None) -> Any:
         timeout = aiohttp.ClientTimeout(total=10)
@@ -149,29 +112,6 @@ class Alertmanager:
         found = await self._request("GET", "/api/v2/silences")
         return list(found or [])
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def _write_config(path: Path, config: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if the test process dies without cleaning up."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
 
 @contextlib.asynccontextmanager
 async def running_alertmanager(
@@ -188,66 +128,28 @@ async def running_alertmanager(
     """
     binary = binary or find_binary()
     config_path = workdir / "alertmanager.yml"
-    log_path = workdir / "alertmanager.log"
-    await asyncio.to_thread(_write_config, config_path, config)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            str(binary),
+    await asyncio.to_thread(write_yaml, config_path, config)
+
+    def args(url: str, port: int) -> list[str]:
+        return [
             f"--config.file={config_path}",
             f"--storage.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             f"--web.external-url={url}",
             "--cluster.listen-address=",
             f"--log.level={log_level}",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-    server = Alertmanager(url=url, log_path=log_path, process=process)
-    try:
-        await wait_ready(server, "Alertmanager", START_TIMEOUT_S)
+        ]
+
+    async with serving(
+        "Alertmanager",
+        Alertmanager,
+        binary,
+        args,
+        workdir / "alertmanager.log",
+        start_timeout_s=START_TIMEOUT_S,
+        stop_timeout_s=STOP_TIMEOUT_S,
+    ) as server:
         yield server
-    finally:
-        await stop_process(process, STOP_TIMEOUT_S)
-
-
-class _Server(Protocol):
-    url: str
-    process: asyncio.subprocess.Process
-
-    def log_tail(self) -> str: ...
-
-
-async def wait_ready(server: _Server, what: str, timeout_s: float) -> None:
-    """Poll `/-/ready` (Prometheus' and Alertmanager's) until 200, or fail with the log."""
-    timeout = aiohttp.ClientTimeout(total=2)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        while loop.time() < deadline:
-            if server.process.returncode is not None:
-                break
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(f"{server.url}/-/ready") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{what} did not become ready:\n{server.log_tail()}")
-
-
-async def stop_process(process: asyncio.subprocess.Process, timeout_s: float) -> None:
-    """SIGTERM, then SIGKILL past `timeout_s`."""
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), timeout_s)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
 
 
 StartAlertmanager = Callable[[Mapping[str, Any]], Awaitable[Alertmanager]]
@@ -255,12 +157,7 @@ StartAlertmanager = Callable[[Mapping[str, Any]], Awaitable[Alertmanager]]
 
 def require_binary() -> Path:
     """The Alertmanager binary, or a skip (a failure with POLICY_BOT_REQUIRE_ALERTMANAGER=1)."""
-    try:
-        return find_binary()
-    except AlertmanagerNotInstalled as missing:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{missing} ({REQUIRE_ENV}=1)")
-        pytest.skip(str(missing))
+    return child.require_binary(find_binary, REQUIRE_ENV)
 
 
 @contextlib.asynccontextmanager

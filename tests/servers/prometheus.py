@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-import yaml
 
-from tests.servers.alertmanager import _die_with_parent, _free_port, stop_process, wait_ready
+from tests.servers import child
+from tests.servers.child import ServerProcess, serving, skip_or_fail, write_yaml
+from tests.servers.child import find_binary as find
 
 BINARY_ENV = "POLICY_BOT_PROMETHEUS_BIN"
 REQUIRE_ENV = "POLICY_BOT_REQUIRE_PROMETHEUS"
@@ -36,32 +36,13 @@ INTERVAL = "1s"
 """Scrape and rule evaluation interval: the tests wait on what one rule does, not on load."""
 
 
-class PrometheusNotInstalled(Exception):
-    """No Prometheus binary was found; the message says where we looked."""
-
-
 def find_binary() -> Path:
-    configured = os.environ.get(BINARY_ENV)
-    if configured:
-        if not os.access(configured, os.X_OK):
-            raise PrometheusNotInstalled(f"{BINARY_ENV}={configured} is not executable")
-        return Path(configured)
-    found = shutil.which("prometheus")
-    if found:
-        return Path(found)
-    raise PrometheusNotInstalled(
-        f"prometheus is not installed (apt-get install prometheus, or set {BINARY_ENV})"
-    )
+    return find(BINARY_ENV, ("prometheus",), "apt-get install prometheus")
 
 
 def require_binary() -> Path:
     """The Prometheus binary, or a skip (a failure with POLICY_BOT_REQUIRE_PROMETHEUS=1)."""
-    try:
-        return find_binary()
-    except PrometheusNotInstalled as missing:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{missing} ({REQUIRE_ENV}=1)")
-        pytest.skip(str(missing))
+    return child.require_binary(find_binary, REQUIRE_ENV)
 
 
 def require_promtool() -> Path:
@@ -70,10 +51,7 @@ def require_promtool() -> Path:
     for candidate in (binary.parent / "promtool", shutil.which("promtool")):
         if candidate and os.access(candidate, os.X_OK):
             return Path(candidate)
-    missing = f"no promtool next to {binary} or on PATH"
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{missing} ({REQUIRE_ENV}=1)")
-    pytest.skip(missing)
+    skip_or_fail(f"no promtool next to {binary} or on PATH", REQUIRE_ENV)
 
 
 def scrape_config(job: str, url: str) -> dict[str, Any]:
@@ -113,12 +91,8 @@ def server_config(
 
 
 @dataclass
-class Prometheus:
+class Prometheus(ServerProcess):
     """One running Prometheus; the HTTP API answers what it scraped and evaluated."""
-
-    url: str
-    log_path: Path
-    process: asyncio.subprocess.Process
 
     async def _get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         timeout = aiohttp.ClientTimeout(total=10)
@@ -151,17 +125,6 @@ class Prometheus:
         data = await self._get("/api/v1/rules")
         return list(data["groups"])
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def _write_yaml(path: Path, document: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(dict(document), sort_keys=False))
-
 
 @contextlib.asynccontextmanager
 async def running_prometheus(
@@ -176,27 +139,25 @@ async def running_prometheus(
     `workdir`; stopped (and waited for) on exit. Ready once `/-/ready` answers 200."""
     binary = binary or find_binary()
     config_path = workdir / "prometheus.yml"
-    log_path = workdir / "prometheus.log"
-    await asyncio.to_thread(_write_yaml, config_path, config)
-    await asyncio.to_thread(_write_yaml, workdir / "rules.yml", rules)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            str(binary),
+    await asyncio.to_thread(write_yaml, config_path, config)
+    await asyncio.to_thread(write_yaml, workdir / "rules.yml", rules)
+
+    def args(url: str, port: int) -> list[str]:
+        return [
             f"--config.file={config_path}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             f"--web.external-url={url}",
             f"--log.level={log_level}",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-    server = Prometheus(url=url, log_path=log_path, process=process)
-    try:
-        await wait_ready(server, "Prometheus", START_TIMEOUT_S)
+        ]
+
+    async with serving(
+        "Prometheus",
+        Prometheus,
+        binary,
+        args,
+        workdir / "prometheus.log",
+        start_timeout_s=START_TIMEOUT_S,
+        stop_timeout_s=STOP_TIMEOUT_S,
+    ) as server:
         yield server
-    finally:
-        await stop_process(process, STOP_TIMEOUT_S)
