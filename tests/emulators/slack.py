@@ -106,13 +106,13 @@ _TEXT_INPUTS = frozenset(
         "file_input",
     }
 )
-_ACCESSORY_ELEMENTS = (
+# Interactive elements allowed both as a section's accessory and in an actions block.
+_INTERACTIVE = (
     frozenset(
         {
             "button",
             "checkboxes",
             "datepicker",
-            "image",
             "overflow",
             "radio_buttons",
             "timepicker",
@@ -122,22 +122,8 @@ _ACCESSORY_ELEMENTS = (
     | _SELECTS
     | _MULTI_SELECTS
 )
-_ACTIONS_ELEMENTS = (
-    frozenset(
-        {
-            "button",
-            "checkboxes",
-            "datepicker",
-            "datetimepicker",
-            "overflow",
-            "radio_buttons",
-            "timepicker",
-            "workflow_button",
-        }
-    )
-    | _SELECTS
-    | _MULTI_SELECTS
-)
+_ACCESSORY_ELEMENTS = _INTERACTIVE | {"image"}
+_ACTIONS_ELEMENTS = _INTERACTIVE | {"datetimepicker"}
 _INPUT_ELEMENTS = (
     frozenset({"checkboxes", "datepicker", "datetimepicker", "radio_buttons", "timepicker"})
     | _SELECTS
