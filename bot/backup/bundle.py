@@ -17,6 +17,7 @@ in byte order, so `00-namespaces` is applied before the objects that need it.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -266,7 +267,12 @@ def tarball(files: Mapping[str, bytes], *, root: str, mtime: datetime) -> bytes:
     """A reproducible tar.gz of `files` under directory `root` (sorted, fixed owner/time)."""
     buffer = io.BytesIO()
     stamp = int(mtime.timestamp())
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+    # gzip's header carries a time too: the bundle's, not the wall clock's, or the same
+    # bundle written in two different seconds would differ.
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=stamp) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for directory in _directories(files, root):
             info = tarfile.TarInfo(directory)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, stamp

@@ -180,6 +180,8 @@ def test_tarball_is_reproducible_and_untars_to_the_same_files() -> None:
     files = _bundle().files
     first = tarball(files, root="b-20261128-020000", mtime=AT)
     assert first == tarball(dict(reversed(list(files.items()))), root="b-20261128-020000", mtime=AT)
+    # gzip's own header holds the bundle's time, not the wall clock's (RFC 1952: MTIME).
+    assert int.from_bytes(first[4:8], "little") == int(AT.timestamp())
     assert untar(first) == files
     with pytest.raises(BundleError, match="not a readable"):
         untar(b"not a tarball")
