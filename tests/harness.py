@@ -259,16 +259,19 @@ async def running_relay(
 
 
 class TcpProxy:
-    """A loopback TCP proxy that can be cut and restored, to take a cluster "down"."""
+    """A loopback TCP proxy that can be cut and restored, to take a cluster "down", and can
+    hold every answer of the target back by `delay` s, to make it slow."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
         self._target = (target_host, target_port)
+        self.delay = delay
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
     async def start(self) -> None:
+        """Listen (again, on the same port after a `stop`)."""
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -291,62 +294,6 @@ class TcpProxy:
             return
         self._writers |= {writer, up_writer}
         pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
-        ]
-        self._tasks.update(pipes)
-        await asyncio.gather(*pipes, return_exceptions=True)
-        self._tasks.difference_update(pipes)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
-
-
-def kubeconfig_via(original: Path, port: int, target: Path) -> Path:
-    """A copy of `original` whose server URL goes through a proxy on `port`."""
-    import yaml
-
-    config = yaml.safe_load(original.read_text())
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{port}"
-    target.write_text(yaml.safe_dump(config))
-    return target
-
-
-class SlowProxy:
-    """A loopback TCP proxy that holds every answer of the API server back by `delay` s."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target = target_port
-        self.delay = 0.0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        pipes = [
             asyncio.create_task(self._pipe(reader, up_writer, slow=False)),
             asyncio.create_task(self._pipe(up_reader, writer, slow=True)),
         ]
@@ -368,7 +315,26 @@ class SlowProxy:
         except (ConnectionError, OSError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
+
+
+class SlowProxy(TcpProxy):
+    """A proxy in front of an API server on a loopback port, whose answers `delay` holds back."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__("127.0.0.1", target_port)
+
+
+def kubeconfig_via(original: Path, port: int, target: Path) -> Path:
+    """A copy of `original` whose server URL goes through a proxy on `port`."""
+    import yaml
+
+    config = yaml.safe_load(original.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    target.write_text(yaml.safe_dump(config))
+    return target
 
 
 class HungServer:
