@@ -39,16 +39,21 @@ def web_api_methods_used() -> set[str]:
     return used - {"api_call", "base_url", "retry_handlers"}
 
 
+def listener_sources() -> list[Path]:
+    """Where listeners are declared (handlers/) and registered on Bolt (the root, bot/app/)."""
+    return [*ROOT.glob("handlers/**/*.py"), *ROOT.glob("bot/app/**/*.py")]
+
+
 def registered_commands() -> set[str]:
     found = set()
-    for path in ROOT.glob("handlers/**/*.py"):
+    for path in listener_sources():
         found |= set(re.findall(r'\.command\("(/[a-z-]+)"\)', path.read_text()))
     return found
 
 
 def registered_actions() -> set[str]:
     found = set()
-    for path in ROOT.glob("handlers/**/*.py"):
+    for path in listener_sources():
         found |= set(re.findall(r"\.(?:action|view)\(", path.read_text()))
     return found
 
