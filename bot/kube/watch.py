@@ -45,6 +45,8 @@ class StreamingResponse(Protocol):
 
     def release_conn(self) -> None: ...
 
+    def close(self) -> None: ...
+
 
 def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """The newline-separated lines of a chunked body; a line may span several chunks."""
@@ -111,6 +113,7 @@ class WatchReader:
 
     def run(self) -> None:
         response: StreamingResponse | None = None
+        complete = False
         try:
             response = self._open()
             with self._lock:
@@ -124,6 +127,7 @@ class WatchReader:
                 event = decode_event(line, self._environment)
                 if event is not None:
                     self._deliver(event)
+            complete = True
             self._deliver(_END)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if not self._stopped:
@@ -135,9 +139,12 @@ class WatchReader:
         finally:
             if response is not None:
                 try:
-                    response.release_conn()
+                    if complete:  # the server ended the body: the connection can be reused
+                        response.release_conn()
+                    else:  # part of a body is still on the wire, or the socket is shut
+                        response.close()
                 except Exception:  # the connection is gone either way
-                    log.debug("release of a watch connection failed", exc_info=True)
+                    log.debug("closing a watch connection failed", exc_info=True)
 
     def stop(self) -> None:
         """End the read from any thread: the blocked socket read returns at once."""
