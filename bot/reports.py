@@ -199,6 +199,12 @@ def report_counts(report: Mapping[str, Any]) -> ReportCounts:
     )
 
 
+def ranked(counts: Mapping[str, int], n: int) -> list[tuple[str, int]]:
+    """The `n` largest counts, ties by name: the order never depends on which report was
+    read first (a list and a watch-backed cache see reports in different orders)."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].casefold(), kv[0]))[:n]
+
+
 def tally_page(reports: list[dict[str, Any]]) -> Tally:
     """The per-page fold handed to `ClusterGateway.scan`."""
     return Tally().add_reports(reports)

@@ -263,6 +263,15 @@ class BackupSettings(_Frozen):
     s3_session_token: SecretStr | None = None
 
 
+class StatusSettings(_Frozen):
+    cache: bool = True
+    """Follow each environment's policies, exceptions and reports by watch, so `/policy
+    status` answers from memory instead of listing every report (needs RBAC `watch`)."""
+    stale_after_s: float = Field(default=0.0, ge=0, le=3600)
+    """How long the cache may still answer, saying "as of", while a watch is broken; 0: a
+    broken watch means a fresh list, so an unreachable cluster is named at once."""
+
+
 class PromotionSettings(_Frozen):
     """Kept open on purpose: stages and gates are parsed by the promotion module."""
 
@@ -279,6 +288,7 @@ class Settings(_Frozen):
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     backup: BackupSettings = BackupSettings()
     promotion: PromotionSettings = PromotionSettings()
+    status: StatusSettings = StatusSettings()
 
     @field_validator("environments")
     @classmethod

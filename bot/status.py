@@ -2,6 +2,10 @@
 
 Reads each environment in parallel; one environment that is down yields an error entry for
 that environment (within its timeout) while the others still answer.
+
+With a `SnapshotCache` (the watch-backed `bot.status_cache`), an environment whose cache is
+current is answered from it; otherwise it is listed as before, and when that list fails too
+the error carries the cache's last known state and when that was (`Snapshot.as_of`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from bot.kinds import Family, Kind
 from bot.ladder import Ladder, StageEvidence, StageView
 from bot.policies import Policy, policy_from_object
 from bot.policy_ref import PolicyRef, qualified
-from bot.reports import PolicyKey, Tally, tally_page
+from bot.reports import PolicyKey, Tally, ranked, tally_page
 from bot.store.errors import StoreError
 
 EXPIRING_SOON = timedelta(days=7)
@@ -71,6 +75,9 @@ class Snapshot:
     health: HealthSummary | None = None
     backups_known: bool = False
     last_backup: datetime | None = None
+    as_of: datetime | None = None
+    """Set when the figures are not of this moment but as they were then: a cached answer
+    while a watch is broken (with `error` too when the environment cannot be read now)."""
 
     def policy(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name or p.ref == name), None)
@@ -86,6 +93,24 @@ class Snapshot:
 
     def failures(self, policy: Policy) -> int:
         return self.tally.count(policy.key, "fail")
+
+
+@dataclass(frozen=True)
+class CachedSnapshot:
+    """A cache's answer for one environment."""
+
+    snapshot: Snapshot
+    current: bool
+    """Every kind listed and no watch broken for longer than the cache's bound."""
+    as_of: datetime | None
+    """Since when a watch has been broken (the answer is as of then); None: none is."""
+
+
+class SnapshotCache(Protocol):
+    def cached(self, name: str, kinds: Sequence[Kind] | None = None) -> CachedSnapshot | None:
+        """The cached snapshot of environment `name`; None when there is none yet or it
+        follows other kinds than `kinds` (what a caller discovered)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -138,11 +163,13 @@ class StatusService:
         answer_within_s: Mapping[str, float] | None = None,
         health: HealthSource | None = None,
         last_backup: BackupSource | None = None,
+        cache: SnapshotCache | None = None,
     ) -> None:
         """`answer_within_s` bounds the read of each environment: a hung or very slow API
         server is reported as such while the others are shown (default: no bound beyond the
         gateway's own timeouts). `health` adds a Kyverno health line per environment to the
-        overview (the doctor's summary); `last_backup` the age of its last backup."""
+        overview (the doctor's summary); `last_backup` the age of its last backup; `cache`
+        answers an environment whose watches are current without listing it."""
         self._clusters = {c.name: c for c in clusters}
         self._budget = dict(answer_within_s or {})
         self._order = [c.name for c in clusters]
@@ -151,6 +178,7 @@ class StatusService:
         self._stage_evidence = stage_evidence
         self._health = health
         self._last_backup = last_backup
+        self._cache = cache
 
     @property
     def environments(self) -> list[str]:
@@ -256,14 +284,24 @@ class StatusService:
         try:
             async with asyncio.timeout(budget):
                 kinds = await cluster.kinds()
+                cached = self._cache.cached(name, kinds) if self._cache is not None else None
+                if cached is not None and cached.current:
+                    return replace(cached.snapshot, as_of=cached.as_of)
                 return await self._read(cluster, kinds)
         except BotError as err:
-            return Snapshot(environment=name, error=err)
+            return self._unreadable(name, err)
         except TimeoutError:
             # The gateway's own call goes on in its worker thread until its timeout; the
             # answer does not wait for it.
             slow = ClusterUnavailable(name, f"no complete answer within {budget:g} s")
-            return Snapshot(environment=name, error=slow)
+            return self._unreadable(name, slow)
+
+    def _unreadable(self, name: str, err: BotError) -> Snapshot:
+        """The error, with the cache's last known state when it has one."""
+        cached = self._cache.cached(name) if self._cache is not None else None
+        if cached is None:
+            return Snapshot(environment=name, error=err)
+        return replace(cached.snapshot, error=err, as_of=cached.as_of or self.now())
 
     async def _read(self, cluster: Cluster, kinds: tuple[Kind, ...]) -> Snapshot:
         policy_kinds = [
@@ -318,7 +356,7 @@ class StatusService:
             policy=policy,
             fail=snap.tally.count(key, "fail"),
             warn=snap.tally.count(key, "warn"),
-            top_namespaces=tuple(namespaces.most_common(5)) if namespaces else (),
+            top_namespaces=tuple(ranked(namespaces, 5)) if namespaces else (),
             exceptions=tuple(e for e in snap.exceptions if e.covers(policy.ref) and e.active(now)),
         )
 

@@ -17,8 +17,9 @@ ignored. The set of kinds is discovered again every minute; a kind that appears 
 followed, one that disappears is dropped.
 
 Health: an environment is *current* when every kind has been listed and no watch has been
-broken for longer than `stale_after_s`. A cache that is not current still answers, with the
-time it was last known current (`as_of`), for the caller to use when a fresh list fails too.
+broken for longer than `stale_after_s` (by default: no watch is broken). Every answer says
+since when a watch has been broken (`as_of`); one that is not current is for the caller to
+use when a fresh list fails too.
 """
 
 from __future__ import annotations
@@ -41,14 +42,15 @@ from bot.objects import Obj
 from bot.policies import Policy, policy_from_object
 from bot.ports.cluster import WatchableCluster, WatchEvent
 from bot.reports import ReportCounts, Tally, report_counts
-from bot.status import Snapshot
+from bot.status import CachedSnapshot, Snapshot
 
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 
-STALE_AFTER_S = 30.0
-"""How long a broken watch may stay broken before the environment stops being current."""
+STALE_AFTER_S = 0.0
+"""How long a broken watch may stay broken before the environment stops being current; at
+0 a broken watch means a fresh list, so an unreachable cluster is named at once."""
 WATCH_TIMEOUT_S = (240.0, 360.0)
 """A watch's `timeoutSeconds`, drawn in this range so watches do not all restart together."""
 BACKOFF_S = (0.5, 30.0)
@@ -92,6 +94,8 @@ class KindState(Generic[V]):
     resource_version: str | None = None
     """Where the watch continues; None: list first."""
     synced: bool = False
+    watching: bool = False
+    """A watch is established (the server accepted it) and has not ended."""
     broken_since: float | None = None  # time.monotonic()
     broken_at: datetime | None = None
     changes: int = 0
@@ -166,15 +170,6 @@ class KindState(Generic[V]):
     def _advance(self, version: str) -> None:
         if version and (self.resource_version is None or is_newer(version, self.resource_version)):
             self.resource_version = version
-
-
-@dataclass(frozen=True)
-class CachedSnapshot:
-    snapshot: Snapshot
-    current: bool
-    """Every kind listed and no watch broken for longer than the bound."""
-    as_of: datetime | None
-    """When not current: since when a watch has been broken (what the answer is as of)."""
 
 
 def _exception_key(kind: Kind) -> Callable[[Obj], tuple[str, FoundException]]:
@@ -261,11 +256,9 @@ class EnvironmentCache:
             return None
         now = time.monotonic()
         broken = [s for s in self._states.values() if s.broken_since is not None]
-        stale = [s for s in broken if now - (s.broken_since or now) > self._stale_after_s]
+        stale = any(now - (s.broken_since or now) >= self._stale_after_s for s in broken)
         as_of = min((s.broken_at for s in broken if s.broken_at is not None), default=None)
-        return CachedSnapshot(
-            self.snapshot(), current=not stale, as_of=None if not stale else as_of
-        )
+        return CachedSnapshot(self.snapshot(), current=not stale, as_of=as_of)
 
     def snapshot(self) -> Snapshot:
         """What `StatusService._read` would build, from the cache (built once per change)."""
@@ -310,6 +303,10 @@ class EnvironmentCache:
     @property
     def kinds(self) -> tuple[Kind, ...] | None:
         return self._kinds
+
+    def watching(self) -> bool:
+        """Every kind followed has an established watch (what health checks and tests ask)."""
+        return self._kinds is not None and all(s.watching for s in self._states.values())
 
     # -- following ---------------------------------------------------------------------
 
@@ -379,12 +376,15 @@ class EnvironmentCache:
                     timeout_s=self._rng.uniform(low, high),
                 )
                 async for event in events:
+                    state.watching = True
                     state.apply(event)
                     if failures or state.broken_since is not None:
                         failures = 0
                         self._healthy(state)
                 expired = 0  # the server ended the watch as planned: watch on from here
+                state.watching = False
             except Expired:
+                state.watching = False
                 expired += 1
                 log.info(
                     "status cache: watch version expired, listing again",
@@ -394,6 +394,7 @@ class EnvironmentCache:
                 if expired > 1:  # list again at once, unless that is what keeps failing
                     await asyncio.sleep(self._backoff(expired - 1))
             except Exception as err:
+                state.watching = False
                 failures += 1
                 self._broken(state, err, failures)
                 await asyncio.sleep(self._backoff(failures))

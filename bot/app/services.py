@@ -40,6 +40,7 @@ from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.slack_api import SlackApi
 from bot.status import StatusService
+from bot.status_cache import StatusCache
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import Database, open_database
 from bot.tasks import TaskGroup
@@ -132,6 +133,16 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         if settings.backup.targets
         else None,
     )
+    status_cache = (
+        StatusCache(
+            list(clusters.values()), clock=clock, stale_after_s=settings.status.stale_after_s
+        )
+        if settings.status.cache
+        else None
+    )
+    if status_cache is not None:
+        on_start.append(status_cache.start)
+        on_close.append(status_cache.stop)
     status = StatusService(
         list(clusters.values()),
         clock=clock,
@@ -140,6 +151,7 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         answer_within_s=budgets,
         health=doctor.summary,
         last_backup=Catalog(database).last_success,
+        cache=status_cache,
     )
     backups = _backups(settings, clusters, database, audit, clock, roles=roles, status=status)
 

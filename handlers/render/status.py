@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from bot.errors import BotError
 from bot.ladder import GateResult, StageView
 from bot.policies import Mode, Policy
+from bot.reports import ranked
 from bot.status import (
     HealthSummary,
     PolicyInEnvironment,
@@ -105,7 +106,8 @@ def _modes(policies: Sequence[Policy]) -> str:
 def _environment_line(snap: Snapshot) -> str:
     name = f"*{kit.escape(snap.environment)}*"
     if snap.error is not None:
-        return f"{UNREACHABLE} {name} · {snap.error.user_message}"
+        line = f"{UNREACHABLE} {name} · {snap.error.user_message}"
+        return f"{line} {_last_known(snap, snap.as_of)}" if snap.as_of is not None else line
     parts = [f"{_signal(snap)} {name}", _policies(len(snap.policies))]
     modes = _modes(snap.policies)
     if modes:
@@ -117,7 +119,18 @@ def _environment_line(snap: Snapshot) -> str:
     unknown = sum(1 for p in snap.policies if p.ready is None)
     if unknown:
         parts.append(f"{unknown} readiness not reported")
+    if snap.as_of is not None:
+        parts.append(f"_as of {_when(snap.as_of)}_")
     return " · ".join(parts)
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _last_known(snap: Snapshot, as_of: datetime) -> str:
+    """What the cache last knew of an environment that cannot be read now."""
+    return f"_Last known, as of {_when(as_of)}:_ {_policies(len(snap.policies))} · {_results(snap)}"
 
 
 def _results(snap: Snapshot) -> str:
@@ -169,7 +182,7 @@ def _top_failing(snapshots: Sequence[Snapshot]) -> list[str]:
             if counts["fail"]:
                 total[key] += counts["fail"]
                 where.setdefault(key, []).append((snap.environment, counts["fail"]))
-    ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0][1]))[:TOP_FAILING]
+    ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0][1], kv[0][0]))[:TOP_FAILING]
     return [
         f"{kit.escape(key[1])} ("
         + ", ".join(f"{kit.escape(env)} {n:,}" for env, n in where[key])
@@ -244,7 +257,7 @@ def _others_line(snapshots: Sequence[Snapshot]) -> str | None:
         others.update(snap.tally.others)
     if not others:
         return None
-    shown = ", ".join(kit.escape(source) for source, _ in others.most_common(4))
+    shown = ", ".join(kit.escape(source) for source, _ in ranked(others, 4))
     more = f" and {len(others) - 4} more" if len(others) > 4 else ""
     return (
         f"Also in the report APIs: {sum(others.values()):,} results from {shown}{more} "
@@ -286,7 +299,10 @@ def environment(snap: Snapshot, *, now: datetime, share: str | None = "") -> lis
 def environment_message(snap: Snapshot, *, now: datetime, share: str | None = "") -> Message:
     """Failing and not-ready policies first with their figures; the rest as names per mode."""
     if snap.error is not None:
-        return f"{snap.environment}: {snap.error.user_message}", error(snap.error)
+        unreadable = error(snap.error)
+        if snap.as_of is not None:
+            unreadable.append(kit.context([_last_known(snap, snap.as_of)]))
+        return f"{snap.environment}: {snap.error.user_message}", unreadable
     title = f"{snap.environment} · {_policies(len(snap.policies))} · {now:%H:%M} UTC"
     summary = [_environment_line(snap)]
     active, soon = active_exceptions(snap, now)

@@ -328,7 +328,7 @@ async def test_policy_view_shows_rules_overrides_namespaces_exceptions_and_stage
         "*dev* · ClusterPolicy · mixed · :x: not ready: webhook not ready · 5 fail · 0 warn" in text
     )
     assert "Rules: check-for-labels (Audit; Enforce in prod-*)" in text
-    assert "Failing in: shop 2 · billing 2" in text
+    assert "Failing in: billing 2 · shop 2" in text  # ties by name, whatever was read first
     assert "Exceptions: pe-require-labels-1 (SEC-1), expires " in text
     assert "*production* · ClusterPolicy · Enforce · readiness unknown · 0 fail" in text
     # dev holds it in any mode; it is not in qac (not configured here) but staging (Enforce)

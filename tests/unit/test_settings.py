@@ -217,3 +217,24 @@ def test_the_example_s3_target_is_valid():
         "aws:kms",
         "alias/policy-bot-backups",
     )
+
+
+def test_the_status_cache_is_on_by_default_and_can_be_turned_off():
+    settings = parse_settings(MINIMAL, ENV)
+    assert settings.status.cache is True and settings.status.stale_after_s == 0
+    off = parse_settings({**MINIMAL, "status": {"cache": False, "stale_after_s": 20}}, ENV)
+    assert off.status.cache is False and off.status.stale_after_s == 20
+    assert any(
+        p.startswith("status.cashe: unknown key")
+        for p in problems({**MINIMAL, "status": {"cashe": False}})
+    )
+    assert any(
+        p.startswith("status.stale_after_s:")
+        for p in problems({**MINIMAL, "status": {"stale_after_s": -1}})
+    )
+
+
+def test_the_example_config_documents_the_status_cache():
+    example = Path(__file__).parent.parent.parent / "config.example.yaml"
+    document = yaml.safe_load(example.read_text())
+    assert document["status"] == {"cache": True, "stale_after_s": 0}

@@ -471,3 +471,13 @@ def test_a_kind_removed_from_the_cluster_takes_its_counts_with_it() -> None:
     state.apply(event("ADDED", "a", 5, ("p", "fail")))
     state.clear()
     assert tally == Tally()
+
+
+async def test_watching_says_whether_every_watch_is_established(running: Any) -> None:
+    cluster, cache = running
+    await eventually(cache.watching)
+    cluster.fail_watches = 10**6
+    cluster.interrupt(POLR, ClusterUnavailable("dev", "connection reset"))
+    await eventually(lambda: not cache.watching())
+    cluster.fail_watches = 0
+    await eventually(cache.watching)

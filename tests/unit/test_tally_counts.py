@@ -115,3 +115,18 @@ def test_counts_are_compact_and_grouped() -> None:
     assert counts.namespace == "a"
     assert sorted(counts.results) == [((False, "v1"), "pass", 1), ((True, "p1"), "fail", 2)]
     assert counts.others == (("trivy", 2),)
+
+
+def test_ranked_breaks_ties_by_name_not_by_what_was_read_first() -> None:
+    from collections import Counter
+
+    from bot.reports import ranked
+
+    one = Counter({"shop": 2, "billing": 2, "team-a": 5, "pay": 1})
+    other = Counter({"pay": 1, "team-a": 5, "billing": 2, "shop": 2})
+    assert ranked(one, 3) == ranked(other, 3) == [("team-a", 5), ("billing", 2), ("shop", 2)]
+    assert [s for s, _ in ranked(Counter({"trivy": 3, "kube-bench": 1, "VAP": 1}), 4)] == [
+        "trivy",
+        "kube-bench",
+        "VAP",
+    ]
