@@ -24,6 +24,7 @@ import pytest
 import pytest_asyncio
 
 from bot.app import build_backups, build_doctor
+from bot.clock import SYSTEM_CLOCK
 from bot.errors import ClusterForbidden
 from bot.kinds import Family, Kind
 from bot.kube.gateway import ClusterGateway
@@ -32,6 +33,7 @@ from bot.promotion.config import load_promotion_config
 from bot.promotion.records import PromotionStore
 from bot.promotion.service import Applied, PromotionService
 from bot.settings import Environment
+from bot.status_cache import EnvironmentCache
 from tests.deploy.helm import REPO_ROOT
 from tests.emulators.jira import PAT, JiraEmulator
 from tests.emulators.slack import RateLimits, SlackEmulator
@@ -365,6 +367,23 @@ async def _kind(gateway: ClusterGateway, group: str, family: Family, kind: str) 
         for k in await gateway.kinds()
         if k.spec.group == group and k.spec.family is family and k.spec.kind == kind
     )
+
+
+async def test_the_status_cache_may_list_and_watch_what_status_reads(planes: Planes) -> None:
+    gateway = ClusterGateway(Environment(name="dev", kubeconfig=planes.dev_kubeconfig))
+    cache = EnvironmentCache(gateway, clock=SYSTEM_CLOCK)
+    cache.start()
+    try:
+        deadline = time.monotonic() + WAIT
+        while not cache.watching():  # a refused watch would never be established
+            assert time.monotonic() < deadline, "the cache's watches are not all established"
+            await asyncio.sleep(0.05)
+        cached = cache.cached()
+        assert cached is not None and cached.current
+        assert "require-labels" in {p.name for p in cached.snapshot.policies}
+    finally:
+        await cache.stop()
+        await gateway.close()
 
 
 async def test_forbidden_actions_are_refused(planes: Planes) -> None:
