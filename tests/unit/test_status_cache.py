@@ -481,3 +481,20 @@ async def test_watching_says_whether_every_watch_is_established(running: Any) ->
     await eventually(lambda: not cache.watching())
     cluster.fail_watches = 0
     await eventually(cache.watching)
+
+
+async def test_a_kind_that_goes_away_or_appears_is_dropped_or_followed(running: Any) -> None:
+    cluster, cache = running
+    assert cache.snapshot().tally.failing_namespaces[(True, "require-labels")]["(cluster)"] == 1
+    # The ClusterPolicyReport CRD is removed and an openreports Report kind appears.
+    report = kind("openreports.io", "Report", "v1alpha1")
+    cluster.objects[report] = {}
+    cluster.watches[report] = []
+    cluster.put(report, polr("billing", "app-0", ("mixed", "fail")), send=False)
+    cluster.served = (CPOL, VPOL, POLEX, CLEANUP, POLR, report)
+    assert cache.cached(cluster.served) is None  # not what it follows: ask again shortly
+    await eventually(lambda: cache.cached(cluster.served) is not None)
+    snap = cache.snapshot()
+    assert snap == await fresh(cluster)
+    assert "(cluster)" not in snap.tally.failing_namespaces[(True, "require-labels")]
+    assert snap.tally.failing_namespaces[(True, "mixed")] == {"billing": 1}
