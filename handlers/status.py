@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from bot.errors import BotError
 from bot.policy_ref import parse_policy_ref
-from bot.status import StatusService
+from bot.status.service import StatusService
 from bot.store.audit_trail import AuditTrail
 from handlers.listener import Action, Click, Invocation, Listeners, Reply, Subcommand
 from handlers.render import kit, messages

@@ -25,7 +25,7 @@ from bot.alerts.state import environment_of
 from bot.alerts.webhook import Alert
 from bot.errors import BotError
 from bot.kinds import Family
-from bot.ports.cluster import ClusterReader
+from bot.ports.cluster import ClusterLister
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class ClusterViolations:
     """`ViolationChecker` reading the per-resource policy reports of the environments."""
 
-    def __init__(self, clusters: Mapping[str, ClusterReader]) -> None:
+    def __init__(self, clusters: Mapping[str, ClusterLister]) -> None:
         self._clusters = clusters
 
     async def still_failing(self, alerts: Sequence[Alert]) -> set[str]:

@@ -39,8 +39,8 @@ from bot.roles import RoleChecker
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.slack_api import SlackApi
-from bot.status import StatusService
-from bot.status_cache import StatusCache
+from bot.status.cache import StatusCache
+from bot.status.service import StatusService
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import Database, open_database
 from bot.tasks import TaskGroup

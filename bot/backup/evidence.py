@@ -31,7 +31,7 @@ from bot.audit import AuditEntry, VerifyReport, format_timestamp
 from bot.backup.bundle import sha256
 from bot.found_exceptions import FoundException
 from bot.ports.exception_register import RegisterEntry
-from bot.status import Snapshot
+from bot.ports.snapshot import Snapshot
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 FORMAT = "policy-bot-evidence/1"

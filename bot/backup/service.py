@@ -62,9 +62,9 @@ from bot.errors import BotError, UnknownEnvironment
 from bot.ports.cluster import Cluster
 from bot.ports.exception_register import ExceptionRegister, RegisterEntry
 from bot.ports.helm_values import BackedUpValues
+from bot.ports.snapshot import StatusOverview
 from bot.roles import Role, RoleChecker
 from bot.settings import BackupTarget, Settings
-from bot.status import StatusService
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import Database
 
@@ -176,7 +176,7 @@ class BackupService:
         audit: AuditTrail,
         clock: Clock,
         roles: RoleChecker | None = None,
-        status: StatusService | None = None,
+        status: StatusOverview | None = None,
         exceptions: ExceptionRegister | None = None,
         targets: Sequence[Target] | None = None,
     ) -> None:

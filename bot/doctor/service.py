@@ -18,7 +18,7 @@ from bot.doctor.runbook import HELM_RELEASES
 from bot.errors import BotError, ClusterUnavailable, UnknownEnvironment
 from bot.ports.cluster import ClusterReader
 from bot.ports.helm_values import BackedUpValues, BackupValues
-from bot.status import HealthSummary
+from bot.ports.snapshot import HealthSummary
 
 
 class DoctorService:

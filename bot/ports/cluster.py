@@ -2,8 +2,9 @@
 
 `bot.kube.gateway.ClusterGateway` implements both protocols over the `kubernetes` SDK; the
 features type against these so they never import the SDK, and tests can hand them a small
-fake. Readers (status, alerts, doctor, backups) need `ClusterReader`; writers (promotion,
-exceptions, restore) need `Cluster`; a cache that follows changes needs `WatchableCluster`.
+fake. Status and the alert checks list (`ClusterLister`); the doctor and backups also read
+single objects and paths (`ClusterReader`); writers (promotion, exceptions, restore) need
+`Cluster`; the status cache, which follows changes, needs `WatchableCluster`.
 
 Every call is bounded by the environment's timeout and raises the errors of
 `bot.kube.errors` (or `bot.errors.ClusterUnavailable`), never the SDK's.
@@ -21,7 +22,9 @@ from bot.objects import Obj
 T = TypeVar("T")
 
 
-class ClusterReader(Protocol):
+class ClusterLister(Protocol):
+    """Lists whole kinds: all status and the alert checks need."""
+
     name: str
 
     async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]:
@@ -35,6 +38,10 @@ class ClusterReader(Protocol):
     ) -> list[T]:
         """`reduce(page)` for every page of the list, computed off the event loop."""
         ...
+
+
+class ClusterReader(ClusterLister, Protocol):
+    """Lists, and reads single objects and arbitrary API paths."""
 
     async def get(self, kind: Kind, name: str, *, namespace: str | None = None) -> Obj | None: ...
 
@@ -65,8 +72,8 @@ class WatchEvent:
         return str((self.object.get("metadata") or {}).get("resourceVersion") or "")
 
 
-class WatchableCluster(ClusterReader, Protocol):
-    """A reader that can follow a kind's changes (list, then watch from the list's version)."""
+class WatchableCluster(ClusterLister, Protocol):
+    """A lister that can follow a kind's changes (list, then watch from the list's version)."""
 
     async def scan_versioned(
         self, kind: Kind, reduce: Callable[[list[Obj]], T], *, namespace: str | None = None

@@ -15,12 +15,11 @@ from datetime import datetime, timedelta
 from bot.errors import BotError
 from bot.ladder import GateResult, StageView
 from bot.policies import Mode, Policy
+from bot.ports.snapshot import HealthSummary, Snapshot
 from bot.reports import ranked
-from bot.status import (
-    HealthSummary,
+from bot.status.service import (
     PolicyInEnvironment,
     PolicyReportView,
-    Snapshot,
     active_exceptions,
     mode_counts,
 )

@@ -33,7 +33,7 @@ from bot.promotion.config import load_promotion_config
 from bot.promotion.records import PromotionStore
 from bot.promotion.service import Applied, PromotionService
 from bot.settings import Environment
-from bot.status_cache import EnvironmentCache
+from bot.status.cache import EnvironmentCache
 from tests.deploy.helm import REPO_ROOT
 from tests.emulators.jira import PAT, JiraEmulator
 from tests.emulators.slack import RateLimits, SlackEmulator

@@ -28,8 +28,8 @@ from bot.kube.gateway import ClusterGateway
 from bot.ladder import Ladder
 from bot.ports.cluster import WatchEvent
 from bot.settings import Environment
-from bot.status import StatusService
-from bot.status_cache import EnvironmentCache, is_newer
+from bot.status.cache import EnvironmentCache, is_newer
+from bot.status.service import StatusService
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 

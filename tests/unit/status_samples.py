@@ -12,8 +12,9 @@ from bot.found_exceptions import FoundException
 from bot.kinds import Family
 from bot.ladder import GateResult, Stage, StageView
 from bot.policies import Mode, Override, Policy, RuleMode
+from bot.ports.snapshot import HealthSummary, Snapshot
 from bot.reports import Tally
-from bot.status import HealthSummary, PolicyInEnvironment, PolicyReportView, Snapshot
+from bot.status.service import PolicyInEnvironment, PolicyReportView
 
 NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)
 BACKUP = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)

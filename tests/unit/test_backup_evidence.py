@@ -19,8 +19,8 @@ from bot.errors import ClusterUnavailable
 from bot.kinds import KIND_SPECS, Kind
 from bot.policies import policy_from_object
 from bot.ports.exception_register import RegisterEntry
+from bot.ports.snapshot import Snapshot
 from bot.reports import Tally
-from bot.status import Snapshot
 
 AT = datetime(2026, 12, 1, 3, tzinfo=UTC)
 CPOL = Kind(next(s for s in KIND_SPECS if s.kind == "ClusterPolicy"), "v1")

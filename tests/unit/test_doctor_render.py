@@ -14,7 +14,7 @@ from typing import Any
 from bot.doctor.checks import run_checks
 from bot.doctor.model import DoctorReport, Gap, KyvernoHealth
 from bot.errors import ClusterUnavailable
-from bot.status import HealthSummary, Snapshot
+from bot.ports.snapshot import HealthSummary, Snapshot
 from handlers.render import doctor as render
 from handlers.render import status as status_render
 from tests.emulators.slack import validate_blocks

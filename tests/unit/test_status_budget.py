@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.kinds import KIND_SPECS, Kind
 from bot.ladder import Ladder
-from bot.status import StatusService
+from bot.status.service import StatusService
 from tests.timeline import MovableClock, suite_start
 
 CPOL = Kind(next(s for s in KIND_SPECS if s.kind == "ClusterPolicy"), "v1")

@@ -25,8 +25,8 @@ from bot.ladder import Ladder
 from bot.objects import Obj
 from bot.ports.cluster import Listing, WatchEvent
 from bot.reports import Tally
-from bot.status import StatusService
-from bot.status_cache import EnvironmentCache, KindState, is_newer
+from bot.status.cache import EnvironmentCache, KindState, is_newer
+from bot.status.service import StatusService
 from tests.kube import seed
 
 

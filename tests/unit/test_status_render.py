@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.errors import ClusterUnavailable
 from bot.policies import Mode
-from bot.status import Snapshot
+from bot.ports.snapshot import Snapshot
 from handlers.render import status as render
 from tests.emulators.slack import validate_blocks
 from tests.goldens import golden_for

@@ -12,8 +12,9 @@ from bot.errors import ClusterUnavailable
 from bot.kinds import KIND_SPECS, Kind
 from bot.ladder import Ladder
 from bot.policies import Mode
+from bot.ports.snapshot import Snapshot
 from bot.reports import Tally
-from bot.status import CachedSnapshot, Snapshot, StatusService
+from bot.status.service import CachedSnapshot, StatusService
 from handlers.render import status as render
 from tests.unit.status_samples import policy
 

@@ -3,7 +3,7 @@
 Reads each environment in parallel; one environment that is down yields an error entry for
 that environment (within its timeout) while the others still answer.
 
-With a `SnapshotCache` (the watch-backed `bot.status_cache`), an environment whose cache is
+With a `SnapshotCache` (the watch-backed `bot.status.cache`), an environment whose cache is
 current is answered from it; otherwise it is listed as before, and when that list fails too
 the error carries the cache's last known state and when that was (`Snapshot.as_of`).
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot.clock import Clock
 from bot.errors import BotError, ClusterUnavailable, PolicyNotFound, UnknownEnvironment
@@ -24,6 +24,8 @@ from bot.kinds import Family, Kind
 from bot.ladder import Ladder, StageEvidence, StageView
 from bot.policies import Policy, policy_from_object
 from bot.policy_ref import PolicyRef, qualified
+from bot.ports.cluster import ClusterLister
+from bot.ports.snapshot import HealthSummary, Snapshot
 from bot.reports import PolicyKey, Tally, ranked, tally_page
 from bot.store.errors import StoreError
 
@@ -33,66 +35,8 @@ log = logging.getLogger(__name__)
 StageEvidenceSource = Callable[[PolicyRef], Awaitable[Mapping[str, StageEvidence]]]
 
 
-@dataclass(frozen=True)
-class HealthSummary:
-    """One line of Kyverno health for the overview; `/policy doctor` has the details."""
-
-    version: str | None = None
-    admission: tuple[int | None, int] | None = None  # (ready, desired); ready None: no status
-    warnings: int = 0
-    failures: int = 0
-    problem: str | None = None  # e.g. "not installed"
-
-
 HealthSource = Callable[[str], Awaitable[HealthSummary | None]]
 BackupSource = Callable[[str], Awaitable[datetime | None]]
-
-
-class Cluster(Protocol):
-    """What status needs from an environment (implemented by `bot.kube.ClusterGateway`)."""
-
-    name: str
-
-    async def kinds(self, *, refresh: bool = False) -> tuple[Kind, ...]: ...
-
-    async def list_all(
-        self, kind: Kind, *, namespace: str | None = None
-    ) -> list[dict[str, Any]]: ...
-
-    async def scan(self, kind: Kind, reduce: Any, *, namespace: str | None = None) -> list[Any]: ...
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything status knows about one environment at one moment."""
-
-    environment: str
-    policies: tuple[Policy, ...] = ()
-    tally: Tally = field(default_factory=Tally)
-    exceptions: tuple[FoundException, ...] = ()
-    kinds: tuple[str, ...] = ()
-    error: BotError | None = None
-    health: HealthSummary | None = None
-    backups_known: bool = False
-    last_backup: datetime | None = None
-    as_of: datetime | None = None
-    """Set when the figures are not of this moment but as they were then: a cached answer
-    while a watch is broken (with `error` too when the environment cannot be read now)."""
-
-    def policy(self, name: str) -> Policy | None:
-        return next((p for p in self.policies if p.name == name or p.ref == name), None)
-
-    def matching(self, ref: PolicyRef) -> list[Policy]:
-        """The policies `ref` names here; a bare name also finds namespaced ones of that name."""
-        return [
-            p
-            for p in self.policies
-            if ref.accepts(p.kind)
-            and (p.ref == ref.ref or (ref.namespace is None and p.name == ref.name))
-        ]
-
-    def failures(self, policy: Policy) -> int:
-        return self.tally.count(policy.key, "fail")
 
 
 @dataclass(frozen=True)
@@ -155,7 +99,7 @@ class PolicyReportView:
 class StatusService:
     def __init__(
         self,
-        clusters: Sequence[Cluster],
+        clusters: Sequence[ClusterLister],
         *,
         clock: Clock,
         ladder: Ladder,
@@ -303,7 +247,7 @@ class StatusService:
             return Snapshot(environment=name, error=err)
         return replace(cached.snapshot, error=err, as_of=cached.as_of or self.now())
 
-    async def _read(self, cluster: Cluster, kinds: tuple[Kind, ...]) -> Snapshot:
+    async def _read(self, cluster: ClusterLister, kinds: tuple[Kind, ...]) -> Snapshot:
         policy_kinds = [
             k for k in kinds if k.spec.family in (Family.LEGACY_POLICY, Family.CEL_POLICY)
         ]

@@ -41,8 +41,9 @@ from bot.kube.errors import Expired
 from bot.objects import Obj
 from bot.policies import Policy, policy_from_object
 from bot.ports.cluster import WatchableCluster, WatchEvent
+from bot.ports.snapshot import Snapshot
 from bot.reports import ReportCounts, Tally, report_counts
-from bot.status import CachedSnapshot, Snapshot
+from bot.status.service import CachedSnapshot
 
 log = logging.getLogger(__name__)
 
