@@ -9,7 +9,7 @@ compared with stored times. Two rules, checked on the source of `bot/` and `hand
   `date.today`, `time.time` or `time.time_ns` (`time.monotonic` measures durations and is
   fine);
 - the real clock, `SYSTEM_CLOCK`, is named only by the composition roots (`bot/app/serve.py` and
-  `bot/cli.py`), so no service can fall back to it when someone forgets to pass one.
+  `bot/app/cli.py`), so no service can fall back to it when someone forgets to pass one.
 
 ruff's banned-api (TID251) says the same in an editor; this test also covers the adapter
 packages, which are exempt from TID251 for their SDK imports.
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("bot", "handlers")
 CLOCK_MODULE = "bot/clock.py"
-COMPOSITION_ROOTS = frozenset({"bot/app/serve.py", "bot/cli.py"})
+COMPOSITION_ROOTS = frozenset({"bot/app/serve.py", "bot/app/cli.py"})
 FORBIDDEN = frozenset(
     {
         "datetime.datetime.now",
@@ -126,7 +126,7 @@ def test_the_check_sees_every_spelling() -> None:
         12,
         14,
     ]
-    assert list(violations(sample.replace("SYSTEM_CLOCK", "clock"), "bot/cli.py"))
+    assert list(violations(sample.replace("SYSTEM_CLOCK", "clock"), "bot/app/cli.py"))
     assert not list(
         violations("from bot.clock import SYSTEM_CLOCK\nx = SYSTEM_CLOCK", "bot/app/serve.py")
     )

@@ -99,11 +99,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "audit":
         return asyncio.run(_verify(settings))
     if args.command == "backup":
-        from bot.backup.command_line import run_backup
+        from bot.app.backup_cli import run_backup
 
         return asyncio.run(run_backup(settings, args.env, args.to, clock=SYSTEM_CLOCK))
     if args.command == "restore":
-        from bot.backup.command_line import run_restore
+        from bot.app.backup_cli import run_restore
 
         return asyncio.run(
             run_restore(settings, args.env, args.source, dry_run=args.dry_run, clock=SYSTEM_CLOCK)
@@ -126,7 +126,7 @@ def without_slack(env: Mapping[str, str]) -> dict[str, str]:
 
 
 async def _check(settings: Settings) -> int:
-    from bot.checks import check_dependencies
+    from bot.app.checks import check_dependencies
 
     print("config: ok")
     results = await check_dependencies(settings)
