@@ -44,7 +44,7 @@ test: deps system-deps kube helm kyverno lint
 
 # The suites whose tests pin the bot's clock, started at a month end, a year end, a leap
 # day and a year from now (tests/timeline.py): none may depend on the day it runs.
-DATED_SUITES ?= tests/integration/test_exceptions.py tests/test_store.py tests/unit/test_promotion_service.py
+DATED_SUITES ?= tests/e2e/test_exceptions.py tests/integration/test_store.py tests/unit/test_promotion_service.py
 TEST_DATES   ?= 2027-01-31T23:58 2026-12-31T23:59 2028-02-29T09:00 $(shell date -u -d '+1 year' +%Y-%m-%dT%H:%M)
 test-dates: deps
 	@set -e; for start in $(TEST_DATES); do \

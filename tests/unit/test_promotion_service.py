@@ -1,7 +1,7 @@
 """The promotion store on both backends, and the service's failure paths with in-memory
 clusters: a lost write race, a cluster down mid-apply, a namespace missing in the target.
 
-The happy paths run against real API servers in tests/integration/test_promotion.py.
+The happy paths run against real API servers in tests/e2e/test_promotion.py.
 """
 
 from __future__ import annotations

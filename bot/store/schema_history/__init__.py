@@ -12,8 +12,8 @@ Writing a revision:
       alembic_config; command.revision(alembic_config(), 'add x to y', rev_id='r0002_x')"
 
   then write `upgrade()` by hand with `op` (there is no autogenerate against a live database;
-  `tests/test_schema_history.py` compares a fresh store with the tables' live definitions, so
-  a table changed in code without a revision fails there).
+  `tests/integration/test_schema_history.py` compares a fresh store with the tables' live
+  definitions, so a table changed in code without a revision fails there).
 - Frozen DDL only: spell out the columns, types, constraint and index names. Import nothing
   from `bot`: a revision must create the same thing forever, whatever the code becomes.
 - Change the table's live definition (`bot/<feature>/tables.py`, ...) in the same commit.

@@ -27,7 +27,7 @@ from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -90,7 +90,7 @@ async def test_sqlite_connection_settings(tmp_path: Path) -> None:
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 3000}
 
 
-# --- migrations (the schema history; see also tests/test_schema_history.py) ----------------
+# --- migrations (the schema history; see also tests/integration/test_schema_history.py) ----------------
 
 
 async def test_migrations_apply_once_and_rerun_is_a_no_op(store_url: str) -> None:

@@ -50,10 +50,10 @@ from bot.store.scheduled_runs import scheduled_runs
 from bot.store.schema import metadata
 from tests.servers.postgres import PostgresServer
 
-LEGACY = Path(__file__).parent / "data" / "legacy_store"
+LEGACY = Path(__file__).parents[1] / "data" / "legacy_store"
 KNOWN = [r.revision for r in reversed(list(schema_history().walk_revisions()))]
 HEAD = KNOWN[-1]
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 ROWS = {
     "alert_messages": 1,
     "alert_notifications": 1,

@@ -40,7 +40,7 @@ from bot.store import (
 from bot.store.audit_trail import audit_entries
 
 T0 = datetime(2025, 3, 1, 9, 0, 0, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class SteppingClock:

@@ -238,7 +238,7 @@ async def test_jira_down_is_reported_after_bounded_retries(sleeps: Sleeps) -> No
     assert sleeps.waits == [0.5, 1.0] and time.monotonic() - started < 5
 
 
-TRACES = Path(__file__).parent / "data" / "jira"
+TRACES = Path(__file__).parents[1] / "data" / "jira"
 REPLAYED = (
     "create_issue(fields={project:{key}, issuetype:{name}, ...})",
     "issue('OPS-1')",

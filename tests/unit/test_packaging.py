@@ -8,7 +8,7 @@ import pytest
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 # Bot scopes each Web API method needs (api.slack.com/methods).
 SCOPES = {
     "auth_test": None,
