@@ -228,6 +228,7 @@ class EnvironmentCache:
         self._built_at = -1
         self._rediscover = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -238,6 +239,9 @@ class EnvironmentCache:
             )
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: on Python 3.11 `asyncio.wait_for` (the gateway's
+        # calls) can swallow a cancellation that arrives as its call completes.
+        self._stopping = True
         tasks = [t for t in (self._supervisor, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -330,7 +334,7 @@ class EnvironmentCache:
 
     async def _supervise(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             try:
                 kinds = await self.cluster.kinds(refresh=self._rediscover.is_set())
             except Exception as err:
@@ -364,7 +368,7 @@ class EnvironmentCache:
 
     async def _follow(self, state: KindState[Any]) -> None:
         failures = expired = 0
-        while True:
+        while not self._stopping:
             try:
                 if state.resource_version is None:
                     listing = await self.cluster.scan_versioned(state.kind, state.entries)
@@ -377,6 +381,8 @@ class EnvironmentCache:
                     timeout_s=self._rng.uniform(low, high),
                 )
                 async for event in events:
+                    if self._stopping:
+                        break
                     state.watching = True
                     state.apply(event)
                     if failures or state.broken_since is not None:
