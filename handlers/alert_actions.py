@@ -1,4 +1,5 @@
-"""Buttons on alert messages: Silence (`alert_silence:<duration>`) and the link buttons.
+"""Buttons on alert messages: Silence (`alert_silence:<duration>`), Unsilence
+(`alert_unsilence`) and the link buttons.
 
 The listener acknowledges at once (Slack allows 3 s, the Alertmanager call may take longer),
 then calls the silence service; whatever goes wrong after the ack is told to the person who
@@ -12,7 +13,7 @@ import re
 from bot.alerts.silencing import SilenceService
 from bot.errors import BotError
 from handlers.listener import Action, Click, Listeners
-from handlers.render.alerts import LINK_ACTION_PREFIX, SILENCE_ACTION_ID
+from handlers.render.alerts import LINK_ACTION_PREFIX, SILENCE_ACTION_ID, UNSILENCE_ACTION_ID
 
 SILENCE_ACTIONS = re.compile(rf"^{re.escape(SILENCE_ACTION_ID)}(:[a-z0-9]+)?$")
 LINK_ACTIONS = re.compile(rf"^{re.escape(LINK_ACTION_PREFIX)}:")
@@ -20,6 +21,11 @@ LINK_ACTIONS = re.compile(rf"^{re.escape(LINK_ACTION_PREFIX)}:")
 MALFORMED = "This button is malformed, so nothing was silenced. Use the Alertmanager link instead."
 UNEXPECTED = (
     "Something went wrong while silencing, and it may not have happened. "
+    "Check the Alertmanager link on the message before trying again."
+)
+
+UNSILENCE_UNEXPECTED = (
+    "Something went wrong while unsilencing, and it may not have happened. "
     "Check the Alertmanager link on the message before trying again."
 )
 
@@ -49,6 +55,20 @@ class AlertActions:
             text = f"Already silenced by @{silence.user_name} until {until}; nothing changed."
         await click.tell(text)
 
+    async def unsilence(self, click: Click) -> None:
+        if not click.value.isdigit():
+            raise BotError(
+                "This button is malformed, so nothing was unsilenced. "
+                "Use the Alertmanager link instead."
+            )
+        silence = await self._service.unsilence(
+            int(click.value), user_id=click.user, user_name=click.user_name
+        )
+        await click.tell(
+            f"Unsilenced: Alertmanager silence `{silence.silence_id}` is expired, so its "
+            "notifications flow again. The alert message will say so."
+        )
+
 
 def parse_silence_value(value: str) -> tuple[int, str]:
     """`"<message id>:<duration>"` from a Silence button; raises ValueError otherwise."""
@@ -59,12 +79,18 @@ def parse_silence_value(value: str) -> tuple[int, str]:
 
 
 def listeners(*, service: SilenceService) -> Listeners:
-    """The Silence buttons; link buttons open a URL, and Slack still sends the click, which is
-    acknowledged and nothing more."""
+    """The Silence and Unsilence buttons; link buttons open a URL, and Slack still sends the
+    click, which is acknowledged and nothing more."""
     actions = AlertActions(service=service)
     return Listeners(
         actions=(
             Action(SILENCE_ACTIONS, "alert_silence", actions.silence, unexpected=UNEXPECTED),
+            Action(
+                UNSILENCE_ACTION_ID,
+                "alert_unsilence",
+                actions.unsilence,
+                unexpected=UNSILENCE_UNEXPECTED,
+            ),
             Action(LINK_ACTIONS, "alert_link", None),
         )
     )

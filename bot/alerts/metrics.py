@@ -41,6 +41,6 @@ DELIVERY_FAILURES = Counter(
 )
 SILENCES = Counter(
     "policy_bot_alert_silences_total",
-    "Silence button clicks by outcome.",
+    "Silence and Unsilence button clicks by outcome (unsilence outcomes start `lift`).",
     ["outcome"],
 )

@@ -1,17 +1,21 @@
-"""Client for Alertmanager's silences API v2 (`POST /api/v2/silences`).
+"""Client for Alertmanager's silences API v2 (`POST /api/v2/silences`,
+`DELETE /api/v2/silence/{id}`).
 
-Small on purpose: the Silence button needs one call. It owns an aiohttp session created on
-first use (inside the running loop) and closed by `close()`; every request has a total timeout.
+Small on purpose: the Silence and Unsilence buttons need one call each. It owns an aiohttp
+session created on first use (inside the running loop) and closed by `close()`; every request
+has a total timeout.
 Failures become `SilenceFailed` whose message tells the person who clicked what to do.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -25,7 +29,8 @@ class SilenceFailed(BotError):
 
 
 class SilenceNotFound(SilenceFailed):
-    """The silence id given for an update no longer exists in Alertmanager."""
+    """The silence id given for an update (or to expire) is unknown to Alertmanager, or
+    already expired there."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,56 @@ class AlertmanagerSilences:
             await self._session.close()
             self._session = None
 
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def expire(self, silence_id: str) -> None:
+        """Expire a silence now (Alertmanager keeps it, expired, for its retention time).
+
+        Raises `SilenceNotFound` when Alertmanager does not know the id or the silence has
+        already ended: it is read first, because Alertmanager answers 200 to expiring an
+        expired silence and 500 to expiring an unknown one.
+        """
+        url = f"{self._base_url}/api/v2/silence/{quote(silence_id, safe='')}"
+        gone = SilenceNotFound(
+            f"Alertmanager no longer has silence `{silence_id}` in force: it expired or was "
+            "removed there."
+        )
+        status, text = await self._call("GET", url)
+        if status == 404:
+            raise gone
+        if status == 200:
+            try:
+                state = (json.loads(text).get("status") or {}).get("state")
+            except (ValueError, AttributeError):
+                state = None
+            if state == "expired":
+                raise gone
+        status, text = await self._call("DELETE", url)
+        if status == 200:
+            return
+        if status == 404 or "not found" in text or "already expired" in text:
+            raise gone
+        reason = " ".join(text.split())[:300] or f"HTTP {status}"
+        raise SilenceFailed(
+            f"Alertmanager refused to expire the silence (HTTP {status}: {reason}). The silence "
+            "is still in place; expire it from Alertmanager's own page."
+        )
+
+    async def _call(self, method: str, url: str) -> tuple[int, str]:
+        try:
+            async with self._client().request(method, url) as response:
+                return response.status, await response.text()
+        except (TimeoutError, aiohttp.ClientError) as err:
+            log.warning("Alertmanager unsilence failed", extra={"url": url, "error": repr(err)})
+            raise SilenceFailed(
+                f"Alertmanager at {self._base_url} did not answer ({type(err).__name__}), so the "
+                "silence is still in place. Try again in a minute, or expire it from "
+                "Alertmanager's own page."
+            ) from err
+
     async def create(
         self,
         *,
@@ -92,11 +147,9 @@ class AlertmanagerSilences:
         }
         if silence_id is not None:
             body["id"] = silence_id
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         url = f"{self._base_url}/api/v2/silences"
         try:
-            async with self._session.post(url, json=body) as response:
+            async with self._client().post(url, json=body) as response:
                 text = await response.text()
                 status = response.status
                 data: Any = await response.json(content_type=None) if status == 200 else None

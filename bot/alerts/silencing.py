@@ -3,6 +3,8 @@
 The button's value names only the stored message and a duration; the labels to silence come
 from the stored state, never from the click. A second click while a long-enough silence is
 active is a no-op, and a longer one extends the existing silence instead of adding another.
+The Unsilence button expires the silence the bot made and keeps the record of it, marked
+lifted, so the parent shows the group's real state again and the thread says who lifted it.
 The message update goes through the outbox like every other change, so it is paced and
 survives a restart.
 """
@@ -10,7 +12,9 @@ survives a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,13 +60,66 @@ class SilenceService:
         seconds = SILENCE_DURATIONS.get(duration)
         if seconds is None:
             raise BotError(f"`{duration}` is not a silence duration the bot offers.")
+        async with self._lock(message_id):
+            return await self._silence(message_id, duration, seconds, user_id, user_name)
+
+    async def unsilence(self, message_id: int, *, user_id: str, user_name: str) -> Silence:
+        """Expire the group's silence in Alertmanager; returns the silence, marked lifted."""
+        async with self._lock(message_id):
+            return await self._unsilence(message_id, user_id, user_name)
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, message_id: int) -> AsyncIterator[None]:
         lock = self._locks.setdefault(message_id, asyncio.Lock())
         try:
             async with lock:
-                return await self._silence(message_id, duration, seconds, user_id, user_name)
+                yield
         finally:
             if not lock.locked():
                 self._locks.pop(message_id, None)
+
+    async def _unsilence(self, message_id: int, user_id: str, user_name: str) -> Silence:
+        group = await self._outbox.get(message_id)
+        if group is None:
+            raise BotError(
+                "The bot no longer knows this alert message (it was cleaned up after a week). "
+                "Expire the silence from Alertmanager's own page."
+            )
+        now = self._clock.now()
+        current = group.silence
+        if current is None or not current.active(now):
+            raise BotError("This alert group is not silenced any more; nothing changed.")
+        if self._silences is None:
+            raise BotError(
+                "`alertmanager.url` is not configured, so the bot cannot expire silences. "
+                "Expire it from Alertmanager's own page, or ask an admin to set it."
+            )
+        details: dict[str, object] = {
+            "silence_id": current.silence_id,
+            "message_id": group.id,
+            "channel": group.channel,
+        }
+        try:
+            await self._silences.expire(current.silence_id)
+        except SilenceNotFound as err:
+            metrics.SILENCES.labels("lift_gone").inc()
+            await self._record_audit(group, user_id, "gone", details, action="alert.unsilence")
+            raise BotError(f"{err.user_message} Nothing changed here.") from None
+        except BotError as err:
+            metrics.SILENCES.labels("lift_failed").inc()
+            await self._record_audit(
+                group,
+                user_id,
+                "failed",
+                {**details, "error": err.user_message},
+                action="alert.unsilence",
+            )
+            raise
+        lifted = current.lifted(user_id=user_id, user_name=user_name, at=now)
+        await self._outbox.record_silence(group.id, lifted)
+        metrics.SILENCES.labels("lifted").inc()
+        await self._record_audit(group, user_id, "ok", details, action="alert.unsilence")
+        return lifted
 
     async def _silence(
         self, message_id: int, duration: str, seconds: int, user_id: str, user_name: str
@@ -83,7 +140,7 @@ class SilenceService:
         now = self._clock.now()
         until = now + timedelta(seconds=seconds)
         current = group.silence
-        active = current is not None and current.until > now
+        active = current is not None and current.active(now)
         if current is not None and active and current.until >= until - ALREADY_SILENCED_MARGIN:
             metrics.SILENCES.labels("already").inc()
             return SilenceOutcome(current, created=False)
@@ -134,13 +191,19 @@ class SilenceService:
         return SilenceOutcome(silence, created=True)
 
     async def _record_audit(
-        self, group: AlertGroup, actor: str, outcome: str, details: dict[str, object]
+        self,
+        group: AlertGroup,
+        actor: str,
+        outcome: str,
+        details: dict[str, object],
+        *,
+        action: str = "alert.silence",
     ) -> None:
         if self._audit is None:
             return
         await self._audit.append(
             actor=actor,
-            action="alert.silence",
+            action=action,
             outcome=outcome,
             environment=environment_of(group.common_labels),
             target=group.group_key[:MAX_AUDIT_TARGET],

@@ -9,7 +9,7 @@ after a newer one, changes nothing and therefore sends nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot.alerts.webhook import Alert, AlertStatus
@@ -38,11 +38,23 @@ class Silence:
     duration: str
     at: datetime
     until: datetime
+    lifted_by_id: str | None = None
+    """Who expired the silence from Slack (the Unsilence button), and when."""
+    lifted_by_name: str | None = None
+    lifted_at: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        """Whether Alertmanager is still holding the group's notifications back."""
+        return self.lifted_at is None and self.until > now
+
+    def lifted(self, *, user_id: str, user_name: str, at: datetime) -> Silence:
+        return replace(self, lifted_by_id=user_id, lifted_by_name=user_name, lifted_at=at)
 
     @property
     def key(self) -> str:
-        """Changes whenever the silence shown should change (a new one, or one extended)."""
-        return f"{self.silence_id}@{self.until.isoformat()}"
+        """Changes whenever the silence shown should change (new, extended, or lifted)."""
+        lifted = f"~{self.lifted_at.isoformat()}" if self.lifted_at is not None else ""
+        return f"{self.silence_id}@{self.until.isoformat()}{lifted}"
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def marks_from_json(data: Mapping[str, list[str]]) -> dict[str, SentMark]:
 
 
 def silence_to_json(silence: Silence) -> dict[str, str]:
-    return {
+    data = {
         "silence_id": silence.silence_id,
         "user_id": silence.user_id,
         "user_name": silence.user_name,
@@ -125,6 +125,11 @@ def silence_to_json(silence: Silence) -> dict[str, str]:
         "at": silence.at.isoformat(),
         "until": silence.until.isoformat(),
     }
+    if silence.lifted_at is not None:
+        data["lifted_by_id"] = silence.lifted_by_id or ""
+        data["lifted_by_name"] = silence.lifted_by_name or ""
+        data["lifted_at"] = silence.lifted_at.isoformat()
+    return data
 
 
 def silence_from_json(data: Mapping[str, str] | None) -> Silence | None:
@@ -137,6 +142,9 @@ def silence_from_json(data: Mapping[str, str] | None) -> Silence | None:
         duration=data["duration"],
         at=datetime.fromisoformat(data["at"]),
         until=datetime.fromisoformat(data["until"]),
+        lifted_by_id=data.get("lifted_by_id"),
+        lifted_by_name=data.get("lifted_by_name"),
+        lifted_at=datetime.fromisoformat(data["lifted_at"]) if data.get("lifted_at") else None,
     )
 
 

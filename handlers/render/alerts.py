@@ -34,6 +34,8 @@ SILENCE_ACTION_ID = "alert_silence"
 Slack wants action ids unique within a block, so each duration gets its own suffix; the
 handler matches the family, and the value (`<message id>:<duration>`) is what it trusts.
 """
+UNSILENCE_ACTION_ID = "alert_unsilence"
+"""The Unsilence button on a silenced parent; its value is the stored message id."""
 LINK_ACTION_PREFIX = "alert_link"
 
 MESSAGE_ANNOTATIONS = ("message", "description", "summary")
@@ -117,7 +119,7 @@ def parent_message(
 
 
 def _silenced(group: AlertGroup, *, now: datetime) -> bool:
-    return group.silence is not None and group.silence.until > now
+    return group.silence is not None and group.silence.active(now)
 
 
 def _state(group: AlertGroup, *, now: datetime) -> tuple[str, str]:
@@ -173,7 +175,7 @@ def _summary_line(group: AlertGroup, *, now: datetime) -> str:
 
 def _firing_notes(group: AlertGroup, *, now: datetime) -> list[str]:
     notes: list[str] = []
-    if group.silence is not None and group.silence.until > now:
+    if group.silence is not None and group.silence.active(now):
         notes.append("🔕 " + _silence_phrase(group.silence, now=now))
     resolved = len(group.resolved)
     if resolved:
@@ -263,6 +265,10 @@ def _actions(
                 )
                 for duration in ("1h", "1d")
             ]
+        else:
+            elements.append(
+                kit.button("Unsilence", action_id=UNSILENCE_ACTION_ID, value=str(group.id))
+            )
         elements += list(extra)
     elements.append(
         kit.button(
@@ -326,7 +332,9 @@ def thread_replies(change: GroupChange, *, now: datetime) -> list[RenderedMessag
         lines.append(f"{mark} {label}: {_resource_list(alerts)}")
         if len(alerts) > MAX_REPLY_ITEMS:
             complete.append((label, alerts))
-    if change.silence is not None:
+    if change.silence is not None and change.silence.lifted_at is not None:
+        lines.append(f"🔔 Unsilenced by @{kit.escape(change.silence.lifted_by_name or '')}")
+    elif change.silence is not None:
         lines.append("🔕 " + _silence_phrase(change.silence, now=now))
     blocks = [kit.section(line) for line in lines]
     text = "\n".join(lines) or "no change"
@@ -422,7 +430,12 @@ def _silence_phrase(silence: Silence, *, now: datetime) -> str:
         f"silenced by @{kit.escape(silence.user_name)} for {silence.duration} "
         f"at {_clock(silence.at, now)}"
     )
-    if silence.until > now:
+    if silence.lifted_at is not None:
+        phrase += (
+            f", unsilenced by @{kit.escape(silence.lifted_by_name or '')} "
+            f"at {_clock(silence.lifted_at, now)}"
+        )
+    elif silence.until > now:
         phrase += f" (until {_clock(silence.until, now)})"
     return phrase
 

@@ -338,3 +338,103 @@ async def test_silence_button_creates_an_alertmanager_silence(
     [entry] = [e for e in entries if e.action == "alert.silence"]
     assert (entry.actor, entry.outcome, entry.environment) == ("U0MARIA", "ok", "prod-eu-1")
     assert entry.details["silence_id"] == silence["id"]
+
+
+async def test_unsilence_button_expires_the_silence_and_the_parent_fires_again(
+    slack_emulator: SlackEmulator, store_url: str, start_alertmanager: StartAlertmanager
+) -> None:
+    slack_emulator.add_user("U0MARIA", "maria")
+    slack_emulator.add_user("U0LEE", "lee")
+    bolt = AsyncApp(
+        client=build_web_client(token=BOT_TOKEN, base_url=slack_emulator.base_url, timeout_s=5),
+        signing_secret=SIGNING_SECRET,
+    )
+    am = await start_alertmanager(webhook_receiver("http://127.0.0.1:9/unused", token="x"))
+    settings = relay_settings(slack_emulator, alertmanager_url=am.url)
+    async with running_relay(slack_emulator, store_url, settings=settings, bolt=bolt) as relay:
+        am2 = await start_alertmanager(config(relay))
+        await am2.push([violation("api")])
+        await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1)
+        [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+
+        async with SignedSlackClient(relay.url, SIGNING_SECRET, slack_emulator) as slack:
+            await slack.block_action(
+                "alert_silence:1h", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
+            )
+            await slack_emulator.next_call("chat.postEphemeral", timeout=10)
+            await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1, replies=1)
+            await slack_emulator.wait_until(
+                lambda: "alert_unsilence" in str(slack_emulator.parents(ALERTS_CHANNEL)[0].blocks),
+                timeout=10,
+            )
+            # The click as Slack sends it, kept to send again once the silence is gone.
+            stale, _ = slack.block_actions_payload(
+                "alert_unsilence", user="U0LEE", channel=ALERTS_CHANNEL, message_ts=parent.ts
+            )
+            click = await slack.block_action(
+                "alert_unsilence", user="U0LEE", channel=ALERTS_CHANNEL, message_ts=parent.ts
+            )
+            assert click.status == 200
+            told = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
+            await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1, replies=2)
+            await slack_emulator.wait_until(
+                lambda: slack_emulator.parents(ALERTS_CHANNEL)[0].text.startswith("🔴 FIRING"),
+                timeout=10,
+            )
+            # A second click from a view not yet refreshed changes nothing.
+            assert (await slack.post_payload(stale)).status == 200
+            second = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
+        await relay.wait_idle()
+        entries = [e async for e in AuditTrail(relay.database, clock=SYSTEM_CLOCK).stream()]
+
+    [silence] = await am.silences()
+    assert silence["status"]["state"] == "expired"
+    assert "Unsilenced" in told.params["text"] and silence["id"] in told.params["text"]
+    assert "not silenced any more" in second.params["text"]
+    [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+    assert "alert_silence:1h" in str(parent.blocks), "Silence is offered again"
+    assert "alert_unsilence" not in str(parent.blocks)
+    replies = slack_emulator.replies(ALERTS_CHANNEL, parent.ts)
+    assert [r.text for r in replies][1:] == ["🔔 Unsilenced by @lee"]
+    [entry] = [e for e in entries if e.action == "alert.unsilence"]
+    assert (entry.actor, entry.outcome, entry.environment) == ("U0LEE", "ok", "prod-eu-1")
+    assert entry.details["silence_id"] == silence["id"]
+
+
+async def test_unsilencing_a_silence_expired_in_alertmanager_changes_nothing(
+    slack_emulator: SlackEmulator, store_url: str, start_alertmanager: StartAlertmanager
+) -> None:
+    slack_emulator.add_user("U0MARIA", "maria")
+    bolt = AsyncApp(
+        client=build_web_client(token=BOT_TOKEN, base_url=slack_emulator.base_url, timeout_s=5),
+        signing_secret=SIGNING_SECRET,
+    )
+    am = await start_alertmanager(webhook_receiver("http://127.0.0.1:9/unused", token="x"))
+    settings = relay_settings(slack_emulator, alertmanager_url=am.url)
+    async with running_relay(slack_emulator, store_url, settings=settings, bolt=bolt) as relay:
+        am2 = await start_alertmanager(config(relay))
+        await am2.push([violation("api")])
+        await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1)
+        [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+        async with SignedSlackClient(relay.url, SIGNING_SECRET, slack_emulator) as slack:
+            await slack.block_action(
+                "alert_silence:1h", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
+            )
+            await slack_emulator.next_call("chat.postEphemeral", timeout=10)
+            await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1, replies=1)
+            [silence] = await am.silences()
+            await am.expire(silence["id"])  # from Alertmanager's own page
+            await slack.block_action(
+                "alert_unsilence", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
+            )
+            answer = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
+        await relay.wait_idle()
+        entries = [e async for e in AuditTrail(relay.database, clock=SYSTEM_CLOCK).stream()]
+
+    assert f"no longer has silence `{silence['id']}`" in answer.params["text"]
+    assert "Nothing changed" in answer.params["text"]
+    [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+    assert parent.text.startswith("🔕 SILENCED"), "the message is left as it was"
+    assert len(slack_emulator.replies(ALERTS_CHANNEL, parent.ts)) == 1
+    [entry] = [e for e in entries if e.action == "alert.unsilence"]
+    assert entry.outcome == "gone"

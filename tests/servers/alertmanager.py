@@ -112,6 +112,10 @@ class Alertmanager(ServerProcess):
         found = await self._request("GET", "/api/v2/silences")
         return list(found or [])
 
+    async def expire(self, silence_id: str) -> None:
+        """`DELETE /api/v2/silence/{id}`, as someone on Alertmanager's own page would."""
+        await self._request("DELETE", f"/api/v2/silence/{silence_id}")
+
 
 @contextlib.asynccontextmanager
 async def running_alertmanager(

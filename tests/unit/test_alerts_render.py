@@ -29,6 +29,7 @@ from tests.goldens import Golden, golden_fixture
 NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)
 T0 = datetime(2026, 11, 28, 8, 51, tzinfo=UTC)
 LINKS = AlertLinks(policy_reporter_url="https://reporter.example.invalid/#/?policies={policy}")
+LATER = T0 + timedelta(minutes=39)
 SILENCE = Silence(
     "4a1c", "U0MARIA", "maria", "1h", T0 + timedelta(minutes=29), T0 + timedelta(minutes=89)
 )
@@ -216,3 +217,43 @@ def test_a_thousand_resources_are_listed_over_as_many_replies_as_it_takes() -> N
     seen = "\n".join(b["text"]["text"] for page in pages for b in page.blocks)
     assert all(f"Deployment/app-{i:04d}" in seen for i in range(1000))
     assert all(not validate_blocks(page.blocks) for page in pages)
+
+
+def test_silenced_parent_offers_unsilence(golden: Golden) -> None:
+    group = group_of([alert("api"), alert("web", namespace="shop")], silence=SILENCE, group_id=42)
+    message = parent_message(group, now=LATER, links=LINKS)
+    golden("parent_silenced", message)
+    assert message.text.startswith("🔕 SILENCED until 10:20 UTC")
+    actions = next(b for b in message.blocks if b["type"] == "actions")
+    ids = [e["action_id"] for e in actions["elements"]]
+    assert ids == ["alert_unsilence", "alert_link:alertmanager", "alert_link:policy_reporter"]
+    assert actions["elements"][0]["value"] == "42"
+    assert "style" not in actions["elements"][0], "no colour: unsilencing is no primary action"
+
+
+def test_unsilenced_parent_shows_its_real_state_and_the_thread_says_who() -> None:
+    lifted = SILENCE.lifted(user_id="U0LEE", user_name="lee", at=LATER)
+    group = group_of([alert("api")], silence=lifted, group_id=42)
+    message = parent_message(group, now=LATER, links=LINKS)
+    assert message.text.startswith("🔴 FIRING")
+    ids = [e["action_id"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert ids[:2] == ["alert_silence:1h", "alert_silence:1d"]
+    assert "alert_unsilence" not in ids
+    assert "🔕" not in json.dumps(message.blocks, ensure_ascii=False)
+    [reply] = thread_replies(GroupChange(silence=lifted), now=LATER)
+    assert reply.text == "🔔 Unsilenced by @lee"
+    ended = group_of([alert("api")], [_ended(alert("api"))], silence=lifted, group_id=42)
+    resolved = parent_message(ended, now=NOW + timedelta(hours=1), links=LINKS)
+    assert "silenced by @maria for 1h at 09:20 UTC, unsilenced by @lee at 09:30 UTC" in str(
+        resolved.blocks
+    )
+
+
+def test_a_lifted_silence_survives_the_store() -> None:
+    from bot.alerts.tables import silence_from_json, silence_to_json
+
+    lifted = SILENCE.lifted(user_id="U0LEE", user_name="lee", at=LATER)
+    assert silence_from_json(silence_to_json(lifted)) == lifted
+    assert silence_from_json(silence_to_json(SILENCE)) == SILENCE
+    assert lifted.key != SILENCE.key, "lifting is news for the sender"
+    assert SILENCE.active(LATER) and not lifted.active(LATER)
