@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.errors import BotError
-from bot.policy_ref import parse_policy_ref
+from bot.policy_ref import PolicyRef, parse_policy_ref
 from bot.promotion.plan import Plan
 from bot.promotion.service import Applied, PromotionService, Superseded
 from bot.slack_api import RateLimited, SlackApi, SlackError
@@ -70,13 +70,23 @@ class PromotionHandler:
         ref, env = parse_policy_ref(inv.args[0]), inv.args[1]
         if not ENV.match(env) or len(env) > 63:
             raise BotError(f"`{kit.escape(env[:60])}` is not a valid environment name.")
-        demoted = await self._promotion.demote(ref, env, user=inv.user)
+        if self._promotion.config.is_production(env):
+            unchanged = await self._promotion.check_demote(ref, env, user=inv.user)
+            if unchanged is not None:
+                return render.demote_unchanged(unchanged)
+            return render.demote_prompt(str(ref), env)
+        return await self._demote(ref, env, user=inv.user, channel=inv.channel)
+
+    async def _demote(
+        self, ref: PolicyRef, env: str, *, user: str, channel: str
+    ) -> list[kit.Block] | None:
+        demoted = await self._promotion.demote(ref, env, user=user)
         if demoted.write is None:
             return render.demote_unchanged(demoted)
         timeout = self._promotion.config.readiness_timeout_s
         text, blocks = render.demote_message(demoted, None, timeout_s=timeout)
         try:
-            ts = await self._post(inv.channel, text, blocks)
+            ts = await self._post(channel, text, blocks)
         except SlackError as err:
             # The demotion happened; the person who pulled the lever must hear it anyway.
             log.warning("could not announce a demotion", exc_info=True)
@@ -84,10 +94,29 @@ class PromotionHandler:
             return [*blocks, kit.context([kit.escape(note)])]
         readiness = await self._promotion.wait_ready(demoted.write)
         text, blocks = render.demote_message(demoted, readiness, timeout_s=timeout)
-        await self._update(inv.channel, ts, text, blocks)
+        await self._update(channel, ts, text, blocks)
         return None
 
     # -- buttons and the modal ---------------------------------------------------------
+
+    async def confirm_demote(self, click: Click) -> None:
+        """The Demote button of the production prompt: the demotion, as the command does it."""
+        ref, env = _demote_target(click)
+        assert click.respond is not None  # a button click always carries its response_url
+        if click.channel is None:
+            raise BotError("This prompt has no channel to announce the demotion in; run it again.")
+        answer = await self._demote(ref, env, user=click.user, channel=click.channel)
+        if answer is not None:
+            await click.respond(blocks=answer, text="Nothing to demote", replace_original=True)
+            return
+        text, blocks = render.demote_prompt_settled(str(ref), env, confirmed=True)
+        await click.respond(blocks=blocks, text=text, replace_original=True)
+
+    async def cancel_demote(self, click: Click) -> None:
+        ref, env = _demote_target(click)
+        assert click.respond is not None
+        text, blocks = render.demote_prompt_settled(str(ref), env, confirmed=False)
+        await click.respond(blocks=blocks, text=text, replace_original=True)
 
     async def confirm(self, click: Click) -> None:
         outcome = await self._promotion.confirm(_plan_id(click), user=click.user)
@@ -203,6 +232,13 @@ def _plan_id(click: Click) -> str:
     return click.value if PLAN_ID.match(click.value) else "P-INVALID"
 
 
+def _demote_target(click: Click) -> tuple[PolicyRef, str]:
+    policy, _, env = click.value.partition(" ")
+    if not policy or not ENV.match(env):
+        raise BotError("This button is malformed, so nothing was demoted. Run the command again.")
+    return parse_policy_ref(policy), env
+
+
 def _reason(view: Mapping[str, Any]) -> str:
     values = ((view.get("state") or {}).get("values") or {}).get(render.REASON_BLOCK) or {}
     entry = values.get(render.REASON_ACTION) or {}
@@ -223,7 +259,8 @@ def listeners(*, promotion: PromotionService, slack: SlackApi) -> Listeners:
             Subcommand(
                 "demote",
                 "demote POLICY ENV",
-                "switch a policy to Audit in one environment at once: the outage lever (promoters)",
+                "switch a policy to Audit in one environment at once (production asks to confirm): "
+                "the outage lever (promoters)",
                 handler.demote,
                 interim="Demoting…",
             ),
@@ -233,6 +270,13 @@ def listeners(*, promotion: PromotionService, slack: SlackApi) -> Listeners:
                 render.CONFIRM_ACTION, "promote_confirm", handler.confirm, unexpected=UNEXPECTED
             ),
             Action(render.CANCEL_ACTION, "promote_cancel", handler.cancel, unexpected=UNEXPECTED),
+            Action(
+                render.DEMOTE_CONFIRM_ACTION,
+                "demote_confirm",
+                handler.confirm_demote,
+                unexpected=UNEXPECTED,
+            ),
+            Action(render.DEMOTE_CANCEL_ACTION, "demote_cancel", handler.cancel_demote),
             Action(
                 render.OVERRIDE_ACTION, "promote_override", handler.override, unexpected=UNEXPECTED
             ),

@@ -85,6 +85,10 @@ class PromotionConfig:
     def needs_second_person(self, environment: str) -> bool:
         return environment == self.production
 
+    def is_production(self, environment: str) -> bool:
+        """Demotions here wait for a confirming click (they drop production's protection)."""
+        return environment == self.production
+
 
 def load_promotion_config(settings: Settings) -> PromotionConfig:
     """Validate `settings.promotion`; raises `SettingsError` naming each bad key path."""

@@ -22,7 +22,7 @@ from bot.clock import Clock
 from bot.errors import BotError, UnknownEnvironment
 from bot.kinds import Kind
 from bot.kube.errors import Conflict, Invalid, NotFound
-from bot.policies import Mode
+from bot.policies import Mode, Policy
 from bot.policy_ref import PolicyRef, parse_policy_ref
 from bot.ports.cluster import Cluster
 from bot.promotion.config import PromotionConfig
@@ -505,23 +505,39 @@ class PromotionService:
 
     # -- demoting ----------------------------------------------------------------------
 
+    async def check_demote(self, ref: PolicyRef, environment: str, *, user: str) -> Demoted | None:
+        """What `demote` would answer without writing: None when it would switch the policy
+        to Audit, else the unchanged outcome (already Audit). Raises what `demote` raises."""
+        await self._require(user, Role.PROMOTER, "demote policies")
+        if environment not in self._clusters:
+            raise UnknownEnvironment(environment, self.environments)
+        _, policy = await self._demotable(ref, environment)
+        if policy.mode is Mode.AUDIT:
+            await self._audit_demote(user, environment, policy.kind, policy.ref, "unchanged", {})
+            return Demoted(policy.ref, policy.kind, environment, user, policy.mode, (), None)
+        return None
+
+    async def _demotable(self, ref: PolicyRef, environment: str) -> tuple[Sighting, Policy]:
+        found = await sight(self._clusters[environment], ref, failures=False)
+        if found.error is not None:
+            raise found.error
+        if found.obj is None or found.policy is None or found.kind is None:
+            raise BotError(
+                f"`{ref}` is not deployed in {environment}, so there is nothing to demote. "
+                f"`/policy status {ref}` shows where it is."
+            )
+        if not found.policy.rules:
+            raise BotError(f"`{ref}` has no validation rules: it has no mode to demote.")
+        return found, found.policy
+
     async def demote(self, ref: PolicyRef, environment: str, *, user: str) -> Demoted:
         """Switch the policy to Audit in one environment, at once: no gates, no second click."""
         await self._require(user, Role.PROMOTER, "demote policies")
         if environment not in self._clusters:
             raise UnknownEnvironment(environment, self.environments)
         for attempt in (1, 2):
-            found = await sight(self._clusters[environment], ref, failures=False)
-            if found.error is not None:
-                raise found.error
-            if found.obj is None or found.policy is None or found.kind is None:
-                raise BotError(
-                    f"`{ref}` is not deployed in {environment}, so there is nothing to demote. "
-                    f"`/policy status {ref}` shows where it is."
-                )
-            policy = found.policy
-            if not policy.rules:
-                raise BotError(f"`{ref}` has no validation rules: it has no mode to demote.")
+            found, policy = await self._demotable(ref, environment)
+            assert found.obj is not None and found.kind is not None
             if policy.mode is Mode.AUDIT:
                 await self._audit_demote(
                     user, environment, policy.kind, policy.ref, "unchanged", {}

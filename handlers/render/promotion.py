@@ -21,6 +21,8 @@ from handlers.render.warnings import warnings_block
 CONFIRM_ACTION = "promote_confirm"
 CANCEL_ACTION = "promote_cancel"
 OVERRIDE_ACTION = "promote_override"
+DEMOTE_CONFIRM_ACTION = "demote_confirm"
+DEMOTE_CANCEL_ACTION = "demote_cancel"
 OVERRIDE_VIEW = "promote_override_reason"
 REASON_BLOCK = "override_reason"
 REASON_ACTION = "reason"
@@ -294,6 +296,53 @@ def demote_message(demoted: Demoted, readiness: Readiness | None, *, timeout_s: 
     ]
     plain = verdict.replace("*", "")
     return f"{demoted.policy} demoted to Audit in {env}: {plain}", blocks
+
+
+def demote_value(policy: str, environment: str) -> str:
+    """What the confirm and cancel buttons of a demotion prompt carry (the service re-checks
+    who clicks and what the policy is now)."""
+    return f"{policy} {environment}"
+
+
+def demote_prompt(policy: str, environment: str) -> list[kit.Block]:
+    """Asked (ephemerally) before a demotion in production: it drops production's protection."""
+    value = demote_value(policy, environment)
+    name = kit.escape(policy)
+    return [
+        kit.section(
+            f"*Demote `{name}` to Audit in {environment}?* Kyverno then lets through what the "
+            f"policy fails in {environment} and only reports it, until someone promotes it "
+            f"again with `/policy promote {name}`. The channel is told."
+        ),
+        kit.actions(
+            [
+                kit.button(
+                    f"Demote in {environment}",
+                    action_id=DEMOTE_CONFIRM_ACTION,
+                    value=value,
+                    style="danger",
+                    confirm=kit.confirm(
+                        f"Demote in {environment}?",
+                        f"{policy} switches to Audit in {environment} now; no gates apply.",
+                        ok="Demote",
+                        danger=True,
+                    ),
+                ),
+                kit.button("Cancel", action_id=DEMOTE_CANCEL_ACTION, value=value),
+            ],
+            block_id="demote_actions",
+        ),
+    ]
+
+
+def demote_prompt_settled(policy: str, environment: str, *, confirmed: bool) -> Message:
+    """What the prompt becomes after its click."""
+    name = kit.escape(policy)
+    if confirmed:
+        text = f"You confirmed: `{name}` is demoted in {environment}; the channel is told."
+    else:
+        text = f":no_entry_sign: Not demoted: `{name}` keeps its mode in {environment}."
+    return text.replace("`", ""), [kit.context([text])]
 
 
 def demote_unchanged(demoted: Demoted) -> list[kit.Block]:

@@ -553,6 +553,9 @@ async def test_cel_policy_promotes_to_deny_and_demotes_to_audit(
     await settled(slack_emulator, posted[0], "Kyverno has not reported readiness")
     demoted = await read(apis, "staging", obj)
     assert demoted is not None and demoted["spec"]["validationActions"] == ["Audit"]
+    assert not any(
+        "demote_confirm" in str(e.blocks) for e in slack_emulator.ephemeral(CHANNEL, OWNER2)
+    ), "outside production the demotion needs no click"
     assert "`spec.validationActions`: `[Deny]` → `[Audit]`" in text_of(posted[0].blocks)
 
 
@@ -610,6 +613,7 @@ async def test_demote_is_the_immediate_outage_lever_for_promoters(
     seeded("production", apis, obj)
     before = await read(apis, "production", obj)
     assert before is not None
+    asked: set[str] = set()
 
     answers = len(slack_emulator.responses)
     await command(bot, slack_emulator, ENGINEER, "demote outage-policy production")
@@ -619,11 +623,46 @@ async def test_demote_is_the_immediate_outage_lever_for_promoters(
     )
     assert await read(apis, "production", obj) == before
 
+    # Production asks first; nothing changes until the click, and Cancel changes nothing.
     parents = len(slack_emulator.parents(CHANNEL))
-    await command(bot, slack_emulator, OWNER1, "demote outage-policy production")
+    for button in ("demote_cancel", "demote_confirm"):
+        await command(bot, slack_emulator, OWNER1, "demote outage-policy production")
+        prompt = await wait_for(
+            lambda: [
+                e
+                for e in slack_emulator.ephemeral(CHANNEL, OWNER1)
+                if "demote_confirm" in str(e.blocks) and e.ts not in asked
+            ],
+            what="the demote prompt",
+        )
+        asked.add(prompt[0].ts)
+        assert "*Demote `outage-policy` to Audit in production?*" in text_of(prompt[0].blocks)
+        assert await read(apis, "production", obj) == before
+        assert len(slack_emulator.parents(CHANNEL)) == parents
+        interaction = await bot.slack.block_action(
+            button, user=OWNER1, channel=CHANNEL, message_ts=prompt[0].ts, ephemeral=True
+        )
+        assert interaction.response.status == 200
+        if button == "demote_cancel":
+            settled_prompt = await wait_for(
+                lambda: [
+                    r
+                    for r in slack_emulator.responses
+                    if "Not demoted" in r.payload.get("text", "")
+                ],
+                what="the cancelled prompt",
+            )
+            assert settled_prompt[0].payload.get("replace_original") is True
+            assert await read(apis, "production", obj) == before
     posted = (
         await wait_for(lambda: slack_emulator.parents(CHANNEL)[parents:], what="the demote message")
     )[0]
+    await wait_for(
+        lambda: [
+            r for r in slack_emulator.responses if "You confirmed" in r.payload.get("text", "")
+        ],
+        what="the confirmed prompt",
+    )
     final = await settled(slack_emulator, posted, "Kyverno has not reported readiness")
     text = text_of(final.blocks)
     assert text.startswith(

@@ -217,6 +217,21 @@ def test_demote(golden: Golden) -> None:
     golden("demote_ready", render.demote_message(demoted, Readiness(READY, 2.4), timeout_s=60))
 
 
+def test_demote_in_production_asks_first(golden: Golden) -> None:
+    blocks = render.demote_prompt("pol/team-a/require-labels", "production")
+    golden("demote_prompt", blocks)
+    [buttons] = [b["elements"] for b in blocks if b["type"] == "actions"]
+    assert [(e["action_id"], e.get("style")) for e in buttons] == [
+        ("demote_confirm", "danger"),
+        ("demote_cancel", None),
+    ]
+    assert {e["value"] for e in buttons} == {"pol/team-a/require-labels production"}
+    assert buttons[0]["confirm"]["style"] == "danger"
+    text, settled = render.demote_prompt_settled("require-labels", "production", confirmed=False)
+    assert text == ":no_entry_sign: Not demoted: require-labels keeps its mode in production."
+    assert not [b for b in settled if b["type"] == "actions"], "the prompt's buttons go away"
+
+
 def test_override_modal(golden: Golden) -> None:
     view = render.override_modal(BLOCKED)
     assert not validate_view(view), validate_view(view)
