@@ -266,7 +266,6 @@ class TcpProxy:
         self._target = (target_host, target_port)
         self.delay = delay
         self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
@@ -276,10 +275,10 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        """Stop listening and cut every connection; returns once their sockets are closed
+        (a socket left to the garbage collector is a ResourceWarning, an error in the suite)."""
         if self._server is not None:
             self._server.close()
-            for writer in list(self._writers):
-                writer.close()
             await self._server.wait_closed()
             self._server = None
         for task in list(self._tasks):
@@ -287,21 +286,28 @@ class TcpProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        up_writer: asyncio.StreamWriter | None = None
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        pipes = [
-            asyncio.create_task(self._pipe(reader, up_writer, slow=False)),
-            asyncio.create_task(self._pipe(up_reader, writer, slow=True)),
-        ]
-        self._tasks.update(pipes)
-        try:
-            await asyncio.gather(*pipes, return_exceptions=True)
+            if self._server is None:
+                return  # accepted just before `stop`
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self._target)
+            except OSError:
+                return
+            await asyncio.gather(
+                self._pipe(reader, up_writer, slow=False),
+                self._pipe(up_reader, writer, slow=True),
+            )
         finally:
-            self._tasks.difference_update(pipes)
+            self._tasks.discard(task)
+            for end in (writer, up_writer):
+                if end is not None:
+                    end.close()
+                    with contextlib.suppress(Exception):
+                        await end.wait_closed()
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, slow: bool
@@ -315,8 +321,7 @@ class TcpProxy:
         except (ConnectionError, OSError):
             pass
         finally:
-            self._writers.discard(writer)
-            writer.close()
+            writer.close()  # the other side sees the end, and its pipe ends too
 
 
 class SlowProxy(TcpProxy):
