@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -164,6 +164,12 @@ class SlackApi:
                 text=text,
                 blocks=list(blocks) if blocks is not None else None,
             ),
+        )
+
+    async def views_publish(self, user: str, view: Mapping[str, Any]) -> None:
+        """Publish `view` as `user`'s App Home tab (views.publish)."""
+        await self._call(
+            "views.publish", lambda: self._client.views_publish(user_id=user, view=dict(view))
         )
 
     async def upload_file(

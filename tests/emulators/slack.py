@@ -1114,6 +1114,7 @@ class SlackEmulator:
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._responses: list[ResponsePost] = []
         self._views: dict[str, ViewRecord] = {}
+        self._homes: dict[str, ViewRecord] = {}
         self._triggers: dict[str, _Trigger] = {}
         self._files: dict[str, UploadedFile] = {}
         self._uploads: dict[str, str] = {}
@@ -1139,6 +1140,7 @@ class SlackEmulator:
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
             "views.open": self._views_open,
+            "views.publish": self._views_publish,
             "views.push": self._views_push,
             "views.update": self._views_update,
         }
@@ -1609,6 +1611,10 @@ class SlackEmulator:
 
     def view(self, view_id: str) -> ViewRecord:
         return self._views[view_id]
+
+    def home(self, user: str) -> ViewRecord | None:
+        """The Home tab last published for `user` (its `history` has every version)."""
+        return self._homes.get(user)
 
     def open_views(self, user: str | None = None) -> list[ViewRecord]:
         return [
@@ -2185,6 +2191,24 @@ class SlackEmulator:
         if expected_hash and expected_hash != record.hash:
             raise _ApiError("hash_conflict")
         self._replace_view(record, view)
+        return self._view_answer(record)
+
+    async def _views_publish(self, req: _Request) -> JsonDict:
+        """Publish a user's Home tab: one view per user, replaced by each publish."""
+        user = str(req.params.get("user_id") or "")
+        if not user:
+            raise _invalid_arguments(["missing required field: user_id"])
+        record = self._homes.get(user)
+        view = self._parse_view(req.params, types=("home",), replacing=record)
+        expected_hash = req.params.get("hash")
+        if record is None:
+            record = self._open_view(view, user=user, root=None, previous=None)
+            del self._views[record.id]  # a Home tab is no modal: it is never "open" on a stack
+            self._homes[user] = record
+        else:
+            if expected_hash and expected_hash != record.hash:
+                raise _ApiError("hash_conflict")
+            self._replace_view(record, view)
         return self._view_answer(record)
 
     # ---------------------------------------------------------------- methods: files

@@ -133,6 +133,7 @@ class SignedSlackClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
+        self._event_seq = 0
 
     async def __aenter__(self) -> SignedSlackClient:
         return self
@@ -183,6 +184,24 @@ class SignedSlackClient:
                 elapsed=time.monotonic() - started,
             )
 
+    async def post_json(
+        self, document: JsonDict, *, signing: Signing = Signing.VALID
+    ) -> BotResponse:
+        """POST a JSON body, signed, as the Events API does."""
+        body = json.dumps(document)
+        headers = {**self.sign(body, signing=signing), "Content-Type": "application/json"}
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        started = time.monotonic()
+        async with self._session.post(self.url, data=body.encode(), headers=headers) as resp:
+            text = await resp.text()
+            return BotResponse(
+                status=resp.status,
+                text=text,
+                headers=CIMultiDictProxy(resp.headers.copy()),
+                elapsed=time.monotonic() - started,
+            )
+
     async def post_payload(
         self,
         payload: JsonDict,
@@ -208,6 +227,54 @@ class SignedSlackClient:
     def _channel(self, channel_id: str) -> JsonDict:
         known = self.emulator.channel(channel_id)
         return {"id": channel_id, "name": known.name if known else channel_id.lower()}
+
+    # ---------------------------------------------------------------- Events API
+
+    def event_callback(self, event: JsonDict) -> JsonDict:
+        """The Events API envelope Slack wraps `event` in."""
+        self._event_seq += 1
+        return {
+            "token": "verification-token",
+            "team_id": self.emulator.team_id,
+            "api_app_id": self.emulator.app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{self._event_seq:08d}",
+            "event_time": int(self._clock()),
+            "authorizations": [
+                {
+                    "team_id": self.emulator.team_id,
+                    "user_id": self.emulator.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+        }
+
+    def app_home_opened_event(self, user: str, *, tab: str = "home") -> JsonDict:
+        """`app_home_opened` as Slack sends it; `view` is the Home last published, if any."""
+        event: JsonDict = {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": f"D{user[1:]}",
+            "tab": tab,
+            "event_ts": f"{self._clock():.6f}",
+        }
+        home = self.emulator.home(user)
+        if tab == "home" and home is not None:
+            event["view"] = home.to_payload(
+                team_id=self.emulator.team_id,
+                app_id=self.emulator.app_id,
+                bot_id=self.emulator.bot_id,
+            )
+        return event
+
+    async def app_home_opened(
+        self, user: str, *, tab: str = "home", signing: Signing = Signing.VALID
+    ) -> BotResponse:
+        """The user opens the app's Home (or Messages/About) tab."""
+        envelope = self.event_callback(self.app_home_opened_event(user, tab=tab))
+        return await self.post_json(envelope, signing=signing)
 
     # ---------------------------------------------------------------- slash commands
 
