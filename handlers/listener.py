@@ -235,13 +235,24 @@ class View:
 
 
 @dataclass(frozen=True)
+class EventListener:
+    """An Events API event (`app_home_opened`): `run` gets the event after the
+    acknowledgement; there is nobody to answer, so its failures are logged."""
+
+    event: str
+    name: str
+    run: Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
 class Listeners:
-    """What one feature answers: `/policy` subcommands, buttons, modals, scheduled jobs."""
+    """What one feature answers: `/policy` subcommands, buttons, modals, events, jobs."""
 
     subcommands: tuple[Subcommand, ...] = ()
     actions: tuple[Action, ...] = ()
     views: tuple[View, ...] = ()
     jobs: tuple[JobSpec, ...] = ()
+    events: tuple[EventListener, ...] = ()
 
 
 BoltListener = Callable[..., Awaitable[None]]
@@ -262,6 +273,8 @@ class Plumbing:
                 bolt.action(action.action_id)(self.action(action))
             for view in group.views:
                 bolt.view(view.callback_id)(self.view(view))
+            for event in group.events:
+                bolt.event(event.event)(self.event(event))
 
     def action(self, spec: Action) -> BoltListener:
         async def listener(
@@ -280,6 +293,21 @@ class Plumbing:
             )
 
         return listener
+
+    def event(self, spec: EventListener) -> BoltListener:
+        async def listener(ack: Ack, event: dict[str, Any]) -> None:
+            await ack()
+            self._tasks.spawn(self._logged(spec, event), name=spec.name)
+
+        return listener
+
+    @staticmethod
+    async def _logged(spec: EventListener, event: Mapping[str, Any]) -> None:
+        try:
+            await spec.run(event)
+        except Exception:
+            # The edge of the listener: nobody clicked, so there is nobody to tell.
+            log.exception("event listener failed", extra={"listener": spec.name})
 
     def view(self, spec: View) -> BoltListener:
         async def listener(
