@@ -7,7 +7,7 @@ this is the one place that hands them over, and the one list of features.
 from __future__ import annotations
 
 from bot.app.services import Services
-from handlers import backup, doctor, exceptions, promotion, status
+from handlers import backup, doctor, exceptions, home, promotion, status
 from handlers.exceptions import ExceptionHandlers
 from handlers.listener import Listeners
 
@@ -42,4 +42,5 @@ def listeners(services: Services) -> list[Listeners]:
             schedule=settings.backup,
         ),
         services.relay.listeners(),
+        home.listeners(services.home),
     ]

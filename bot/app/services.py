@@ -24,6 +24,7 @@ from bot.exceptions.history import ExceptionHistory
 from bot.exceptions.lifecycle import Lifecycle
 from bot.exceptions.service import ExceptionService
 from bot.exceptions.store import RequestStore
+from bot.home import BackupSeen, HomeService
 from bot.jira.adapter import JiraTickets
 from bot.kube.gateway import ClusterGateway
 from bot.metrics import Metrics
@@ -46,6 +47,7 @@ from bot.store.database import Database, open_database
 from bot.tasks import TaskGroup
 from handlers.alert_relay import AlertRelay
 from handlers.exceptions import SlackNotifier
+from handlers.home import HomeHandler, RefreshingNotifier
 from handlers.render.exceptions import JiraView, alert_buttons
 
 Hook = Callable[[], Awaitable[None]]
@@ -79,6 +81,7 @@ class Services:
     lifecycle: Lifecycle
     promotion: PromotionService
     relay: AlertRelay
+    home: HomeHandler
     answer_within_s: dict[str, float] = field(default_factory=dict)
     """Per environment: how long a command waits for it before naming it slow."""
     on_start: list[Hook] = field(default_factory=list)
@@ -155,6 +158,20 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
     )
     backups = _backups(settings, clusters, database, audit, clock, roles=roles, status=status)
 
+    tasks = TaskGroup()
+    home = HomeHandler(
+        HomeService(
+            requests=RequestStore(database),
+            environments=status,
+            roles=roles,
+            last_backup=_last_backup(Catalog(database)),
+            clock=clock,
+        ),
+        slack=slack,
+        tasks=tasks,
+        approvals_channel=settings.slack.channels.approvals,
+    )
+
     tickets = JiraTickets(settings.jira) if settings.jira is not None else None
     if tickets is not None:
         on_close.append(tickets.close)
@@ -165,11 +182,14 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         tickets=tickets,
         roles=roles,
         audit=audit,
-        notifier=SlackNotifier(
-            slack=slack,
-            notices=notices,
-            channel=settings.slack.channels.approvals,
-            jira=JiraView(project=tickets.project, url=tickets.browse_url) if tickets else None,
+        notifier=RefreshingNotifier(
+            SlackNotifier(
+                slack=slack,
+                notices=notices,
+                channel=settings.slack.channels.approvals,
+                jira=JiraView(project=tickets.project, url=tickets.browse_url) if tickets else None,
+            ),
+            home,
         ),
         clock=clock,
     )
@@ -215,7 +235,7 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         clusters=clusters,
         status=status,
         roles=roles,
-        tasks=TaskGroup(),
+        tasks=tasks,
         scheduler=Scheduler(database, clock=clock, replica=_replica_name()),
         notices=notices,
         doctor=doctor,
@@ -224,6 +244,7 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         lifecycle=lifecycle,
         promotion=promotion,
         relay=relay,
+        home=home,
         answer_within_s=budgets,
         slack=slack,
         on_start=on_start,
@@ -295,6 +316,14 @@ def _backups(
         status=status,
         exceptions=ExceptionHistory(RequestStore(database)),
     )
+
+
+def _last_backup(catalog: Catalog) -> Callable[[], Awaitable[BackupSeen | None]]:
+    async def last() -> BackupSeen | None:
+        recent = await catalog.recent(1)
+        return BackupSeen(id=recent[0].id, finished_at=recent[0].finished_at) if recent else None
+
+    return last
 
 
 def _replica_name() -> str:

@@ -20,6 +20,7 @@ SCOPES = {
     "views_open": None,
     "views_update": None,
     "views_push": None,
+    "views_publish": None,
     "users_info": "users:read",
     "usergroups_users_list": "usergroups:read",
     "files_upload_v2": "files:write",
@@ -56,6 +57,50 @@ def registered_actions() -> set[str]:
     for path in listener_sources():
         found |= set(re.findall(r"\.(?:action|view)\(", path.read_text()))
     return found
+
+
+def registered_events() -> set[str]:
+    """The `event` of every `EventListener(...)` declared, a literal or a module constant."""
+    found: set[str] = set()
+    for path in listener_sources():
+        tree = ast.parse(path.read_text())
+        constants = {
+            target.id: node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "EventListener"
+            ):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg != "event":
+                    continue
+                value = keyword.value
+                if isinstance(value, ast.Constant):
+                    found.add(str(value.value))
+                elif isinstance(value, ast.Name):
+                    found.add(str(constants[value.id]))
+    return found
+
+
+@pytest.mark.parametrize("name", ["manifest.yml", "manifest.socket.yml"])
+def test_manifest_subscribes_to_the_events_the_code_listens_to(name):
+    manifest = yaml.safe_load((ROOT / name).read_text())
+    events = registered_events()
+    assert "app_home_opened" in events
+    subscriptions = manifest["settings"]["event_subscriptions"]
+    assert events <= set(subscriptions["bot_events"])
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    if manifest["settings"]["socket_mode_enabled"]:
+        assert "request_url" not in subscriptions
+    else:
+        assert subscriptions["request_url"].endswith("/slack/events")
 
 
 @pytest.mark.parametrize("name", ["manifest.yml", "manifest.socket.yml"])
