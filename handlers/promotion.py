@@ -195,6 +195,13 @@ class PromotionHandler:
                 "Invite the bot to the channel and run the command again."
             ) from None
         await self._promotion.attach_message(plan.id, channel=channel, ts=ts)
+        if plan.changes:
+            text, blocks = render.diff_reply(plan)
+            try:
+                await self._slack.post_message(channel, text, blocks, thread_ts=ts)
+            except SlackError:
+                # The plan says what changes in one line; the full diff is a convenience.
+                log.warning("could not post a plan's field diff", exc_info=True)
 
     # -- Slack plumbing ----------------------------------------------------------------
 

@@ -8,9 +8,9 @@ carry the plan id, which the bot looks up.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
-from bot.ladder import STAGE_SINCE, GateResult
+from bot.ladder import GateResult
+from bot.policies import Mode
 from bot.promotion.modes import FieldChange
 from bot.promotion.plan import Plan
 from bot.promotion.readiness import NOT_READY, READY, STILL_READY, TIMEOUT, Readiness
@@ -47,6 +47,63 @@ def _code(text: str) -> str:
     return "`" + kit.escape(text.replace("`", "'")) + "`"
 
 
+MODE_PATHS = ("spec.validationFailureAction", "spec.validationActions")
+RULE_MODE_SUFFIX = ".validate.failureAction"
+UNSET = "(unset)"
+THREAD_NOTE = " · field-by-field diff in the thread"
+BOOKKEEPING_PREFIXES = ("metadata.annotations[", "metadata.labels[")
+"""The stage annotations and managed-by label: in the full diff, left out of its summary."""
+
+
+def _mode_word(value: str) -> str:
+    """A mode field's value in the words used everywhere (`[Deny]` is Enforce)."""
+    if value.lower() == "enforce" or "Deny" in value:
+        return Mode.ENFORCE.value
+    if value.lower() == "audit" or "Audit" in value or "Warn" in value:
+        return Mode.AUDIT.value
+    return value
+
+
+def change_summary(changes: Sequence[FieldChange], *, rules: int | None = None) -> str:
+    """The field-path diff in one line: `mode Audit → Enforce in 2 rules` for a mode switch,
+    `3 fields changed` otherwise. The full diff goes in the thread (`diff_reply`).
+
+    `rules` is how many rules the policy has: a switch of the policy-wide field (which the
+    bot writes together with every rule's own) switches all of them.
+    """
+    fields = [c for c in changes if not c.path.startswith(BOOKKEEPING_PREFIXES)]
+    policy_wide = [c for c in fields if c.path in MODE_PATHS]
+    per_rule = [c for c in fields if c.path.endswith(RULE_MODE_SUFFIX)]
+    # A rule without its own mode follows the policy-wide one.
+    inherited = {_mode_word(c.before) for c in policy_wide}
+    switches = {(_mode_word(c.before), _mode_word(c.after)) for c in policy_wide} | {
+        (
+            inherited.copy().pop() if c.before == UNSET and len(inherited) == 1 else c.before,
+            c.after,
+        )
+        for c in per_rule
+    }
+    switches = {(_mode_word(b), _mode_word(a)) for b, a in switches}
+    if len(switches) == 1:
+        before, after = switches.pop()
+        count = rules if policy_wide and rules else len(per_rule)
+        where = f" in {count} rule{'s' if count != 1 else ''}" if count else ""
+        rest = len(fields) - len(policy_wide) - len(per_rule)
+        more = f", and {rest} more field{'s' if rest != 1 else ''}" if rest else ""
+        return f"mode {kit.escape(before)} → {kit.escape(after)}{where}{more}"
+    if not changes:
+        return "no field changes"
+    return f"{len(changes)} field{'s' if len(changes) != 1 else ''} changed"
+
+
+def diff_reply(plan: Plan) -> Message:
+    """The thread reply under a plan with every field it changes, path by path."""
+    head = (
+        f"Field-by-field diff of plan {plan.id} ({change_summary(plan.changes, rules=plan.rules)}):"
+    )
+    return head, [kit.section(head), _changes_block(plan.changes)]
+
+
 def _changes_block(changes: Sequence[FieldChange]) -> kit.Block:
     lines = _change_lines(changes)
     if len(lines) > MAX_CHANGE_LINES:
@@ -57,18 +114,17 @@ def _changes_block(changes: Sequence[FieldChange]) -> kit.Block:
 
 def _what(plan: Plan) -> str:
     target = plan.target
-    mode = target.mode.value if target.mode else "unchanged"
     rules = f"{plan.rules} rule{'s' if plan.rules != 1 else ''}"
+    summary = change_summary(plan.changes, rules=plan.rules)
+    if not summary.startswith("mode "):
+        mode = target.mode.value if target.mode else "unchanged"
+        summary = f"mode {mode} ({rules}); {summary}"
     if plan.creates:
         return (
             f"*Change:* {plan.kind} *{kit.escape(plan.policy)}* created on "
-            f"*{target.environment}* as a copy of {plan.current.environment}'s, mode {mode} "
-            f"({rules}); it differs from that copy in:"
+            f"*{target.environment}* as a copy of {plan.current.environment}'s: {summary}"
         )
-    return (
-        f"*Change:* {plan.kind} *{kit.escape(plan.policy)}* on *{target.environment}*, mode {mode} "
-        f"({rules}); only these fields change:"
-    )
+    return f"*Change:* {plan.kind} *{kit.escape(plan.policy)}* on *{target.environment}*: {summary}"
 
 
 def _title(plan: Plan) -> str:
@@ -135,7 +191,6 @@ def plan_message(plan: Plan, *, second_person: bool) -> Message:
         kit.section("\n".join(_gate_line(g) for g in plan.gates) or "No gates guard this step.")
     )
     blocks.append(kit.section(_what(plan)))
-    blocks.append(_changes_block(plan.changes))
     remarks = [f":warning: {kit.escape(n)}" for n in plan.notes]
     if plan.drift:
         remarks.append(
@@ -146,7 +201,8 @@ def plan_message(plan: Plan, *, second_person: bool) -> Message:
         )
     if remarks:
         blocks.append(kit.context(remarks))
-    blocks.append(kit.context([_provenance(plan)]))
+    thread = ["Field-by-field diff in the thread"] if plan.changes else []
+    blocks.append(kit.context([_provenance(plan), *thread]))
     blocks.append(kit.actions(buttons, block_id=ACTIONS_BLOCK))
     state = "blocked" if plan.blocked else "ready"
     return (
@@ -203,12 +259,10 @@ def applied_message(applied: Applied, readiness: Readiness | None, *, timeout_s:
         )
     else:
         gates = f"{len(plan.gates)} gates passed"
-    # The plan showed the time it was made; the annotation carries the time of the write.
-    stamp = write.written_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    written = [replace(c, after=stamp) if STAGE_SINCE in c.path else c for c in plan.changes]
+    summary = change_summary(plan.changes, rules=plan.rules)
     blocks = [
         kit.section(headline),
-        _changes_block(written),
+        kit.section(f"*Changed:* {summary}" + (THREAD_NOTE if plan.changes else "")),
         *warnings_block(env, [(w, 1) for w in write.warnings]),
         kit.context(
             [

@@ -273,6 +273,17 @@ async def promote(bot: RunningBot, emulator: SlackEmulator, user: str, name: str
     )
 
 
+async def diff_of(emulator: SlackEmulator, plan: Message) -> str:
+    """The field-by-field diff the bot posts in the plan's thread."""
+    replies = await wait_for(
+        lambda: [
+            r for r in emulator.replies(CHANNEL, plan.ts) if r.text.startswith("Field-by-field")
+        ],
+        what="the plan's diff in its thread",
+    )
+    return text_of(replies[0].blocks)
+
+
 async def answer(emulator: SlackEmulator, user: str, before: int) -> str:
     """The text of the next ephemeral answer to `user` (command response or chat.postEphemeral)."""
 
@@ -418,7 +429,7 @@ async def test_promotion_to_production_copies_exactly_and_needs_a_second_person(
     plan = await promote(bot, slack_emulator, OWNER1, "copied-policy")
     text = text_of(plan.blocks)
     assert "Promote copied-policy: staging (Enforce) → production (Audit)" in text
-    assert "created on *production* as a copy of staging's, mode Audit (1 rule)" in text
+    assert "created on *production* as a copy of staging's: mode Enforce → Audit in 1 rule" in text
     assert "someone other than <@U0OWNER1> clicks Promote" in text
     assert "read from staging, production (not deployed)" in text and "resourceVersion" not in text
 
@@ -491,7 +502,9 @@ async def test_per_rule_policy_switches_in_place_with_overrides_intact(
     before = await read(apis, "staging", obj)
     assert before is not None
     plan = await promote(bot, slack_emulator, OWNER1, "per-rule-policy")
-    assert "on *staging*, mode Enforce (2 rules); only these fields change" in text_of(plan.blocks)
+    assert "on *staging*: mode Audit → Enforce in 2 rules\n" in text_of(plan.blocks) + "\n"
+    diff = await diff_of(slack_emulator, plan)
+    assert "`spec.rules[check-label-0].validate.failureAction`: `Audit` → `Enforce`" in diff
     # Not production: the person who asked may confirm, and a double click applies once.
     await asyncio.gather(
         click(bot, slack_emulator, "promote_confirm", OWNER1, plan),
@@ -529,9 +542,15 @@ async def test_cel_policy_promotes_to_deny_and_demotes_to_audit(
     before = await read(apis, "staging", obj)
     assert before is not None
     plan = await promote(bot, slack_emulator, OWNER1, "cel-policy")
-    assert "`spec.validationActions`: `[Audit, Warn]` → `[Deny]`" in text_of(plan.blocks)
+    assert "on *staging*: mode Audit → Enforce" in text_of(plan.blocks)
+    assert "→ `[Deny]`" not in text_of(plan.blocks), "the plan says it in one line"
+    diff = await diff_of(slack_emulator, plan)
+    assert "`spec.validationActions`: `[Audit, Warn]` → `[Deny]`" in diff
     await click(bot, slack_emulator, "promote_confirm", OWNER1, plan)
-    await settled(slack_emulator, plan, "promoted `cel-policy` to staging (Enforce)")
+    applied = await settled(slack_emulator, plan, "promoted `cel-policy` to staging (Enforce)")
+    assert "*Changed:* mode Audit → Enforce" in text_of(applied.blocks)
+    [reply] = slack_emulator.replies(CHANNEL, plan.ts)
+    assert reply.text.startswith("Field-by-field diff of plan P-"), "one diff, in the thread"
     promoted = await read(apis, "staging", obj)
     assert promoted is not None and promoted["spec"]["validationActions"] == ["Deny"]
     assert diff_paths(clean(before), clean(promoted)) == {
@@ -860,7 +879,7 @@ async def test_one_name_for_two_kinds_is_named_by_kind(
     plan = await promote(bot, slack_emulator, OWNER1, "vpol/twin-policy")
     text = text_of(plan.blocks)
     assert "Promote twin-policy: staging (Audit) → staging (Enforce)" in text
-    assert "`spec.validationActions`: `[Audit]` → `[Deny]`" in text
+    assert "`spec.validationActions`: `[Audit]` → `[Deny]`" in await diff_of(slack_emulator, plan)
     await click(bot, slack_emulator, "promote_confirm", OWNER1, plan)
     await settled(slack_emulator, plan, "promoted `twin-policy` to staging (Enforce)")
     vpol = await read(apis, "staging", seed.validating_policy("twin-policy"))

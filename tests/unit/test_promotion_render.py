@@ -241,11 +241,32 @@ def test_override_modal(golden: Golden) -> None:
     golden("override_modal", view)
 
 
+def test_the_diff_reads_as_one_line_and_in_full_in_the_thread(golden: Golden) -> None:
+    golden("plan_diff", render.diff_reply(PLAN))
+    cel = [FieldChange("spec.validationActions", "[Audit, Warn]", "[Deny]")]
+    assert render.change_summary(cel, rules=1) == "mode Audit → Enforce in 1 rule"
+    assert render.change_summary(cel) == "mode Audit → Enforce"
+    per_rule = [
+        FieldChange(f"spec.rules[{r}].validate.failureAction", "Audit", "Enforce")
+        for r in ("a", "b")
+    ]
+    stage = FieldChange("metadata.annotations[policy-bot.io/stage]", "qac:Audit", "qac:Enforce")
+    assert render.change_summary([*per_rule, stage]) == "mode Audit → Enforce in 2 rules"
+    # Not one switch (rules go different ways), or not a mode at all: a count.
+    mixed = [per_rule[0], FieldChange("spec.rules[c].validate.failureAction", "Enforce", "Audit")]
+    assert render.change_summary([*mixed, stage]) == "3 fields changed"
+    assert render.change_summary([stage]) == "1 field changed"
+    assert render.change_summary([]) == "no field changes"
+
+
 def test_many_changes_are_cut_with_a_count() -> None:
     many = tuple(
         FieldChange(f"spec.rules[r{i}].validate.failureAction", "Audit", "Enforce")
         for i in range(45)
     )
-    _, blocks = render.plan_message(replace(PLAN, changes=many), second_person=False)
+    _, blocks = render.plan_message(replace(PLAN, changes=many, rules=45), second_person=False)
+    assert not validate_blocks(blocks)
+    assert "mode Audit → Enforce in 45 rules" in json.dumps(blocks, ensure_ascii=False)
+    _, blocks = render.diff_reply(replace(PLAN, changes=many, rules=45))
     assert not validate_blocks(blocks)
     assert "… and 25 more fields" in json.dumps(blocks, ensure_ascii=False)
