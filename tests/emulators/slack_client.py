@@ -171,18 +171,7 @@ class SignedSlackClient:
     ) -> BotResponse:
         """POST form fields, signed, and time the answer."""
         body = urlencode(fields)
-        all_headers = {**self.sign(body, signing=signing), **(headers or {})}
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        started = time.monotonic()
-        async with self._session.post(self.url, data=body.encode(), headers=all_headers) as resp:
-            text = await resp.text()
-            return BotResponse(
-                status=resp.status,
-                text=text,
-                headers=CIMultiDictProxy(resp.headers.copy()),
-                elapsed=time.monotonic() - started,
-            )
+        return await self._post(body, {**self.sign(body, signing=signing), **(headers or {})})
 
     async def post_json(
         self, document: JsonDict, *, signing: Signing = Signing.VALID
@@ -190,6 +179,10 @@ class SignedSlackClient:
         """POST a JSON body, signed, as the Events API does."""
         body = json.dumps(document)
         headers = {**self.sign(body, signing=signing), "Content-Type": "application/json"}
+        return await self._post(body, headers)
+
+    async def _post(self, body: str, headers: Mapping[str, str]) -> BotResponse:
+        """POST `body` to the bot and time the answer."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         started = time.monotonic()
