@@ -1,5 +1,6 @@
 """Buttons on alert messages: Silence (`alert_silence:<duration>`), Unsilence
-(`alert_unsilence`) and the link buttons.
+(`alert_unsilence`). Links (Alertmanager, Policy Reporter) are text links in the message,
+not buttons, so no click reaches the bot for them.
 
 The listener acknowledges at once (Slack allows 3 s, the Alertmanager call may take longer),
 then calls the silence service; whatever goes wrong after the ack is told to the person who
@@ -13,10 +14,9 @@ import re
 from bot.alerts.silencing import SilenceService
 from bot.errors import BotError
 from handlers.listener import Action, Click, Listeners
-from handlers.render.alerts import LINK_ACTION_PREFIX, SILENCE_ACTION_ID, UNSILENCE_ACTION_ID
+from handlers.render.alerts import SILENCE_ACTION_ID, UNSILENCE_ACTION_ID
 
 SILENCE_ACTIONS = re.compile(rf"^{re.escape(SILENCE_ACTION_ID)}(:[a-z0-9]+)?$")
-LINK_ACTIONS = re.compile(rf"^{re.escape(LINK_ACTION_PREFIX)}:")
 
 MALFORMED = "This button is malformed, so nothing was silenced. Use the Alertmanager link instead."
 UNEXPECTED = (
@@ -79,8 +79,7 @@ def parse_silence_value(value: str) -> tuple[int, str]:
 
 
 def listeners(*, service: SilenceService) -> Listeners:
-    """The Silence and Unsilence buttons; link buttons open a URL, and Slack still sends the
-    click, which is acknowledged and nothing more."""
+    """The Silence and Unsilence buttons."""
     actions = AlertActions(service=service)
     return Listeners(
         actions=(
@@ -91,6 +90,5 @@ def listeners(*, service: SilenceService) -> Listeners:
                 actions.unsilence,
                 unexpected=UNSILENCE_UNEXPECTED,
             ),
-            Action(LINK_ACTIONS, "alert_link", None),
         )
     )

@@ -36,7 +36,6 @@ handler matches the family, and the value (`<message id>:<duration>`) is what it
 """
 UNSILENCE_ACTION_ID = "alert_unsilence"
 """The Unsilence button on a silenced parent; its value is the stored message id."""
-LINK_ACTION_PREFIX = "alert_link"
 
 MESSAGE_ANNOTATIONS = ("message", "description", "summary")
 SEVERITY_ORDER = ("critical", "high", "error", "warning", "medium", "low", "info", "none")
@@ -55,7 +54,7 @@ Called with the group; returns button elements placed after the Silence buttons.
 
 @dataclass(frozen=True)
 class AlertLinks:
-    """Where the link buttons point. `{policy}` in the Policy Reporter URL is filled in."""
+    """Where the text links point. `{policy}` in the Policy Reporter URL is filled in."""
 
     policy_reporter_url: str | None = None
 
@@ -113,7 +112,10 @@ def parent_message(
         notes = _firing_notes(group, now=now)
         if notes:
             blocks.append(kit.context(notes))
-    blocks.append(_actions(group, links=links, extra=extra_actions, now=now))
+    blocks.append(kit.context([_links_line(group, links)]))
+    buttons = _actions(group, extra=extra_actions, now=now)
+    if buttons is not None:
+        blocks.append(buttons)
     text = f"{icon} {state} {title}" + (f" ({environment})" if environment else "")
     return RenderedMessage(text=kit.clip(text, kit.MAX_FALLBACK_TEXT), blocks=kit.fit(blocks))
 
@@ -251,40 +253,33 @@ def _namespace_counts(alerts: Sequence[Alert]) -> str:
     return f" ({text})"
 
 
-def _actions(
-    group: AlertGroup, *, links: AlertLinks, extra: Sequence[Block], now: datetime
-) -> Block:
+def _actions(group: AlertGroup, *, extra: Sequence[Block], now: datetime) -> Block | None:
+    """The buttons, which only act (Silence, Unsilence, ...); a resolved group has none."""
+    if group.all_resolved:
+        return None
     elements: list[Block] = []
-    if not group.all_resolved:
-        if not _silenced(group, now=now):
-            elements += [
-                kit.button(
-                    f"Silence {duration}",
-                    action_id=f"{SILENCE_ACTION_ID}:{duration}",
-                    value=f"{group.id}:{duration}",
-                )
-                for duration in ("1h", "1d")
-            ]
-        else:
-            elements.append(
-                kit.button("Unsilence", action_id=UNSILENCE_ACTION_ID, value=str(group.id))
+    if not _silenced(group, now=now):
+        elements += [
+            kit.button(
+                f"Silence {duration}",
+                action_id=f"{SILENCE_ACTION_ID}:{duration}",
+                value=f"{group.id}:{duration}",
             )
-        elements += list(extra)
-    elements.append(
-        kit.button(
-            "Alertmanager ↗",
-            action_id=f"{LINK_ACTION_PREFIX}:alertmanager",
-            url=alertmanager_url(group.external_url, group.group_labels),
-        )
-    )
+            for duration in ("1h", "1d")
+        ]
+    else:
+        elements.append(kit.button("Unsilence", action_id=UNSILENCE_ACTION_ID, value=str(group.id)))
+    elements += list(extra)
+    return kit.actions(elements, block_id=f"alert:{group.id}")
+
+
+def _links_line(group: AlertGroup, links: AlertLinks) -> str:
+    """Where to look further, as text links: they open a page, they do not act."""
+    parts = [kit.link(alertmanager_url(group.external_url, group.group_labels), "Alertmanager")]
     reporter = _policy_reporter_url(links, group)
     if reporter:
-        elements.append(
-            kit.button(
-                "Policy Reporter ↗", action_id=f"{LINK_ACTION_PREFIX}:policy_reporter", url=reporter
-            )
-        )
-    return kit.actions(elements, block_id=f"alert:{group.id}")
+        parts.append(kit.link(reporter, "Policy Reporter"))
+    return " · ".join(parts)
 
 
 def alertmanager_url(external_url: str, group_labels: Mapping[str, str]) -> str:

@@ -68,6 +68,13 @@ def divider() -> Block:
     return {"type": "divider"}
 
 
+def link(url: str, label: str) -> str:
+    """A mrkdwn text link `<url|label>`; the label is escaped, and `|` or `>` in the URL
+    are percent-encoded so they cannot end the link early."""
+    safe_url = url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
+    return f"<{safe_url}|{escape(label)}>"
+
+
 def mrkdwn(text: str) -> dict[str, str]:
     return {"type": "mrkdwn", "text": text}
 
