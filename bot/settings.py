@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -272,6 +273,29 @@ class StatusSettings(_Frozen):
     broken watch means a fresh list, so an unreachable cluster is named at once."""
 
 
+class DigestSettings(_Frozen):
+    """The daily digest in the reports channel (or `channel`); no `digest:` key, no digest."""
+
+    cron: str = "0 8 * * *"
+    channel: SlackId | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as err:
+            raise ValueError(
+                f'{value!r} is not a cron expression (five fields, like "0 8 * * 1-5"): {err}'
+            ) from None
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        return None if value is None else _slack_id(value)
+
+
 class PromotionSettings(_Frozen):
     """Kept open on purpose: stages and gates are parsed by the promotion module."""
 
@@ -289,6 +313,19 @@ class Settings(_Frozen):
     backup: BackupSettings = BackupSettings()
     promotion: PromotionSettings = PromotionSettings()
     status: StatusSettings = StatusSettings()
+    digest: DigestSettings | None = None
+
+    @model_validator(mode="after")
+    def _digest_channel(self) -> Settings:
+        if self.digest is not None and not (self.digest.channel or self.slack.channels.reports):
+            raise ValueError("digest needs a channel: set digest.channel or slack.channels.reports")
+        return self
+
+    def digest_channel(self) -> str | None:
+        """Where the digest goes: its own channel, else the reports channel; None: off."""
+        if self.digest is None:
+            return None
+        return self.digest.channel or self.slack.channels.reports
 
     @field_validator("environments")
     @classmethod

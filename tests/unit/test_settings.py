@@ -238,3 +238,22 @@ def test_the_example_config_documents_the_status_cache():
     example = Path(__file__).parent.parent.parent / "config.example.yaml"
     document = yaml.safe_load(example.read_text())
     assert document["status"] == {"cache": True, "stale_after_s": 0}
+
+
+def test_the_digest_is_off_by_default_and_goes_to_the_reports_channel():
+    assert parse_settings(MINIMAL, ENV).digest_channel() is None
+    reports = {"slack": {"mode": "http", "channels": {"reports": "C0REPORTS"}}}
+    on = parse_settings({**MINIMAL, **reports, "digest": {}}, ENV)
+    assert on.digest is not None and on.digest.cron == "0 8 * * *"
+    assert on.digest_channel() == "C0REPORTS"
+    own = parse_settings({**MINIMAL, **reports, "digest": {"channel": "C0DIGEST"}}, ENV)
+    assert own.digest_channel() == "C0DIGEST"
+    assert any("digest needs a channel" in p for p in problems({**MINIMAL, "digest": {}}))
+    assert any(
+        p.startswith("digest.cron:") and "not a cron expression" in p
+        for p in problems({**MINIMAL, **reports, "digest": {"cron": "daily"}})
+    )
+    assert any(
+        p.startswith("digest.chanel: unknown key")
+        for p in problems({**MINIMAL, **reports, "digest": {"chanel": "C0X"}})
+    )
