@@ -6,8 +6,8 @@ this is the one place that hands them over, and the one list of features.
 
 from __future__ import annotations
 
-from bot.app.services import Services
-from handlers import backup, doctor, exceptions, home, promotion, status
+from bot.app.services import Services, build_digest
+from handlers import backup, digest, doctor, exceptions, home, promotion, status
 from handlers.exceptions import ExceptionHandlers
 from handlers.listener import Listeners
 
@@ -40,6 +40,12 @@ def listeners(services: Services) -> list[Listeners]:
             clock=services.clock,
             reports=settings.slack.channels.reports,
             schedule=settings.backup,
+        ),
+        digest.listeners(
+            service=build_digest(services),
+            slack=services.slack,
+            channel=settings.digest_channel(),
+            settings=settings.digest,
         ),
         services.relay.listeners(),
         home.listeners(services.home),

@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -19,9 +20,13 @@ from bot.alerts.violations import ClusterViolations
 from bot.backup.catalog import Catalog
 from bot.backup.service import BackupService
 from bot.clock import Clock
+from bot.digest.model import Expiring, Pending
+from bot.digest.service import DigestService, DigestSources
+from bot.digest.tables import FiguresStore
 from bot.doctor.service import DoctorService
 from bot.exceptions.history import ExceptionHistory
 from bot.exceptions.lifecycle import Lifecycle
+from bot.exceptions.model import State
 from bot.exceptions.service import ExceptionService
 from bot.exceptions.store import RequestStore
 from bot.home import BackupSeen, HomeService
@@ -249,6 +254,33 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         slack=slack,
         on_start=on_start,
         on_close=on_close,
+    )
+
+
+def build_digest(services: Services) -> DigestService:
+    """The daily digest over status's overview and the exception requests in the store."""
+    store = services.exceptions.store
+
+    async def expiring(before: datetime) -> list[Expiring]:
+        found = await store.requests([State.ACTIVE], expiring_before=before)
+        return [
+            Expiring(str(r.id), r.environment, r.policy, r.expires_at)
+            for r in found
+            if r.expires_at is not None
+        ]
+
+    async def pending(created_before: datetime) -> list[Pending]:
+        found = await store.requests([s for s in State if s.open])
+        return [
+            Pending(str(r.id), r.environment, r.policy, r.requester, r.created_at)
+            for r in found
+            if r.created_at <= created_before
+        ]
+
+    return DigestService(
+        DigestSources(overview=services.status.overview, expiring=expiring, pending=pending),
+        FiguresStore(services.database),
+        clock=services.clock,
     )
 
 
