@@ -124,6 +124,28 @@ async def command(bot: RunningBot, user: str, text: str) -> None:
     assert interaction.response.status == 200, interaction.response.text
 
 
+async def demote(bot: RunningBot, emulator: SlackEmulator, user: str, text: str) -> None:
+    """`/policy demote …` in the ladder's last environment, which the bot treats as
+    production: it asks first, and the demote happens on the confirming click."""
+    asked = {e.ts for e in emulator.ephemeral(CHANNEL, user)}
+    await command(bot, user, f"demote {text}")
+    prompt = await wait_for(
+        lambda: next(
+            (
+                e
+                for e in emulator.ephemeral(CHANNEL, user)
+                if e.ts not in asked and "demote_confirm" in str(e.blocks)
+            ),
+            None,
+        ),
+        what="the demote prompt",
+    )
+    click = await bot.slack.block_action(
+        "demote_confirm", user=user, channel=CHANNEL, message_ts=prompt.ts, ephemeral=True
+    )
+    assert click.response.status == 200
+
+
 async def new_parent(emulator: SlackEmulator, before: set[str], prefix: str) -> Message:
     return await wait_for(
         lambda: next(
@@ -196,7 +218,7 @@ async def test_promote_to_enforce_refuses_demote_admits_and_kyverno_warns(
 
     # /policy demote: the outage lever. Admitted again within seconds of Kyverno's Ready.
     before = {m.ts for m in slack_emulator.parents(CHANNEL)}
-    await command(bot, OWNER1, f"demote {policy_name} {ENV}")
+    await demote(bot, slack_emulator, OWNER1, f"{policy_name} {ENV}")
     demoted = await new_parent(slack_emulator, before, f"{policy_name} demoted to Audit in {ENV}")
     text = await settled(slack_emulator, demoted, f"Ready on {ENV} after")
     assert f":arrow_down: <@{OWNER1}> demoted `{policy_name}` to Audit in *{ENV}*" in text
@@ -409,7 +431,7 @@ async def test_a_validating_policy_promoted_to_deny_refuses_and_demoted_admits(
         assert f"Policy {name} failed: The label `team` is required." in message
 
         before = {m.ts for m in slack_emulator.parents(CHANNEL)}
-        await command(bot, OWNER1, f"demote vpol/{name} {ENV}")
+        await demote(bot, slack_emulator, OWNER1, f"vpol/{name} {ENV}")
         demoted = await new_parent(slack_emulator, before, f"{name} demoted to Audit in {ENV}")
         await settled(slack_emulator, demoted, f"Ready on {ENV} after")
 
