@@ -83,6 +83,15 @@ class HomeFigures:
     last_backup: BackupSeen | None
 
 
+@dataclass(frozen=True)
+class Surroundings:
+    """What every person's Home shows alike: read once when several Homes are refreshed."""
+
+    requests: tuple[ExceptionRequest, ...]
+    environments: tuple[EnvironmentLine, ...]
+    last_backup: BackupSeen | None
+
+
 class HomeService:
     def __init__(
         self,
@@ -106,13 +115,19 @@ class HomeService:
             log.warning("could not tell whether a user approves", exc_info=True)
             return False
 
-    async def figures(self, user: str) -> HomeFigures:
-        approver, requests, environments, backup = await asyncio.gather(
-            self.approver(user),
-            self._requests.requests(MINE),
-            self._environment_lines(),
-            self._backup(),
+    async def surroundings(self) -> Surroundings:
+        requests, environments, backup = await asyncio.gather(
+            self._requests.requests(MINE), self._environment_lines(), self._backup()
         )
+        return Surroundings(tuple(requests), environments, backup)
+
+    async def figures(self, user: str) -> HomeFigures:
+        approver, around = await asyncio.gather(self.approver(user), self.surroundings())
+        return self.compose(user, around, approver=approver)
+
+    def compose(self, user: str, around: Surroundings, *, approver: bool) -> HomeFigures:
+        """One person's Home from what every Home shows alike (read once for several)."""
+        requests = around.requests
         waiting = (
             tuple(r for r in requests if r.state.open and r.requester != user) if approver else ()
         )
@@ -123,8 +138,8 @@ class HomeService:
             approver=approver,
             waiting=tuple(sorted(waiting, key=lambda r: r.created_at)),
             mine=mine,
-            environments=environments,
-            last_backup=backup,
+            environments=around.environments,
+            last_backup=around.last_backup,
         )
 
     async def _environment_lines(self) -> tuple[EnvironmentLine, ...]:

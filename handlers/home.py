@@ -11,6 +11,7 @@ Publishing never blocks a decision: it runs on the task group and its failures a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Coroutine, Mapping
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 
 from bot.exceptions.model import ExceptionRequest, Review
 from bot.exceptions.ports import Event, Notifier
-from bot.home import HomeService
+from bot.home import HomeFigures, HomeService, Surroundings
 from bot.slack_api import SlackError
 from handlers.listener import EventListener, Listeners
 from handlers.render import home as render
@@ -68,25 +69,36 @@ class HomeHandler:
         await self.publish(user)
 
     async def publish(self, user: str) -> None:
-        figures = await self._home.figures(user)
+        await self._publish(await self._home.figures(user))
+
+    async def _publish(self, figures: HomeFigures) -> None:
         view = render.home_view(figures, approvals_channel=self._approvals_channel)
-        await self._slack.views_publish(user, view)
+        await self._slack.views_publish(figures.user, view)
 
     def refresh_after(self, request: ExceptionRequest) -> None:
         """Republish, in the background, the Home of the requester and of the approvers who
         opened Home (others who opened it keep theirs: nothing on it changed)."""
-        for user in sorted(self._opened | {request.requester}):
-            try:
-                self._tasks.spawn(self._refresh(user, request), name="home:refresh")
-            except RuntimeError:  # shutting down: the decision stands, Home catches up later
-                log.info("no Home refresh while shutting down", extra={"user": user})
-                return
-
-    async def _refresh(self, user: str, request: ExceptionRequest) -> None:
         try:
-            if user != request.requester and not await self._home.approver(user):
+            self._tasks.spawn(self._refresh_all(request), name="home:refresh")
+        except RuntimeError:  # shutting down: the decision stands, Home catches up later
+            log.info("no Home refresh while shutting down", extra={"request": request.id})
+
+    async def _refresh_all(self, request: ExceptionRequest) -> None:
+        """What every Home shows alike (requests, environments, last backup) is read once."""
+        users = sorted(self._opened | {request.requester})
+        try:
+            around = await self._home.surroundings()
+        except Exception:
+            log.exception("could not refresh Home tabs", extra={"request": request.id})
+            return
+        await asyncio.gather(*(self._refresh(u, request, around) for u in users))
+
+    async def _refresh(self, user: str, request: ExceptionRequest, around: Surroundings) -> None:
+        try:
+            approver = await self._home.approver(user)
+            if user != request.requester and not approver:
                 return
-            await self.publish(user)
+            await self._publish(self._home.compose(user, around, approver=approver))
         except SlackError:
             log.warning("could not refresh a Home tab", extra={"user": user}, exc_info=True)
         except Exception:
