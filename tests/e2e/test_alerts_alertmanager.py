@@ -23,10 +23,11 @@ from bot.clock import SYSTEM_CLOCK
 from bot.slack_api import build_web_client
 from bot.store import AuditTrail
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
-from tests.emulators.slack import SlackEmulator
+from tests.emulators.slack import Message, SlackEmulator
 from tests.emulators.slack_client import SignedSlackClient
 from tests.harness import ALERTS_CHANNEL, WEBHOOK_TOKEN, RunningRelay, relay_settings, running_relay
 from tests.servers.alertmanager import (
+    Alertmanager,
     StartAlertmanager,
     alertmanager_starter,
     require_binary,
@@ -340,11 +341,12 @@ async def test_silence_button_creates_an_alertmanager_silence(
     assert entry.details["silence_id"] == silence["id"]
 
 
-async def test_unsilence_button_expires_the_silence_and_the_parent_fires_again(
+@contextlib.asynccontextmanager
+async def silenced_by_maria(
     slack_emulator: SlackEmulator, store_url: str, start_alertmanager: StartAlertmanager
-) -> None:
+) -> AsyncIterator[tuple[RunningRelay, Alertmanager, SignedSlackClient, Message]]:
+    """A relay whose one alert @maria silenced for 1h through the real Alertmanager."""
     slack_emulator.add_user("U0MARIA", "maria")
-    slack_emulator.add_user("U0LEE", "lee")
     bolt = AsyncApp(
         client=build_web_client(token=BOT_TOKEN, base_url=slack_emulator.base_url, timeout_s=5),
         signing_secret=SIGNING_SECRET,
@@ -356,34 +358,46 @@ async def test_unsilence_button_expires_the_silence_and_the_parent_fires_again(
         await am2.push([violation("api")])
         await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1)
         [parent] = slack_emulator.parents(ALERTS_CHANNEL)
-
         async with SignedSlackClient(relay.url, SIGNING_SECRET, slack_emulator) as slack:
             await slack.block_action(
                 "alert_silence:1h", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
             )
             await slack_emulator.next_call("chat.postEphemeral", timeout=10)
             await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1, replies=1)
-            await slack_emulator.wait_until(
-                lambda: "alert_unsilence" in str(slack_emulator.parents(ALERTS_CHANNEL)[0].blocks),
-                timeout=10,
-            )
-            # The click as Slack sends it, kept to send again once the silence is gone.
-            stale, _ = slack.block_actions_payload(
-                "alert_unsilence", user="U0LEE", channel=ALERTS_CHANNEL, message_ts=parent.ts
-            )
-            click = await slack.block_action(
-                "alert_unsilence", user="U0LEE", channel=ALERTS_CHANNEL, message_ts=parent.ts
-            )
-            assert click.status == 200
-            told = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
-            await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1, replies=2)
-            await slack_emulator.wait_until(
-                lambda: slack_emulator.parents(ALERTS_CHANNEL)[0].text.startswith("🔴 FIRING"),
-                timeout=10,
-            )
-            # A second click from a view not yet refreshed changes nothing.
-            assert (await slack.post_payload(stale)).status == 200
-            second = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
+            yield relay, am, slack, parent
+
+
+async def test_unsilence_button_expires_the_silence_and_the_parent_fires_again(
+    slack_emulator: SlackEmulator, store_url: str, start_alertmanager: StartAlertmanager
+) -> None:
+    slack_emulator.add_user("U0LEE", "lee")
+    async with silenced_by_maria(slack_emulator, store_url, start_alertmanager) as (
+        relay,
+        am,
+        slack,
+        parent,
+    ):
+        await slack_emulator.wait_until(
+            lambda: "alert_unsilence" in str(slack_emulator.parents(ALERTS_CHANNEL)[0].blocks),
+            timeout=10,
+        )
+        # The click as Slack sends it, kept to send again once the silence is gone.
+        stale, _ = slack.block_actions_payload(
+            "alert_unsilence", user="U0LEE", channel=ALERTS_CHANNEL, message_ts=parent.ts
+        )
+        click = await slack.block_action(
+            "alert_unsilence", user="U0LEE", channel=ALERTS_CHANNEL, message_ts=parent.ts
+        )
+        assert click.status == 200
+        told = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
+        await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1, replies=2)
+        await slack_emulator.wait_until(
+            lambda: slack_emulator.parents(ALERTS_CHANNEL)[0].text.startswith("🔴 FIRING"),
+            timeout=10,
+        )
+        # A second click from a view not yet refreshed changes nothing.
+        assert (await slack.post_payload(stale)).status == 200
+        second = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
         await relay.wait_idle()
         entries = [e async for e in AuditTrail(relay.database, clock=SYSTEM_CLOCK).stream()]
 
@@ -404,30 +418,18 @@ async def test_unsilence_button_expires_the_silence_and_the_parent_fires_again(
 async def test_unsilencing_a_silence_expired_in_alertmanager_changes_nothing(
     slack_emulator: SlackEmulator, store_url: str, start_alertmanager: StartAlertmanager
 ) -> None:
-    slack_emulator.add_user("U0MARIA", "maria")
-    bolt = AsyncApp(
-        client=build_web_client(token=BOT_TOKEN, base_url=slack_emulator.base_url, timeout_s=5),
-        signing_secret=SIGNING_SECRET,
-    )
-    am = await start_alertmanager(webhook_receiver("http://127.0.0.1:9/unused", token="x"))
-    settings = relay_settings(slack_emulator, alertmanager_url=am.url)
-    async with running_relay(slack_emulator, store_url, settings=settings, bolt=bolt) as relay:
-        am2 = await start_alertmanager(config(relay))
-        await am2.push([violation("api")])
-        await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1)
-        [parent] = slack_emulator.parents(ALERTS_CHANNEL)
-        async with SignedSlackClient(relay.url, SIGNING_SECRET, slack_emulator) as slack:
-            await slack.block_action(
-                "alert_silence:1h", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
-            )
-            await slack_emulator.next_call("chat.postEphemeral", timeout=10)
-            await wait_for(slack_emulator, ALERTS_CHANNEL, parents=1, replies=1)
-            [silence] = await am.silences()
-            await am.expire(silence["id"])  # from Alertmanager's own page
-            await slack.block_action(
-                "alert_unsilence", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
-            )
-            answer = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
+    async with silenced_by_maria(slack_emulator, store_url, start_alertmanager) as (
+        relay,
+        am,
+        slack,
+        parent,
+    ):
+        [silence] = await am.silences()
+        await am.expire(silence["id"])  # from Alertmanager's own page
+        await slack.block_action(
+            "alert_unsilence", user="U0MARIA", channel=ALERTS_CHANNEL, message_ts=parent.ts
+        )
+        answer = await slack_emulator.next_call("chat.postEphemeral", timeout=10)
         await relay.wait_idle()
         entries = [e async for e in AuditTrail(relay.database, clock=SYSTEM_CLOCK).stream()]
 
