@@ -267,6 +267,7 @@ class TcpProxy:
         self.delay = delay
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
         self.port = 0
 
     async def start(self) -> None:
@@ -276,13 +277,19 @@ class TcpProxy:
 
     async def stop(self) -> None:
         """Stop listening and cut every connection; returns once their sockets are closed
-        (a socket left to the garbage collector is a ResourceWarning, an error in the suite)."""
+        (a socket left to the garbage collector is a ResourceWarning, an error in the suite).
+
+        Only the pipes are cancelled, never a connection's own task: asyncio's stream server
+        closes the transport of a cancelled connection task only on newer Pythons, and on
+        3.11 its done-callback raises instead, leaving the socket to the collector."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for task in list(self._tasks):
-            task.cancel()
+        for _ in range(3):  # connections accepted just before the close start and see it
+            await asyncio.sleep(0)
+        for pipe in list(self._pipes):
+            pipe.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -297,10 +304,17 @@ class TcpProxy:
                 up_reader, up_writer = await asyncio.open_connection(*self._target)
             except OSError:
                 return
-            await asyncio.gather(
-                self._pipe(reader, up_writer, slow=False),
-                self._pipe(up_reader, writer, slow=True),
+            if self._server is None:
+                return  # stopped while connecting
+            pipes = (
+                asyncio.create_task(self._pipe(reader, up_writer, slow=False)),
+                asyncio.create_task(self._pipe(up_reader, writer, slow=True)),
             )
+            self._pipes.update(pipes)
+            try:
+                await asyncio.gather(*pipes, return_exceptions=True)
+            finally:
+                self._pipes.difference_update(pipes)
         finally:
             self._tasks.discard(task)
             for end in (writer, up_writer):
