@@ -377,8 +377,10 @@ async def test_share_posts_a_fresh_answer_in_the_channel(
 ) -> None:
     _, _, blocks = await status(bot, slack_emulator, "status dev")
     assert blocks[1]["elements"][0]["value"] == '{"q":["dev"]}'
+    # The answer, not the command's acknowledgement, which the client may record after it.
+    answer_ts = slack_emulator.responses[-1].target_ts
     before = len(slack_emulator.responses)
-    shown = slack_emulator.ephemeral(CHANNEL, USER)[-1]
+    shown = next(e for e in slack_emulator.ephemeral(CHANNEL, USER) if e.ts == answer_ts)
     click = await bot.slack.block_action(
         "status_share", user=USER, channel=CHANNEL, message_ts=shown.ts, ephemeral=True
     )
