@@ -32,8 +32,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot.playground.slack_emulator import SlackEmulator
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN
-from tests.emulators.slack import SlackEmulator
 from tests.harness import relay_settings, running_relay
 from tests.servers.alertmanager import (
     find_binary,

@@ -34,9 +34,9 @@ from typing import Any
 import aiohttp
 import yaml
 
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground.slack_signed_client import SignedSlackClient
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
-from tests.emulators.slack import RateLimits, SlackEmulator
-from tests.emulators.slack_client import SignedSlackClient
 from tests.kube import seed
 from tests.kube.controlplane import Assets, ControlPlane
 from tests.kube.fixtures import TEST_PLANE_CRDS

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulators.slack import validate_blocks, validate_view
+from bot.playground.slack_emulator import validate_blocks, validate_view
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE = "POLICY_BOT_UPDATE_GOLDEN"

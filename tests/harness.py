@@ -27,13 +27,13 @@ from slack_bolt.async_app import AsyncApp
 from bot.alerts.ports import ViolationChecker
 from bot.app import Services, build_app, build_services
 from bot.clock import SYSTEM_CLOCK, Clock
+from bot.playground.slack_emulator import SlackEmulator
+from bot.playground.slack_signed_client import SignedSlackClient
 from bot.settings import Settings, parse_settings
 from bot.slack_api import SlackApi
 from bot.store import AuditTrail, Database, open_database
 from handlers.alert_relay import AlertRelay
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
-from tests.emulators.slack import SlackEmulator
-from tests.emulators.slack_client import SignedSlackClient
 
 CHANNELS = {"alerts": "C0ALERTS", "approvals": "C0APPROVALS", "reports": "C0REPORTS"}
 ALERTS_CHANNEL = CHANNELS["alerts"]

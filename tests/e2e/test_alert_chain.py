@@ -27,8 +27,8 @@ import aiohttp
 import pytest
 
 from bot.clock import SYSTEM_CLOCK
+from bot.playground.slack_emulator import Message, SlackEmulator
 from tests.deploy.helm import Helm, documents, only
-from tests.emulators.slack import Message, SlackEmulator
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
 from tests.kube import seed
 from tests.kube.kyverno import Kyverno

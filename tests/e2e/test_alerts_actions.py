@@ -14,12 +14,12 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.clock import SYSTEM_CLOCK
 from bot.errors import BotError
+from bot.playground.slack_emulator import SlackEmulator
+from bot.playground.slack_signed_client import SignedSlackClient
 from bot.slack_api import build_web_client
 from bot.store import AuditTrail
 from tests.alert_samples import sample
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
-from tests.emulators.slack import SlackEmulator
-from tests.emulators.slack_client import SignedSlackClient
 from tests.harness import ALERTS_CHANNEL, WEBHOOK_TOKEN, RunningRelay, relay_settings, running_relay
 
 USER = "U0MARIA"

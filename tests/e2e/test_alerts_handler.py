@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from bot.alerts.metrics import WEBHOOKS_REJECTED
+from bot.playground.slack_emulator import SlackEmulator
 from tests.alert_samples import sample
-from tests.emulators.slack import SlackEmulator
 from tests.harness import WEBHOOK_TOKEN, RunningRelay, relay_settings, running_relay
 
 AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}

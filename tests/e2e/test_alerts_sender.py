@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from bot.alerts.webhook import Alert
+from bot.playground.slack_emulator import SlackEmulator
 from bot.slack_api import SLACK_RATE_LIMITED
 from tests.alert_samples import alert, payload, sample, sample_json
-from tests.emulators.slack import SlackEmulator
 from tests.harness import ALERTS_CHANNEL, WEBHOOK_TOKEN, RunningRelay, running_relay
 
 HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}

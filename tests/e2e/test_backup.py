@@ -35,10 +35,10 @@ from bot.backup.bundle import MANIFEST, read_bundle
 from bot.backup.service import BackupService
 from bot.clock import SYSTEM_CLOCK
 from bot.kube.gateway import ClusterGateway
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.settings import Settings
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import Database, open_database
-from tests.emulators.slack import RateLimits, SlackEmulator
 from tests.harness import RunningBot, bot_settings, kubeconfig_via, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane

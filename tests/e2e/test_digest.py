@@ -11,7 +11,7 @@ import pytest_asyncio
 import yaml
 
 from bot.clock import SYSTEM_CLOCK
-from tests.emulators.slack import RateLimits, SlackEmulator
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
 
 REPORTS = CHANNELS["reports"]

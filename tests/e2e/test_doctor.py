@@ -28,9 +28,9 @@ from bot.clock import SYSTEM_CLOCK
 from bot.doctor.model import DoctorReport, Verdict
 from bot.doctor.service import DoctorService
 from bot.kube.gateway import ClusterGateway
+from bot.playground.slack_emulator import SlackEmulator, validate_blocks
 from bot.ports.helm_values import BackedUpValues
 from bot.settings import Environment
-from tests.emulators.slack import SlackEmulator, validate_blocks
 from tests.harness import RunningBot, bot_settings, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane

@@ -22,10 +22,10 @@ import pytest
 import pytest_asyncio
 
 from bot.exceptions.model import State
+from bot.playground.jira_emulator import PAT, JiraEmulator
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.settings import Settings, parse_settings
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
-from tests.emulators.jira import PAT, JiraEmulator
-from tests.emulators.slack import RateLimits, SlackEmulator
 from tests.harness import RunningBot, SlowProxy, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane

@@ -30,8 +30,8 @@ import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
 from bot.exceptions.model import State
-from tests.emulators.jira import PAT, JiraEmulator
-from tests.emulators.slack import RateLimits, SlackEmulator
+from bot.playground.jira_emulator import PAT, JiraEmulator
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from tests.harness import RunningBot, blocks_text, bot_settings, running_bot
 from tests.kube import seed
 from tests.kube.kyverno import Kyverno

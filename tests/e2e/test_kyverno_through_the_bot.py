@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
-from tests.emulators.slack import Message, RateLimits, SlackEmulator
+from bot.playground.slack_emulator import Message, RateLimits, SlackEmulator
 from tests.harness import RunningBot, blocks_text, bot_settings, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import Assets

@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 from kubernetes import client as k8s
 
-from tests.emulators.slack import EphemeralMessage, Message, RateLimits, SlackEmulator
+from bot.playground.slack_emulator import EphemeralMessage, Message, RateLimits, SlackEmulator
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane

@@ -28,6 +28,8 @@ from bot.clock import SYSTEM_CLOCK
 from bot.errors import ClusterForbidden
 from bot.kinds import Family, Kind
 from bot.kube.gateway import ClusterGateway
+from bot.playground.jira_emulator import PAT, JiraEmulator
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.policy_ref import PolicyRef
 from bot.promotion.config import load_promotion_config
 from bot.promotion.records import PromotionStore
@@ -35,8 +37,6 @@ from bot.promotion.service import Applied, PromotionService
 from bot.settings import Environment
 from bot.status.cache import EnvironmentCache
 from tests.deploy.helm import REPO_ROOT
-from tests.emulators.jira import PAT, JiraEmulator
-from tests.emulators.slack import RateLimits, SlackEmulator
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane

@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
-from tests.emulators.slack import RateLimits, SlackEmulator
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from tests.harness import (
     HungServer,
     RunningBot,

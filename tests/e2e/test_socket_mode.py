@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.clock import SYSTEM_CLOCK
-from tests.emulators.slack import SlackEmulator
+from bot.playground.slack_emulator import SlackEmulator
 from tests.harness import bot_settings, running_bot
 from tests.kube.controlplane import ControlPlane
 

@@ -20,8 +20,8 @@ import pytest
 import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
-from tests.emulators.slack import SlackEmulator
-from tests.emulators.slack_client import Signing
+from bot.playground.slack_emulator import SlackEmulator
+from bot.playground.slack_signed_client import Signing
 from tests.harness import RunningBot, TcpProxy, bot_settings, kubeconfig_via, running_bot
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from tests.emulators.slack import SlackEmulator
+from bot.playground.slack_emulator import SlackEmulator
 
 __all__ = ["APP_TOKEN", "BOT_TOKEN", "SIGNING_SECRET", "slack_emulator"]
 

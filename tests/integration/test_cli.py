@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from bot.clock import SYSTEM_CLOCK
+from bot.playground.jira_emulator import PAT, JiraEmulator
+from bot.playground.slack_emulator import SlackEmulator
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import open_database
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
-from tests.emulators.jira import PAT, JiraEmulator
-from tests.emulators.slack import SlackEmulator
 from tests.kube.controlplane import ControlPlane
 from tests.servers.child import free_port
 

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.playground.slack_emulator import SlackEmulator
+from bot.playground.slack_signed_client import SignedSlackClient
 from bot.settings import parse_settings
 from tests.deploy.helm import REPO_ROOT, Helm, RenderError, documents, only
 from tests.deploy.process import BotProcess, read_only_root
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
-from tests.emulators.slack import SlackEmulator
-from tests.emulators.slack_client import SignedSlackClient
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory

@@ -28,8 +28,8 @@ from bot.jira.adapter import (
     TicketsRejected,
     TicketsUnavailable,
 )
+from bot.playground.jira_emulator import CLOUD_TOKEN, CLOUD_USER, PAT, JiraEmulator
 from bot.settings import JiraSettings
-from tests.emulators.jira import CLOUD_TOKEN, CLOUD_USER, PAT, JiraEmulator
 
 DRAFT = TicketDraft(
     fingerprint="policy-bot-R-0123abcd",

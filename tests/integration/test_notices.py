@@ -18,10 +18,10 @@ from bot.clock import SYSTEM_CLOCK
 from bot.notices.outbox import NoticeOutbox
 from bot.notices.sender import NoticeSender
 from bot.pacing import ChannelPacer
+from bot.playground.slack_emulator import SlackEmulator
 from bot.slack_api import SlackApi
 from bot.store.database import Database, open_database
 from tests.emulators.fixtures import BOT_TOKEN
-from tests.emulators.slack import SlackEmulator
 
 DM = "U0ENGINEER"
 THREADS = "C0APPROVALS"

@@ -31,13 +31,13 @@ import yaml
 
 from bot.alerts.tables import alert_messages
 from bot.clock import SYSTEM_CLOCK
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.store import Database, open_database
 from bot.store.audit_trail import AuditTrail
 from bot.store.scheduled_runs import scheduled_runs
 from tests.alert_samples import alert, payload
 from tests.deploy.process import BotProcess
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
-from tests.emulators.slack import RateLimits, SlackEmulator
 from tests.harness import CHANNELS
 from tests.kube import seed
 from tests.kube.controlplane import ControlPlane

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.playground.slack_emulator import SlackEmulator
 from bot.slack_api import (
     SLACK_CALLS,
     SLACK_RATE_LIMITED,
@@ -15,7 +16,6 @@ from bot.slack_api import (
     SlackUnavailable,
 )
 from tests.emulators.fixtures import BOT_TOKEN
-from tests.emulators.slack import SlackEmulator
 
 CHANNEL = "C0GENERAL"
 

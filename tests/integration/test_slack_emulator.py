@@ -25,9 +25,14 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.playground.slack_emulator import (
+    EphemeralMessage,
+    RateLimits,
+    SlackEmulator,
+    validate_blocks,
+)
+from bot.playground.slack_signed_client import SignedSlackClient, Signing, slack_signature
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
-from tests.emulators.slack import EphemeralMessage, RateLimits, SlackEmulator, validate_blocks
-from tests.emulators.slack_client import SignedSlackClient, Signing, slack_signature
 
 CHANNEL = "C0ALERTS"
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.alerts.state import GroupChange, Silence
 from bot.alerts.webhook import Alert
+from bot.playground.slack_emulator import validate_blocks
 from handlers.render import kit
 from handlers.render.alerts import (
     AlertLinks,
@@ -23,7 +24,6 @@ from handlers.render.alerts import (
     thread_reply,
 )
 from tests.alert_samples import alert, group_of, notification
-from tests.emulators.slack import validate_blocks
 from tests.goldens import Golden, golden_fixture
 
 NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)

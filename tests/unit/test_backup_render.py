@@ -17,8 +17,8 @@ from bot.backup.evidence import EvidencePack
 from bot.backup.restore import PlanItem, RestorePlan, RestoreResult
 from bot.backup.service import BackupReport, EvidenceReport, PlanView, RestoreOutcome
 from bot.backup.targets import Stored
+from bot.playground.slack_emulator import validate_blocks
 from handlers.render import backup as render
-from tests.emulators.slack import validate_blocks
 from tests.goldens import Golden, golden_fixture, without_text
 
 AT = datetime(2026, 11, 28, 2, tzinfo=UTC)

@@ -14,10 +14,10 @@ from typing import Any
 from bot.doctor.checks import run_checks
 from bot.doctor.model import DoctorReport, Gap, KyvernoHealth
 from bot.errors import ClusterUnavailable
+from bot.playground.slack_emulator import validate_blocks
 from bot.ports.snapshot import HealthSummary, Snapshot
 from handlers.render import doctor as render
 from handlers.render import status as status_render
-from tests.emulators.slack import validate_blocks
 from tests.goldens import Golden, golden_fixture
 from tests.unit.test_doctor_checks import (
     EXC_NS,

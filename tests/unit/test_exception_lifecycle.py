@@ -15,11 +15,11 @@ from bot.exceptions.model import ExceptionRequest, Review, Scope, State, new_req
 from bot.exceptions.ports import Event
 from bot.exceptions.service import ExceptionService
 from bot.exceptions.store import RequestStore
+from bot.playground.slack_emulator import validate_blocks
 from bot.roles import Role
 from bot.settings import ExceptionSettings
 from bot.store import Database
 from handlers.render.exceptions import review_message
-from tests.emulators.slack import validate_blocks
 
 NOW = datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
 

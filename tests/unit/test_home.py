@@ -18,12 +18,12 @@ import pytest
 from bot.errors import ClusterUnavailable
 from bot.exceptions.model import ExceptionRequest, RequestId, Scope, State
 from bot.home import BackupSeen, HomeService
+from bot.playground.slack_emulator import validate_view
 from bot.ports.snapshot import Snapshot
 from bot.roles import Role
 from bot.slack_api import SlackUnavailable
 from handlers.home import HomeHandler
 from handlers.render import home as render
-from tests.emulators.slack import validate_view
 from tests.goldens import Golden, golden_fixture
 from tests.unit.status_samples import snapshot
 

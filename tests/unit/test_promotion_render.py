@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 
 from bot.kinds import KIND_SPECS, Family, Kind
 from bot.ladder import GateResult, Stage
+from bot.playground.slack_emulator import validate_blocks, validate_view
 from bot.policies import Mode
 from bot.promotion.modes import FieldChange
 from bot.promotion.plan import EnvVersion, Plan
 from bot.promotion.readiness import NOT_READY, READY, TIMEOUT, Readiness
 from bot.promotion.service import Applied, Demoted, Superseded, Write
 from handlers.render import promotion as render
-from tests.emulators.slack import validate_blocks, validate_view
 from tests.goldens import Golden, golden_fixture
 
 NOW = datetime(2026, 11, 28, 9, 14, tzinfo=UTC)

@@ -12,10 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 from bot.errors import ClusterUnavailable
+from bot.playground.slack_emulator import validate_blocks
 from bot.policies import Mode
 from bot.ports.snapshot import Snapshot
 from handlers.render import status as render
-from tests.emulators.slack import validate_blocks
 from tests.goldens import golden_for
 from tests.harness import blocks_text
 from tests.unit import status_samples as samples

@@ -20,6 +20,7 @@ import pytest
 
 from bot.alerts.ports import RenderedMessage
 from bot.alerts.state import GroupChange, Silence
+from bot.playground.slack_emulator import validate_blocks
 from bot.promotion.readiness import NOT_READY, READY, TIMEOUT, Readiness
 from bot.promotion.service import Applied
 from handlers.render import backup as backup_render
@@ -28,7 +29,6 @@ from handlers.render import promotion as promotion_render
 from handlers.render import status as status_render
 from handlers.render.alerts import AlertLinks, parent_message, thread_replies
 from tests.alert_samples import alert, group_of
-from tests.emulators.slack import validate_blocks
 from tests.harness import blocks_text
 from tests.unit import status_samples
 from tests.unit.test_backup_render import _plan, _report

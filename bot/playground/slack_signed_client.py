@@ -29,7 +29,13 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from tests.emulators.slack import ACK_DEADLINE, JsonDict, SlackEmulator, ViewRecord, find_action
+from bot.playground.slack_emulator import (
+    ACK_DEADLINE,
+    JsonDict,
+    SlackEmulator,
+    ViewRecord,
+    find_action,
+)
 
 __all__ = ["BotResponse", "Interaction", "SignedSlackClient", "Signing", "slack_signature"]
 

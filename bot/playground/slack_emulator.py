@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tests.emulators.socket_mode import SocketModeServer, wait_for
+from bot.playground.slack_socket_mode import SocketModeServer, wait_for
 
 __all__ = [
     "ACK_DEADLINE",
