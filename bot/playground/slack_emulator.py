@@ -611,7 +611,10 @@ METHOD_TIERS: Mapping[str, int] = {
     "chat.getPermalink": 4,
     "chat.postEphemeral": 4,
     "chat.update": 3,
+    "conversations.history": 3,
     "conversations.info": 3,
+    "conversations.open": 3,
+    "conversations.replies": 3,
     "files.completeUploadExternal": 4,
     "files.getUploadURLExternal": 4,
     "usergroups.users.list": 2,
@@ -973,6 +976,10 @@ class _Fault:
     error: str
     status: int
     retry_after: int | None
+    #: The call takes effect (the message lands) and only then fails: the answer is lost.
+    after_effect: bool = False
+    #: With ``after_effect``: hold the answer this long first (past the client's timeout).
+    hang: float = 0.0
 
 
 class _ApiError(Exception):
@@ -1105,6 +1112,7 @@ class SlackEmulator:
         self._changed = asyncio.Condition()
         self._faults: dict[str, list[_Fault]] = {}
         self._delays: dict[str, float] = {}
+        self._outage: int | None = None
 
         self._channels: dict[str, Channel] = {}
         self._users: dict[str, JsonDict] = {}
@@ -1134,7 +1142,10 @@ class SlackEmulator:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
+            "conversations.open": self._conversations_open,
+            "conversations.replies": self._conversations_replies,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "usergroups.users.list": self._usergroups_users_list,
@@ -1342,6 +1353,8 @@ class SlackEmulator:
         status: int = 500,
         times: int = 1,
         retry_after: int | None = None,
+        after_effect: bool = False,
+        hang: float = 0.0,
     ) -> None:
         """Make the next ``times`` calls of ``method`` fail without side effects.
 
@@ -1349,12 +1362,20 @@ class SlackEmulator:
         ``Retry-After`` header (``retry_after``, default 1). Applies after authentication, like
         a server-side failure would. ``method`` may also be ``"response_url"`` or
         ``"file_upload"``.
+
+        ``after_effect=True`` (Web API methods) lets the call take effect first (the message
+        lands) and loses only the answer, as a 5xx or timeout behind Slack's front door does;
+        ``hang`` holds that answer for so many seconds first (past the client's timeout).
         """
         if status == 429 and retry_after is None:
             retry_after = 1
         self._faults.setdefault(method, []).extend(
-            _Fault(error, status, retry_after) for _ in range(times)
+            _Fault(error, status, retry_after, after_effect, hang) for _ in range(times)
         )
+
+    def set_outage(self, status: int | None = 503) -> None:
+        """Slack down: every call answers ``status`` without effect until ``set_outage(None)``."""
+        self._outage = status
 
     def slow(self, method: str, seconds: float | None) -> None:
         """Delay every answer of ``method`` by ``seconds`` (``None`` or 0 to stop)."""
@@ -1623,6 +1644,15 @@ class SlackEmulator:
             if v.state == "open" and (user is None or v.user == user)
         ]
 
+    async def close_by_user(self, view_id: str) -> None:
+        """The user dismisses a modal (its close button): its whole stack closes, as on Slack.
+        (``view_closed`` for ``notify_on_close`` views is not emulated.)"""
+        root = self._views[view_id].root_view_id
+        for record in self._views.values():
+            if record.root_view_id == root and record.state == "open":
+                self._close_view(record, by="user")
+        await self._notify()
+
     @property
     def files(self) -> list[UploadedFile]:
         return list(self._files.values())
@@ -1657,9 +1687,11 @@ class SlackEmulator:
             token_kind = (
                 "bot" if method == "api.test" else self._authenticate(method, request, params)
             )
-            self._inject_fault(method)
+            late = self._inject_fault(method)
             self._enforce_rate_limits(method, params)
             result = await handler(_Request(method, params, token_kind))
+            if late is not None:
+                await self._lose_answer(late)
             status, body = 200, {"ok": True, **result}
         except _ApiError as err:
             status, body, headers = err.status, err.body(), err.headers
@@ -1732,13 +1764,24 @@ class SlackEmulator:
             raise _ApiError("not_allowed_token_type")
         return kind
 
-    def _inject_fault(self, method: str) -> None:
+    def _inject_fault(self, method: str) -> _Fault | None:
+        """Raise the next fault queued for ``method``; one that strikes after the side effect
+        is returned instead, for the caller to apply once the call has taken effect."""
+        if self._outage is not None:
+            raise _ApiError("service_unavailable", status=self._outage)
         queue = self._faults.get(method)
         if not queue:
-            return
+            return None
         fault = queue.pop(0)
+        if fault.after_effect:
+            return fault
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         raise _ApiError(fault.error, status=fault.status, headers=headers)
+
+    async def _lose_answer(self, fault: _Fault) -> None:
+        if fault.hang:
+            await asyncio.sleep(fault.hang)
+        raise _ApiError(fault.error, status=fault.status)
 
     def _enforce_rate_limits(self, method: str, params: Mapping[str, Any]) -> None:
         limits = self._rate_limits
@@ -2069,6 +2112,63 @@ class SlackEmulator:
     async def _conversations_info(self, req: _Request) -> JsonDict:
         channel = self._resolve_channel(req.params.get("channel"))
         return {"channel": channel.to_payload()}
+
+    async def _conversations_open(self, req: _Request) -> JsonDict:
+        """The direct-message channel with one user (``users``), opened if need be."""
+        users = str(req.params.get("users") or "")
+        if not users or "," in users or users not in self._users:
+            raise _ApiError("user_not_found")
+        return {"channel": {"id": self._resolve_channel(users).id}}
+
+    def _readable(self, value: Any) -> Channel:
+        """A channel to read: by id only (a user id is no conversation), the bot a member."""
+        if isinstance(value, str) and value[:1] in ("U", "W"):
+            raise _ApiError("channel_not_found")
+        channel = self._resolve_channel(value)
+        if not channel.is_member:
+            raise _ApiError("not_in_channel")
+        return channel
+
+    def _page(self, req: _Request, messages: list[Message], key: str) -> JsonDict:
+        """One page of ``messages`` (already in answer order), metadata only when asked."""
+        try:
+            limit = min(999, max(1, int(req.params.get("limit") or 100)))
+            start = int(req.params.get("cursor") or 0)
+        except ValueError as exc:
+            raise _ApiError("invalid_arguments") from exc
+        with_metadata = _flag(req.params.get("include_all_metadata", False))
+        page = []
+        for message in messages[start : start + limit]:
+            payload = message.to_payload(team_id=self.team_id, app_id=self.app_id)
+            if not with_metadata:
+                payload.pop("metadata", None)
+            page.append(payload)
+        more = start + limit < len(messages)
+        return {
+            key: page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    async def _conversations_history(self, req: _Request) -> JsonDict:
+        """Top-level messages, newest first, within ``oldest``/``latest`` when given."""
+        channel = self._readable(req.params.get("channel"))
+        oldest = float(req.params.get("oldest") or 0)
+        latest = float(req.params.get("latest") or "inf")
+        found = [m for m in self.parents(channel.id) if oldest <= float(m.ts) <= latest]
+        found.sort(key=lambda m: float(m.ts), reverse=True)
+        return self._page(req, found, "messages")
+
+    async def _conversations_replies(self, req: _Request) -> JsonDict:
+        """A thread, parent first, then its replies oldest first."""
+        channel = self._readable(req.params.get("channel"))
+        ts = str(req.params.get("ts") or "")
+        parent = self._messages.get(channel.id, {}).get(ts)
+        if parent is None or parent.deleted:
+            raise _ApiError("thread_not_found")
+        root = parent.thread_ts if parent.is_reply and parent.thread_ts else parent.ts
+        thread = [self._messages[channel.id][root], *self.replies(channel.id, root)]
+        return self._page(req, thread, "messages")
 
     # ---------------------------------------------------------------- methods: views.*
 

@@ -606,6 +606,51 @@ async def test_fail_next_and_slow(slack_emulator: SlackEmulator, client: AsyncWe
     assert time.monotonic() - started >= 0.3
 
 
+async def test_a_fault_after_the_side_effect_loses_only_the_answer(
+    slack_emulator: SlackEmulator, client: AsyncWebClient
+) -> None:
+    slack_emulator.fail_next("chat.postMessage", after_effect=True)
+    meta = {"event_type": "policy_bot_notice", "event_payload": {"outbox_id": 7}}
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_postMessage(channel=CHANNEL, text="landed", metadata=meta)
+    assert err.value.response.status_code == 500
+    (landed,) = slack_emulator.messages(CHANNEL)
+    assert landed.text == "landed" and landed.metadata == meta
+
+    # conversations.history finds it again, with its metadata only when asked
+    plain = await client.conversations_history(channel=CHANNEL)
+    assert [m["ts"] for m in plain["messages"]] == [landed.ts]
+    assert "metadata" not in plain["messages"][0]
+    found = await client.conversations_history(channel=CHANNEL, include_all_metadata=True)
+    assert found["messages"][0]["metadata"] == meta
+    reply = await client.chat_postMessage(channel=CHANNEL, text="r", thread_ts=landed.ts)
+    thread = await client.conversations_replies(channel=CHANNEL, ts=landed.ts)
+    assert [m["ts"] for m in thread["messages"]] == [landed.ts, reply["ts"]]
+
+    # a DM is read by its conversation id, which conversations.open gives for a user
+    slack_emulator.add_user("U0ALICE", "alice")
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        await client.conversations_history(channel="U0ALICE")
+    opened = await client.conversations_open(users="U0ALICE")
+    await client.chat_postMessage(channel="U0ALICE", text="hi")
+    dm = await client.conversations_history(channel=opened["channel"]["id"])
+    assert [m["text"] for m in dm["messages"]] == ["hi"]
+
+
+async def test_an_outage_fails_every_call_without_effect_until_it_ends(
+    slack_emulator: SlackEmulator, client: AsyncWebClient
+) -> None:
+    slack_emulator.set_outage(503)
+    for _ in range(3):
+        with pytest.raises(SlackApiError) as err:
+            await client.chat_postMessage(channel=CHANNEL, text="x")
+        assert err.value.response.status_code == 503
+    assert slack_emulator.messages(CHANNEL) == []
+    slack_emulator.set_outage(None)
+    await client.chat_postMessage(channel=CHANNEL, text="x")
+    assert len(slack_emulator.messages(CHANNEL)) == 1
+
+
 async def test_next_call_waits_without_polling(
     slack_emulator: SlackEmulator, client: AsyncWebClient
 ) -> None:
