@@ -16,7 +16,6 @@ from bot.backup.bundle import Bundle, BundleError, backup_id, read_bundle
 from bot.backup.collect import collect_environment
 from bot.backup.locate import locate_bundle
 from bot.backup.restore import apply_restore, plan_restore
-from bot.backup.service import load_path
 from bot.backup.targets import DirectoryTarget, TargetError
 from bot.clock import Clock
 from bot.errors import BotError
@@ -84,6 +83,8 @@ async def run_restore(
         located = await asyncio.to_thread(locate_bundle, source)
         if located.note:
             print(located.note)
+        from bot.backup.service import load_path  # the backup path never loads the service
+
         files = await asyncio.to_thread(load_path, located.path)
         bundle = await asyncio.to_thread(read_bundle, files, environment=environment)
     except BundleError as err:
