@@ -1122,6 +1122,9 @@ class SlackEmulator:
         self._ephemeral: list[EphemeralMessage] = []
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._responses: list[ResponsePost] = []
+        # Slash commands, clicks and view submissions acknowledged after Slack's 3 s: the
+        # person saw an error ("operation_timeout") however the bot went on.
+        self.late_acks: list[str] = []
         self._views: dict[str, ViewRecord] = {}
         self._homes: dict[str, ViewRecord] = {}
         self._triggers: dict[str, _Trigger] = {}

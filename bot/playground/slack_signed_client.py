@@ -201,6 +201,12 @@ class SignedSlackClient:
                 elapsed=time.monotonic() - started,
             )
 
+    def _check_deadline(self, what: str, response: BotResponse) -> None:
+        """Note an acknowledgement Slack would not have waited for: the person would have
+        seen an error instead (the test fixture fails a test that leaves one)."""
+        if response.status != 401 and not response.within_deadline:
+            self.emulator.late_acks.append(f"{what}: acknowledged after {response.elapsed:.2f} s")
+
     async def post_payload(
         self,
         payload: JsonDict,
@@ -319,6 +325,7 @@ class SignedSlackClient:
         emulator (see :meth:`SlackEmulator.record_command_ack`)."""
         fields, response_url = self.command_fields(command, text, user=user, channel=channel)
         response = await self.post_form(fields, signing=signing, headers=headers)
+        self._check_deadline(f"/{command.lstrip('/')} {text}".strip(), response)
         self.emulator.record_command_ack(
             channel=channel,
             user=user,
@@ -442,6 +449,7 @@ class SignedSlackClient:
         """Click an element the bot rendered (see :meth:`block_actions_payload`)."""
         payload, response_url = self.block_actions_payload(action_id, user=user, **click)
         response = await self.post_payload(payload, signing=signing)
+        self._check_deadline(f"click on {action_id}", response)
         return Interaction(response, response_url, str(payload["trigger_id"]), payload)
 
     # ---------------------------------------------------------------- view_submission
@@ -513,6 +521,7 @@ class SignedSlackClient:
         (see :meth:`SlackEmulator.record_view_submission_ack`)."""
         payload = self.view_submission_payload(view_id, values, user=user)
         response = await self.post_payload(payload, signing=signing)
+        self._check_deadline(f"submission of view {view_id}", response)
         if response.within_deadline:
             self.emulator.record_view_submission_ack(
                 view_id,

@@ -1,0 +1,345 @@
+"""The playground's world: clusters with Kyverno, Alertmanager, JIRA, Slack and the bot.
+
+Every part is the real one the tests run against: an etcd + kube-apiserver per environment with
+Kyverno's four controllers deciding admission, the Alertmanager binary routing to the bot's
+webhook, and the Slack and JIRA emulators. The control-plane, Kyverno and Alertmanager starters
+are the test suite's own (``tests/kube``, ``tests/servers``): the playground runs from a checkout,
+where ``make kube helm kyverno`` has built and cached their binaries.
+
+The bot is built by the composition root like in production; its settings point Slack at the
+emulator, the environments at the planes and the store at SQLite in a temporary directory. Its
+clock is the system's plus an offset the page can advance, to show expiry and reminders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.app import Services, build_app, build_services
+from bot.clock import SYSTEM_CLOCK
+from bot.playground import sample
+from bot.playground.jira_emulator import PAT, JiraEmulator
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground.slack_signed_client import SignedSlackClient
+from bot.settings import Settings, parse_settings
+from tests.kube import seed
+from tests.kube.controlplane import Assets, ControlPlane
+from tests.kube.kyverno import Kyverno, build_assets
+from tests.servers import alertmanager as am
+
+LADDER = ("dev", "qac", "staging", "production")
+BOT_TOKEN = "xoxb-playground"
+APP_TOKEN = "xapp-playground"
+SIGNING_SECRET = "playground-signing-secret-0123456789"
+WEBHOOK_TOKEN = "playground-alertmanager-token"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    role: str
+
+
+PEOPLE = (
+    Person("U0REQUESTER", "rita", "requester"),
+    Person("U0APPROVER1", "alice", "approver"),
+    Person("U0APPROVER2", "bob", "second approver"),
+    Person("U0ADMIN", "ada", "admin"),
+)
+CHANNELS = {
+    "alerts": "C0ALERTS",
+    "approvals": "C0APPROVALS",
+    "reports": "C0REPORTS",
+    "general": "C0GENERAL",
+}
+
+
+def environment_names(count: int) -> tuple[str, ...]:
+    """The last `count` rungs of the ladder: 2 → staging, production; 4 → all of it."""
+    if not 1 <= count <= len(LADDER):
+        raise ValueError(f"--environments must be 1 to {len(LADDER)}")
+    return LADDER[len(LADDER) - count :]
+
+
+class ShiftedClock:
+    """The system's time plus an offset the playground moves forward (never back)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return SYSTEM_CLOCK.now() + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+@dataclass
+class Environment:
+    name: str
+    kyverno: Kyverno
+
+    @property
+    def plane(self) -> ControlPlane:
+        return self.kyverno.plane
+
+    def create(self, deployment: dict[str, Any]) -> tuple[int, str]:
+        """POST a Deployment as a person would: the API server's status and its message."""
+        namespace = deployment["metadata"]["namespace"]
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        code, answer = self.kyverno.request("POST", path, deployment)
+        return code, str(answer.get("message", "created" if code < 300 else answer))
+
+    def objects(self) -> str:
+        """What `kubectl get` shows of the kinds the playground is about."""
+        kinds = "clusterpolicies.kyverno.io,policies.kyverno.io,policyexceptions.kyverno.io"
+        sections = []
+        for title, args in (
+            ("Policies", ("get", kinds, "-A")),
+            ("Deployments", ("get", "deployments.apps", "-A", "-l", sample.PLAYGROUND_LABEL)),
+        ):
+            result = self.plane.kubectl(*args, check=False, timeout=20)
+            sections.append(f"# {title}\n{(result.stdout or result.stderr).strip()}")
+        return "\n\n".join(sections)
+
+
+@dataclass
+class World:
+    environments: dict[str, Environment]
+    slack: SlackEmulator
+    jira: JiraEmulator
+    alertmanager: am.Alertmanager
+    services: Services
+    client: SignedSlackClient
+    clock: ShiftedClock
+    bot_url: str
+    workdir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    revision: int = 0
+    _listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def changed(self) -> None:
+        """Something outside Slack changed (a cluster, the clock): pages re-read."""
+        self.revision += 1
+        for listener in self._listeners:
+            listener()
+
+    async def advance_clock(self, days: float) -> None:
+        """Move the bot's clock forward and run its scheduled jobs at the new time."""
+        self.clock.advance(timedelta(days=days))
+        for job in self.services.scheduler.jobs:
+            if job.every_s is not None:
+                await self.services.scheduler.fire(job.name)
+        self.changed()
+
+    async def alert(self, environment: str, target: sample.Workload, *, firing: bool) -> None:
+        await self.alertmanager.push([sample.alert(environment, target, firing=firing)])
+
+
+def _built(script: str, what: str) -> Path:
+    """The directory or binary a build script of tools/ prints last (cached after the first)."""
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / script)], capture_output=True, text=True, check=False
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"no {what} ({script} failed; run `make kube helm kyverno`):\n{tail}")
+    return Path(lines[-1])
+
+
+@contextlib.contextmanager
+def _environment(name: str, kube: Assets, workdir: Path) -> Any:
+    kyverno_assets = build_assets()
+    plane = ControlPlane.start(kube, workdir / name / "plane", crd_dir=kyverno_assets.crd_dir)
+    try:
+        kyverno = Kyverno.start(kyverno_assets, plane, workdir / name / "kyverno")
+        try:
+            yield Environment(name, kyverno)
+        finally:
+            kyverno.stop(remove_webhooks=False)
+    finally:
+        plane.stop()
+
+
+async def _start_environment(
+    stack: contextlib.ExitStack, name: str, kube: Assets, workdir: Path, production: bool
+) -> Environment:
+    def start() -> Environment:
+        environment: Environment = stack.enter_context(_environment(name, kube, workdir))
+        sample.populate(environment.kyverno, production=production)
+        return environment
+
+    return await asyncio.to_thread(start)
+
+
+def bot_settings(world_urls: dict[str, str], environments: Sequence[Environment]) -> Settings:
+    names = [e.name for e in environments]
+    document: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": int(world_urls["port"]), "shutdown_timeout_s": 5},
+        "store": {"url": f"sqlite:///{world_urls['store']}"},
+        "slack": {
+            "mode": "http",
+            "channels": {k: v for k, v in CHANNELS.items() if k != "general"},
+            "roles": {
+                "approvers": {"users": [p.id for p in PEOPLE if "approver" in p.role]},
+                "promoters": {"users": [PEOPLE[0].id, PEOPLE[3].id]},
+                "admins": {"users": [PEOPLE[3].id]},
+            },
+        },
+        "environments": [
+            {"name": e.name, "kubeconfig": str(e.plane.kubeconfig), "timeout_s": 10}
+            for e in environments
+        ],
+        "exceptions": {
+            "namespace": environments[0].kyverno.exception_namespace,
+            "default_days": 7,
+            "max_days": 30,
+        },
+        "jira": {"url": world_urls["jira"], "project": "SEC", "timeout_s": 5},
+        "alertmanager": {"url": world_urls["alertmanager"]},
+        "backup": {
+            "targets": [{"type": "dir", "path": world_urls["backups"]}],
+            "helm_releases": [{"name": "kyverno", "namespace": sample.KYVERNO_NAMESPACE}],
+        },
+        "promotion": {
+            "stages": [
+                {"environment": name, "mode": mode}
+                for name in names
+                for mode in ("Audit", "Enforce")
+            ],
+            "gates": [{"type": "max_failures", "max": 1000}],
+            "readiness_timeout_s": 60,
+            "readiness_poll_s": 0.5,
+        },
+    }
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": world_urls["slack"],
+        "JIRA_TOKEN": PAT,
+        "ALERTMANAGER_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+    }
+    return parse_settings(document, env)
+
+
+def _workspace(slack: SlackEmulator) -> None:
+    slack.set_rate_limits(RateLimits.off())
+    for person in PEOPLE:
+        slack.add_user(person.id, person.name, f"{person.name.title()} ({person.role})")
+    for name, channel in CHANNELS.items():
+        slack.add_channel(channel, name)
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    workdir: Path, *, environments: int = 2, progress: Callable[[str], None] = print
+) -> AsyncIterator[World]:
+    """Start everything (clusters in parallel); stop everything on exit, children included."""
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    names = environment_names(environments)
+    kube = Assets.from_directory(await asyncio.to_thread(_built, "tools/kubebins/build.sh", "kube"))
+    alertmanager_binary = am.find_binary()
+    with contextlib.ExitStack() as clusters:
+        async with contextlib.AsyncExitStack() as stack:
+            slack = SlackEmulator(bot_token=BOT_TOKEN, app_token=APP_TOKEN)
+            await slack.start()
+            stack.push_async_callback(slack.stop)
+            _workspace(slack)
+            jira = await stack.enter_async_context(JiraEmulator(mode="server", projects=("SEC",)))
+            progress(f"starting {len(names)} control planes with Kyverno: {', '.join(names)}")
+            planes = await asyncio.gather(
+                *(_start_environment(clusters, n, kube, workdir, n == names[-1]) for n in names)
+            )
+            timings["clusters"] = time.monotonic() - started
+            by_name = {e.name: e for e in planes}
+            bot_site = await _BotSite.bind()
+            receiver = am.webhook_receiver(
+                f"{bot_site.url}/alertmanager",
+                token=WEBHOOK_TOKEN,
+                group_by=("alertname", "policy_name", "environment"),
+                group_wait="1s",
+                group_interval="2s",
+            )
+            alertmanager = await stack.enter_async_context(
+                am.running_alertmanager(
+                    receiver, workdir / "alertmanager", binary=alertmanager_binary, log_level="warn"
+                )
+            )
+            (workdir / "backups").mkdir(exist_ok=True)
+            settings = bot_settings(
+                {
+                    "store": str(workdir / "state.db"),
+                    "jira": jira.url,
+                    "alertmanager": alertmanager.url,
+                    "backups": str(workdir / "backups"),
+                    "slack": slack.base_url,
+                    "port": str(bot_site.port),
+                },
+                planes,
+            )
+            clock = ShiftedClock()
+            services = await build_services(settings, clock=clock)
+            await bot_site.serve(build_app(services))
+            stack.push_async_callback(bot_site.stop)
+            client = SignedSlackClient(bot_site.url, SIGNING_SECRET, slack)
+            stack.push_async_callback(client.close)
+            timings["ready"] = time.monotonic() - started
+            yield World(
+                environments=by_name,
+                slack=slack,
+                jira=jira,
+                alertmanager=alertmanager,
+                services=services,
+                client=client,
+                clock=clock,
+                bot_url=bot_site.url,
+                workdir=workdir,
+                timings=timings,
+            )
+
+
+class _BotSite:
+    """The bot's HTTP server on a loopback port chosen before the bot exists (Alertmanager's
+    receiver needs the URL first)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._runner: Any = None
+
+    @classmethod
+    async def bind(cls) -> _BotSite:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        return cls(port)
+
+    async def serve(self, app: Any) -> None:
+        from aiohttp import web
+
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def describe(world: World) -> str:
+    return json.dumps({k: round(v, 1) for k, v in world.timings.items()})
