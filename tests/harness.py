@@ -282,15 +282,23 @@ class TcpProxy:
         Only the pipes are cancelled, never a connection's own task: asyncio's stream server
         closes the transport of a cancelled connection task only on newer Pythons, and on
         3.11 its done-callback raises instead, leaving the socket to the collector."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for _ in range(3):  # connections accepted just before the close start and see it
-            await asyncio.sleep(0)
-        for pipe in list(self._pipes):
-            pipe.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        # Python 3.11's `wait_closed` does not wait for the server's connections (3.12 does),
+        # so wait for them here: one accepted just before the close becomes a transport on
+        # the next loop turn and its handler, seeing no server, closes it soon after.
+        await asyncio.sleep(0)
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while True:
+            for pipe in list(self._pipes):
+                pipe.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if not getattr(server, "_active_count", 0):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "proxy connections linger"
+            await asyncio.sleep(0.01)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
