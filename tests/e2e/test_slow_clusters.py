@@ -92,16 +92,17 @@ async def world(
 
 async def ask(w: World, text: str, *, timeout: float = 20.0) -> tuple[float, float, str]:
     """`/policy <text>`: (seconds to the acknowledgement, seconds to the answer, its text)."""
-    before = len(w.slack.responses)
     started = time.monotonic()
     interaction = await w.bot.slack.command("/policy", text, user=USER, channel=CHANNEL)
     acked = time.monotonic() - started
     assert interaction.response.status == 200
     deadline = started + timeout
-    while len(w.slack.responses) == before:
+    # This command's own answer: with several commands in flight, the next answer to arrive
+    # may be another's.
+    while not (mine := [r for r in w.slack.responses if r.url == interaction.response_url]):
         assert time.monotonic() < deadline, f"/policy {text}: no answer within {timeout} s"
         await asyncio.sleep(0.05)
-    payload: dict[str, Any] = w.slack.responses[before].payload
+    payload: dict[str, Any] = mine[0].payload
     return acked, time.monotonic() - started, _text(payload)
 
 
