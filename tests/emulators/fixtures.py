@@ -29,3 +29,5 @@ async def slack_emulator() -> AsyncIterator[SlackEmulator]:
         yield emulator
     finally:
         await emulator.stop()
+    # Slack shows an error for an acknowledgement later than 3 s, whatever the bot did next.
+    assert not emulator.late_acks, f"acknowledged too late for Slack: {emulator.late_acks}"

@@ -26,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.playground.slack_emulator import (
+    ACK_DEADLINE,
     EphemeralMessage,
     RateLimits,
     SlackEmulator,
@@ -951,6 +952,45 @@ async def test_button_click_from_a_rendered_message(
     message = slack_emulator.message(CHANNEL, ts)
     assert message is not None
     assert message.text == "approved req-1 by U0ALICE"
+
+
+async def test_a_click_acknowledged_after_3_s_is_held_against_the_bot(
+    slack_emulator: SlackEmulator,
+) -> None:
+    """Slack shows the person an error when the answer to a click comes after 3 s; the
+    client notes it and the emulator fixture fails any test that leaves such a note."""
+    started = asyncio.Event()
+
+    async def late(request: web.Request) -> web.Response:
+        started.set()
+        await asyncio.sleep(ACK_DEADLINE + 0.1)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/slack/events", late)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    slack_emulator.add_user("U0ALICE", "alice")
+    posted = await AsyncWebClient(
+        token=BOT_TOKEN, base_url=slack_emulator.base_url
+    ).chat_postMessage(
+        channel=CHANNEL,
+        text="approve?",
+        blocks=[{"type": "actions", "elements": [button("exception:approve", "Approve")]}],
+    )
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+        async with SignedSlackClient(url, SIGNING_SECRET, slack_emulator) as signed:
+            await signed.block_action(
+                "exception:approve", user="U0ALICE", channel=CHANNEL, message_ts=posted["ts"]
+            )
+    finally:
+        await runner.cleanup()
+    assert started.is_set()
+    [note] = slack_emulator.late_acks
+    assert note.startswith("click on exception:approve: acknowledged after 3.")
+    slack_emulator.late_acks.clear()  # seen: the fixture would fail this test otherwise
 
 
 async def test_modal_opened_by_command_then_submitted(
