@@ -21,6 +21,10 @@ async def check_dependencies(settings: Settings) -> list[tuple[str, str | None]]
     """(dependency, problem or None) for the store, Slack, every cluster and Alertmanager."""
     checks = [("store", _store(settings)), ("slack", _slack(settings))]
     checks += [
+        (f"channel {channel} ({', '.join(uses)})", _channel(settings, channel))
+        for channel, uses in configured_channels(settings).items()
+    ]
+    checks += [
         (f"environment {e.name}", _cluster(ClusterGateway(e))) for e in settings.environments
     ]
     if settings.jira is not None:
@@ -54,18 +58,66 @@ async def _store(settings: Settings) -> None:
         await database.close()
 
 
-async def _slack(settings: Settings) -> None:
-    client = AsyncWebClient(
+def _slack_client(settings: Settings) -> AsyncWebClient:
+    return AsyncWebClient(
         token=settings.slack.bot_token.get_secret_value(),
         base_url=settings.slack.api_url,
         timeout=int(TIMEOUT_S),
     )
+
+
+async def _slack(settings: Settings) -> None:
+    client = _slack_client(settings)
     try:
         await client.auth_test()
     except SlackApiError as err:
         raise RuntimeError(f"auth.test failed: {err.response.get('error')}") from None
     except aiohttp.ClientError as err:
         raise RuntimeError(f"cannot reach {settings.slack.api_url}: {err}") from None
+
+
+def configured_channels(settings: Settings) -> dict[str, list[str]]:
+    """Every channel the config names, with what the bot posts there."""
+    uses: dict[str, list[str]] = {}
+    named = settings.slack.channels
+    for use, channel in (
+        ("alerts", named.alerts),
+        ("approvals", named.approvals),
+        ("reports", named.reports),
+        ("digest", settings.digest.channel if settings.digest else None),
+    ):
+        if channel:
+            uses.setdefault(channel, []).append(use)
+    for number, route in enumerate(settings.alertmanager.routes, start=1):
+        for channel in route.targets:
+            if f"alert route {number}" not in uses.setdefault(channel, []):
+                uses[channel].append(f"alert route {number}")
+    return uses
+
+
+async def _channel(settings: Settings, channel: str) -> None:
+    """The bot can post in `channel`: it exists for the bot, is not archived, has the bot in."""
+    try:
+        answer = await _slack_client(settings).conversations_info(channel=channel)
+        info = answer.get("channel") or {}
+    except SlackApiError as err:
+        error = err.response.get("error")
+        if error == "channel_not_found":
+            raise RuntimeError(
+                "Slack does not show this channel to the bot: a wrong id, or a private channel "
+                "the bot was not invited to (run `/invite @policy-bot` there)"
+            ) from None
+        raise RuntimeError(f"conversations.info failed: {error}") from None
+    except aiohttp.ClientError as err:
+        raise RuntimeError(f"cannot reach {settings.slack.api_url}: {err}") from None
+    name = f"#{info.get('name') or channel}"
+    if info.get("is_archived"):
+        raise RuntimeError(f"{name} is archived: nothing can be posted there")
+    if not info.get("is_member"):
+        raise RuntimeError(
+            f"the bot is not a member of {name}, so its posts there fail with not_in_channel: "
+            f"run `/invite @policy-bot` in {name}"
+        )
 
 
 async def _jira(settings: Settings) -> None:

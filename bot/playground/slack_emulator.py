@@ -1844,11 +1844,11 @@ class SlackEmulator:
         if not isinstance(value, str) or not value:
             raise _ApiError("channel_not_found")
         if value in self._channels:
-            return self._channels[value]
+            return self._visible(self._channels[value])
         name = value.removeprefix("#")
         for channel in self._channels.values():
             if channel.name == name and not channel.is_im:
-                return channel
+                return self._visible(channel)
         if value[0] in "UW" and value in self._users:
             dm_id = "D" + value[1:]
             return self._channels.setdefault(
@@ -1857,6 +1857,13 @@ class SlackEmulator:
         if len(value) > 1 and any(value.startswith(p) for p in self.auto_channel_prefixes):
             return self._channels.setdefault(value, Channel(id=value, name=value.lower()))
         raise _ApiError("channel_not_found")
+
+    @staticmethod
+    def _visible(channel: Channel) -> Channel:
+        """A private channel the bot was not invited to does not exist for it, as on Slack."""
+        if channel.is_private and not channel.is_im and not channel.is_member:
+            raise _ApiError("channel_not_found")
+        return channel
 
     def _with_generated_ids(self, blocks: list[JsonDict]) -> list[JsonDict]:
         """Copy blocks, filling in block_id/action_id where missing, as Slack does."""

@@ -118,6 +118,50 @@ async def test_check_config_reaches_every_dependency(
     assert "alertmanager: cannot reach" in out
 
 
+async def test_check_config_names_every_channel_the_bot_cannot_post_in(
+    tmp_path: Path, slack_emulator: SlackEmulator
+) -> None:
+    slack_emulator.add_channel("C0ALERTS", "policy-alerts")
+    slack_emulator.add_channel("C0SECRET", "security-approvals", is_private=True, is_member=False)
+    slack_emulator.add_channel("C0REPORTS", "policy-reports", is_member=False)
+    slack_emulator.add_channel("C0OLDTEAM", "team-old", is_archived=True)
+    slack_emulator.auto_channel_prefixes = ()  # only the channels above exist
+    config = write_config(
+        tmp_path,
+        None,
+        slack={
+            "mode": "http",
+            "channels": {"alerts": "C0ALERTS", "approvals": "C0SECRET", "reports": "C0REPORTS"},
+        },
+        alertmanager={
+            "routes": [
+                {"match": {"team": "old"}, "channel": "C0OLDTEAM"},
+                {"match": {"team": "x"}, "channels": ["C0ALERTS", "C0NOWHERE"]},
+            ]
+        },
+    )
+    code, out, _ = await run_cli(
+        "check-config", "--config", str(config), env=env_for(slack_emulator)
+    )
+    assert code == 1  # the channels, and the environment whose kubeconfig does not exist
+    lines = out.splitlines()
+    assert "channel C0ALERTS (alerts, alert route 2): ok" in lines
+    assert (
+        "channel C0SECRET (approvals): Slack does not show this channel to the bot: a wrong "
+        "id, or a private channel the bot was not invited to (run `/invite @policy-bot` there)"
+    ) in lines
+    assert (
+        "channel C0REPORTS (reports): the bot is not a member of #policy-reports, so its posts "
+        "there fail with not_in_channel: run `/invite @policy-bot` in #policy-reports"
+    ) in lines
+    assert (
+        "channel C0OLDTEAM (alert route 1): #team-old is archived: nothing can be posted there"
+    ) in lines
+    assert any(
+        line.startswith("channel C0NOWHERE (alert route 2): Slack does not") for line in lines
+    )
+
+
 @pytest.mark.kube
 async def test_the_bot_process_serves_and_shuts_down_cleanly(
     tmp_path: Path, control_plane: ControlPlane, slack_emulator: SlackEmulator
