@@ -170,6 +170,10 @@ class JiraEmulator:
         self.issues: dict[str, Issue] = {}
         self.requests: list[Recorded] = []
         self._faults: list[Fault] = []
+        # JIRA Cloud's search is eventually consistent: with `search_lags`, a new issue is
+        # readable by key at once but found by JQL only after `index()` (the indexer caught up).
+        self.search_lags = False
+        self._unindexed: set[str] = set()
         self._ids = itertools.count(10001)
         self._numbers: dict[str, itertools.count[int]] = {}
         self._comment_ids = itertools.count(20001)
@@ -236,6 +240,10 @@ class JiraEmulator:
 
     def clear(self) -> None:
         self._faults.clear()
+
+    def index(self) -> None:
+        """Let search find every issue created so far (see `search_lags`)."""
+        self._unindexed.clear()
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -442,6 +450,8 @@ class JiraEmulator:
             ),
         )
         self.issues[key] = issue
+        if self.search_lags:
+            self._unindexed.add(key)
         return web.json_response(
             {"id": issue.id, "key": key, "self": f"{self.url}/rest/api/2/issue/{issue.id}"},
             status=201,
@@ -463,7 +473,11 @@ class JiraEmulator:
     def _search(self, record: Recorded, *, cloud: bool) -> web.Response:
         jql = record.param("jql") or ""
         clauses, _ = parse_jql(jql)
-        found = [i for i in self.issues.values() if all(_holds(i, c) for c in clauses)]
+        found = [
+            i
+            for i in self.issues.values()
+            if i.key not in self._unindexed and all(_holds(i, c) for c in clauses)
+        ]
         found.sort(key=lambda i: int(i.id))
         max_results = int(record.param("maxResults") or 50)
         shown = [self._issue_json(i) for i in found[:max_results]]

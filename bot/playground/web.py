@@ -135,6 +135,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
     world._listeners.append(woken.set)
     try:
         while True:
+            woken.clear()
             current = revision(world)
             if current != seen:
                 seen = current
@@ -144,17 +145,17 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 world.slack.wait_until(functools.partial(_moved, world, seen), timeout=EVENT_WAIT_S)
             )
             world_change = asyncio.ensure_future(woken.wait())
-            _, pending = await asyncio.wait(
-                {slack_change, world_change}, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in pending:
-                task.cancel()
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await slack_change
-            woken.clear()
+            try:
+                await asyncio.wait(
+                    {slack_change, world_change}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for task in (slack_change, world_change):
+                    task.cancel()
+                await asyncio.gather(slack_change, world_change, return_exceptions=True)
             if revision(world) == seen:
                 await response.write(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         pass
     finally:
         world._listeners.remove(woken.set)
@@ -186,6 +187,7 @@ async def _command(request: web.Request) -> web.Response:
     interaction = await world.client.command(
         "/policy", rest.strip(), user=_person(data), channel=channel
     )
+    world.changed()  # the acknowledgement's own answer is recorded without a request
     return web.json_response({"status": interaction.response.status})
 
 
@@ -219,6 +221,7 @@ async def _submit(request: web.Request) -> web.Response:
         )
     except (KeyError, ValueError) as exc:
         raise web.HTTPBadRequest(text=str(exc)) from exc
+    world.changed()  # so is the submission's response_action (errors, update, clear)
     answer = interaction.response.json() if interaction.response.text.strip() else {}
     return web.json_response({"status": interaction.response.status, "answer": answer})
 
@@ -251,7 +254,8 @@ def _environment(world: World, data: dict[str, Any]) -> Any:
 def _workload(data: dict[str, Any]) -> sample.Workload:
     namespace = str(data.get("namespace") or sample.VIOLATOR.namespace)
     name = str(data.get("name") or sample.VIOLATOR.name)
-    return sample.Workload(namespace, name, labelled=bool(data.get("labelled", False)))
+    image = str(data.get("image") or sample.VIOLATOR.image)
+    return sample.Workload(namespace, name, labelled=bool(data.get("labelled")), image=image)
 
 
 async def _workload_create(request: web.Request) -> web.Response:

@@ -31,7 +31,6 @@ from bot.playground.jira_emulator import PAT, JiraEmulator
 from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.playground.slack_signed_client import SignedSlackClient
 from bot.settings import Settings, parse_settings
-from tests.kube import seed
 from tests.kube.controlplane import Assets, ControlPlane
 from tests.kube.kyverno import Kyverno, build_assets
 from tests.servers import alertmanager as am
@@ -95,9 +94,13 @@ class Environment:
         return self.kyverno.plane
 
     def create(self, deployment: dict[str, Any]) -> tuple[int, str]:
-        """POST a Deployment as a person would: the API server's status and its message."""
-        namespace = deployment["metadata"]["namespace"]
-        path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        """(Re-)create a Deployment as a person would: the API server's status and message.
+
+        An existing one of that name is deleted first, so the same workload can be tried
+        again after a policy or an exception changed (deletes are not validated)."""
+        metadata = deployment["metadata"]
+        path = f"/apis/apps/v1/namespaces/{metadata['namespace']}/deployments"
+        self.kyverno.request("DELETE", f"{path}/{metadata['name']}")
         code, answer = self.kyverno.request("POST", path, deployment)
         return code, str(answer.get("message", "created" if code < 300 else answer))
 

@@ -345,6 +345,8 @@ function worldTarget() {
     environment: $("env").value,
     namespace: $("wl-namespace").value.trim(),
     name: $("wl-name").value.trim(),
+    image: $("wl-image").value.trim(),
+    labelled: $("wl-labelled").checked,
   };
 }
 
