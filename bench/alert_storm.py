@@ -1,17 +1,35 @@
 """Alert storm: 1,000 alerts in 50 groups through real Alertmanager into a rate-limited Slack.
 
-Run twice with identical Alertmanager timers and the same Slack emulator limits (about one
-message per second per channel, bursts of three, 429 + Retry-After beyond):
+Two shapes (see `bench.storm_plan`): *burst*, every alert in one push; *spread*, arrivals over
+`STORM_SPREAD_S` seconds of real time (300 by default, no compressed clock) with a quarter of
+the alerts resolving and half of those firing again. Alertmanager groups by policy with its
+default `group_wait` (30s) and a `group_interval` of 1m (its default is 5m; 1m is a common
+production choice for alerts people act on).
+
+Slack is the loopback emulator with Slack's published limits on: about one message per second
+per channel with bursts of three (chat.postMessage and chat.update), and the per-method tiers
+(chat.update Tier 3, 50 a minute per workspace; Tier 1–4 as Slack's docs list). The relay
+runs with the bot's default pacing (`alertmanager.per_channel_rate`/`burst` unset): it is told
+nothing about the tiers.
+
+Each shape runs three receivers, the relay and Alertmanager's own Slack receiver in two
+processes at the same time (each with its own Alertmanager and emulator), and the floor:
 
 - policy-bot: Alertmanager's webhook -> the relay (its real handler, outbox on SQLite, sender)
   -> chat.postMessage / chat.update;
-- native: Alertmanager's own `slack_configs` receiver -> an incoming-webhook endpoint in front
-  of the emulator. The emulator has no incoming webhooks, so this module mounts one on it that
-  posts the body with chat.postMessage: same channel limit, same 429s, as Slack applies the
-  channel pacing to incoming webhooks too.
+- the floor: a bare aiohttp handler that reads the body and answers 200, fed by the same
+  Alertmanager (a second webhook of the same receiver) in the same process and event loop as
+  the relay, so the relay's answer times read as a ratio to what the machine allows;
+- native: Alertmanager's `slack_configs` -> an incoming-webhook endpoint in front of the
+  emulator that posts with chat.postMessage (same channel limit, same 429s; Alertmanager
+  retries a 429 itself).
+
+Lag: from each notification Alertmanager sends for a group (its arrival at the receiver) to
+the first message for the group Slack accepted at or after it. Lost: alerts whose final state
+(firing or not) Slack does not show once the storm settled.
 
 Not a test: it prints a table and never fails on a slow machine.
-`python -m bench.alert_storm` prints the detailed comparison; `make bench` includes it.
+`python -m bench.alert_storm [burst] [spread]` prints the detailed comparison.
 """
 
 from __future__ import annotations
@@ -19,67 +37,71 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import re
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from bot.playground.slack_emulator import SlackEmulator
+from bench import profiling, storm_plan, versions
+from bench.figures import Target, ms, percentile
+from bench.storm_plan import ALERTS, PER_GROUP, Event
+from bot.clock import SYSTEM_CLOCK
+from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.settings import parse_settings
+from bot.slack_api import SlackApi
+from bot.store import AuditTrail, open_database
+from handlers.alert_relay import AlertRelay
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN
-from tests.harness import relay_settings, running_relay
-from tests.servers.alertmanager import (
-    find_binary,
-    rfc3339,
-    running_alertmanager,
-    slack_receiver,
-    webhook_receiver,
-)
+from tests.harness import slack_env
+from tests.servers.alertmanager import find_binary, rfc3339, running_alertmanager, slack_receiver
 
-GROUPS = 50
-PER_GROUP = 20
-ALERTS = GROUPS * PER_GROUP
 CHANNEL = "C0STORM"
-TIMERS = {"group_wait": "1s", "group_interval": "5s", "repeat_interval": "1h"}
-DEADLINE_S = 150.0
-
-_RELAY_TITLE = re.compile(r"· (policy-\d+) · (\d+) resources?")
-_NATIVE_TITLE = re.compile(r"\[FIRING:(\d+)\] KyvernoPolicyViolation (policy-\d+)")
+TIMERS = {"group_wait": "30s", "group_interval": "1m", "repeat_interval": "4h"}
+SPREAD_S = float(os.environ.get("STORM_SPREAD_S", "300"))
+#: After the last event: one group_interval, then the paced sends, with a wide margin.
+SETTLE_S = 180.0
+WEBHOOK_TOKEN = "storm-token"
 
 
 @dataclass
 class Outcome:
-    name: str
+    side: str
+    shape: str
     answers: list[float]
+    floor: list[float]
     slack_calls: int
-    messages: int
-    parents: int
-    represented: int
-    rate_limited: int
+    rate_limited: dict[str, int]
+    lags: list[float]
+    unshown: int
+    lost: int
     final_after_s: float | None
-
-    @property
-    def lost(self) -> int:
-        return ALERTS - self.represented
-
-    def percentile(self, q: float) -> float:
-        if not self.answers:
-            return float("nan")
-        ordered = sorted(self.answers)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    peak_rss_mib: float
+    sends: int
+    profile: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
-def storm(now: datetime) -> list[dict[str, Any]]:
-    """50 policies failing on 20 resources each, as Prometheus would push them."""
-    return [
-        {
+def storm_alerts(
+    events: Sequence[Event], start: datetime, now: datetime, fired: dict[int, float] | None = None
+) -> list[dict[str, Any]]:
+    """Alertmanager's API form of `events`: a fire starts anew; a resolve keeps the alert's
+    last start (from `fired`, which this updates) and ends it `now`."""
+    fired = {} if fired is None else fired
+    out = []
+    for event in events:
+        if not event.resolve:
+            fired[event.index] = event.at
+        g, r = divmod(event.index, PER_GROUP)
+        alert: dict[str, Any] = {
             "labels": {
                 "alertname": "KyvernoPolicyViolation",
                 "policy_name": f"policy-{g:02d}",
@@ -91,103 +113,249 @@ def storm(now: datetime) -> list[dict[str, Any]]:
                 "cluster": "bench",
             },
             "annotations": {"description": f"policy-{g:02d} fails on team-{r % 4}/app-{r:02d}"},
-            "startsAt": rfc3339(now),
+            "startsAt": rfc3339(start + timedelta(seconds=fired.get(event.index, event.at))),
         }
-        for g in range(GROUPS)
-        for r in range(PER_GROUP)
-    ]
+        if event.resolve:
+            alert["endsAt"] = rfc3339(now)
+        out.append(alert)
+    return out
 
 
-async def push(am_url: str, alerts: Sequence[dict[str, Any]]) -> None:
-    """One `POST /api/v2/alerts` with the whole storm, encoded before the clock starts.
-
-    The load generator shares the process with the relay; keeping its work out of the storm
-    window keeps it out of the relay's figures.
-    """
-    body = json.dumps(list(alerts)).encode()
+async def drive(am_url: str, events: Sequence[Event]) -> float:
+    """Push the events on their real-time schedule, one POST per second that has any; the
+    time the last push was answered (monotonic)."""
     timeout = aiohttp.ClientTimeout(total=30)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(
-            f"{am_url}/api/v2/alerts", data=body, headers={"Content-Type": "application/json"}
-        ) as response,
-    ):
-        response.raise_for_status()
+    start_wall = datetime.now(UTC)
+    start = time.monotonic()
+    fired: dict[int, float] = {}
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for at, batch in storm_plan.ticks(events):
+            delay = start + at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # A resolve ends after its alert's start even when both fall in this tick.
+            latest = max(e.at for e in batch) + 0.001
+            now = max(datetime.now(UTC), start_wall + timedelta(seconds=latest))
+            body = json.dumps(storm_alerts(batch, start_wall, now, fired)).encode()
+            async with session.post(
+                f"{am_url}/api/v2/alerts", data=body, headers={"Content-Type": "application/json"}
+            ) as response:
+                response.raise_for_status()
+    return time.monotonic()
 
 
-def represented(texts: Sequence[str], pattern: re.Pattern[str], *, native: bool) -> int:
-    """Alerts Slack accounts for: per group, the largest count any message of it shows."""
-    best: dict[str, int] = {}
-    for text in texts:
-        found = pattern.search(text)
-        if found is None:
-            continue
-        count, group = (found[1], found[2]) if native else (found[2], found[1])
-        best[group] = max(best.get(group, 0), int(count))
-    return sum(best.values())
+def _timed(answers: list[float], arrivals: list[tuple[float, bytes]]) -> Any:
+    @web.middleware
+    async def timing(request: web.Request, handler: Any) -> web.StreamResponse:
+        arrived = time.monotonic()
+        started = time.perf_counter()
+        response: web.StreamResponse = await handler(request)
+        answers.append(time.perf_counter() - started)
+        if request.path == "/alertmanager" and response.status == 200:
+            arrivals.append((arrived, await request.read()))  # cached by a handler's read()
+        return response
+
+    return timing
 
 
-async def wait_final(
-    emulator: SlackEmulator, count: Callable[[], int], started: float
-) -> float | None:
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def floor_server(
+    answers: list[float], arrivals: list[tuple[float, bytes]]
+) -> tuple[web.AppRunner, str]:
+    """The floor: read the body, answer 200, nothing else. It hears every notification the
+    relay hears, at the same moment (one receiver, two webhooks), so its arrivals are the
+    times Alertmanager sent them; the relay's handler consumes its body as a stream."""
+
+    async def bare(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[_timed(answers, arrivals)])
+    app.router.add_post("/alertmanager", bare)
+    return await serve(app)
+
+
+def _group_of_webhook(body: bytes) -> str | None:
     try:
-        await emulator.wait_until(lambda: count() >= ALERTS, timeout=DEADLINE_S)
-    except TimeoutError:
+        payload = json.loads(body)
+    except ValueError:
         return None
-    return time.monotonic() - started
+    policy = (payload.get("groupLabels") or {}).get("policy_name")
+    return str(policy) if policy else None
 
 
-async def run_relay(binary: Path, workdir: Path) -> Outcome:
-    emulator = SlackEmulator(bot_token=BOT_TOKEN, app_token=APP_TOKEN)
+def _accepted_parents(emulator: SlackEmulator) -> list[tuple[float, str]]:
+    shown = []
+    for call in emulator.calls():
+        if call.method not in ("chat.postMessage", "chat.update") or not call.ok:
+            continue
+        if call.method == "chat.postMessage" and call.params.get("thread_ts"):
+            continue
+        text = str(call.params.get("text") or "")
+        attachments = call.params.get("attachments") or []
+        if isinstance(attachments, str):
+            attachments = json.loads(attachments)
+        titles = " ".join(str(a.get("title", "")) for a in attachments if isinstance(a, dict))
+        group = storm_plan.group_in(text) or storm_plan.group_in(titles)
+        if group is not None:
+            shown.append((call.at, group))
+    return shown
+
+
+def _ratelimited(emulator: SlackEmulator) -> dict[str, int]:
+    return {
+        method: count
+        for method in ("chat.postMessage", "chat.update")
+        if (count := emulator.ratelimited_count(method))
+    }
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _settle(
+    shown: Callable[[], dict[str, int]], expected: Mapping[str, int], deadline_s: float
+) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < deadline_s:
+        if storm_plan.mismatch(expected, shown()) == 0:
+            return time.monotonic()
+        await asyncio.sleep(0.25)
+    return None
+
+
+async def relay_side(shape: str, events: Sequence[Event], workdir: Path) -> Outcome:
+    emulator = SlackEmulator(
+        bot_token=BOT_TOKEN, app_token=APP_TOKEN, rate_limits=RateLimits(tiers=True)
+    )
     await emulator.start()
-    try:
-        settings = relay_settings(emulator, default_channel=CHANNEL)
-        url = f"sqlite:///{workdir}/relay.db"
-        async with running_relay(emulator, url, settings=settings, poll_interval_s=2.0) as relay:
-            config = webhook_receiver(relay.webhook_url, token=_token(settings), **TIMERS)
-            async with running_alertmanager(
-                config, workdir / "am-relay", binary=binary, log_level="warn"
-            ) as am:
-
-                def count() -> int:
-                    texts = [m.text for m in emulator.parents(CHANNEL)]
-                    return represented(texts, _RELAY_TITLE, native=False)
-
-                settle_heap()
-                started = time.monotonic()
-                await push(am.url, storm(datetime.now(UTC)))
-                final = await wait_final(emulator, count, started)
-                await relay.wait_idle(timeout=30)
-        calls = emulator.calls("chat.postMessage") + emulator.calls("chat.update")
-        return Outcome(
-            name="policy-bot relay",
-            answers=list(relay.durations),
-            slack_calls=len(calls),
-            messages=len(emulator.messages(CHANNEL)),
-            parents=len(emulator.parents(CHANNEL)),
-            represented=count(),
-            rate_limited=emulator.ratelimited_count(),
-            final_after_s=final,
-        )
-    finally:
-        await emulator.stop()
-
-
-async def run_native(binary: Path, workdir: Path) -> Outcome:
-    emulator = SlackEmulator(bot_token=BOT_TOKEN, app_token=APP_TOKEN)
+    settings = parse_settings(
+        {
+            "slack": {"mode": "http", "channels": {"alerts": CHANNEL}, "timeout_s": 5},
+            "environments": [{"name": "bench"}],
+            # The bot's default pacing: per_channel_rate and burst are left unset.
+            "alertmanager": {"routes": [], "timeout_s": 5},
+        },
+        slack_env(emulator, ALERTMANAGER_WEBHOOK_TOKEN=WEBHOOK_TOKEN),
+    )
+    database = await open_database(f"sqlite:///{workdir}/relay.db", timeout_s=2.0)
+    await database.migrate(clock=SYSTEM_CLOCK)
+    slack = SlackApi.open(token=BOT_TOKEN, base_url=emulator.base_url, timeout_s=5.0)
+    relay = AlertRelay(
+        settings=settings,
+        database=database,
+        slack=slack,
+        audit=AuditTrail(database, clock=SYSTEM_CLOCK),
+        clock=SYSTEM_CLOCK,
+    )
     answers: list[float] = []
-    hooks: list[int] = []
+    floor: list[float] = []
+    arrivals: list[tuple[float, bytes]] = []
+    app = web.Application(middlewares=[_timed(answers, [])])
+    app.router.add_post("/alertmanager", relay.webhook_handler)
+    runner, url = await serve(app)
+    floor_runner, floor_url = await floor_server(floor, arrivals)
+    expected = storm_plan.expected_firing(events)
+
+    def shown() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for message in emulator.parents(CHANNEL):
+            found = storm_plan.relay_shown(message.text)
+            if found is not None:
+                counts[found[0]] = found[1]
+        return counts
+
+    config = _with_floor(_webhook_config(f"{url}/alertmanager"), f"{floor_url}/alertmanager")
+    final: float | None = None
+    try:
+        await relay.start()
+        async with running_alertmanager(
+            config, workdir / "am-relay", binary=find_binary(), log_level="warn"
+        ) as am:
+            gc.collect()
+            gc.freeze()  # as the bot's start-up does once it serves
+            started = time.monotonic()
+            with profiling.profiled(f"storm ({shape}), relay process"):
+                last = await drive(am.url, events)
+                final = await _settle(shown, expected, last - started + SETTLE_S)
+        profile = next((p for t, p in profiling.collected() if "storm" in t), "")
+    finally:
+        await relay.stop(drain_timeout_s=5.0)
+        await runner.cleanup()
+        await floor_runner.cleanup()
+        await slack.close()
+        await database.close()
+        await emulator.stop()
+    sends = [(at, g) for at, body in arrivals if (g := _group_of_webhook(body)) is not None]
+    accepted = _accepted_parents(emulator)
+    return Outcome(
+        side="policy-bot relay",
+        shape=shape,
+        answers=answers,
+        floor=floor,
+        slack_calls=len(emulator.calls("chat.postMessage")) + len(emulator.calls("chat.update")),
+        rate_limited=_ratelimited(emulator),
+        lags=storm_plan.lags(sends, accepted),
+        unshown=storm_plan.unshown(sends, accepted),
+        lost=storm_plan.mismatch(expected, shown()),
+        final_after_s=None if final is None else final - started,
+        peak_rss_mib=_peak_rss_mib(),
+        sends=len(sends),
+        profile=profile,
+    )
+
+
+def _webhook_config(url: str) -> dict[str, Any]:
+    from tests.servers.alertmanager import webhook_receiver
+
+    return webhook_receiver(url, token=WEBHOOK_TOKEN, **TIMERS)
+
+
+def _with_floor(config: dict[str, Any], floor_url: str) -> dict[str, Any]:
+    """The same receiver also posts every notification to the floor (Alertmanager fans a
+    receiver's integrations out in parallel)."""
+    receiver = config["receivers"][0]
+    receiver["webhook_configs"].append({"url": floor_url, "send_resolved": True})
+    config.setdefault("global", {})["resolve_timeout"] = "1h"
+    return config
+
+
+async def native_side(shape: str, events: Sequence[Event], workdir: Path) -> Outcome:
+    emulator = SlackEmulator(
+        bot_token=BOT_TOKEN, app_token=APP_TOKEN, rate_limits=RateLimits(tiers=True)
+    )
+    answers: list[float] = []
+    sends: list[tuple[float, str]] = []
+    pending: set[str] = set()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     async def incoming_webhook(request: web.Request) -> web.Response:
         """Slack's incoming webhook: post the body to the channel, answer `ok` or 429."""
+        arrived = time.monotonic()
         started = time.perf_counter()
         body = await request.json()
         attachments = body.get("attachments") or []
-        fallback = attachments[0].get("fallback", "") if attachments else ""
+        title = attachments[0].get("title", "") if attachments else ""
+        group = storm_plan.group_in(title)
+        if group is not None and group not in pending:
+            # Alertmanager retries a 429 with the same notification: the first attempt is
+            # the send; the retries are its delivery.
+            pending.add(group)
+            sends.append((arrived, group))
         message = {
             "channel": CHANNEL,
-            "text": body.get("text") or fallback,
+            "text": body.get("text") or (attachments[0].get("fallback", "") if attachments else ""),
             "attachments": attachments,
         }
         async with session.post(
@@ -197,12 +365,12 @@ async def run_native(binary: Path, workdir: Path) -> Outcome:
         ) as posted:
             answer = await posted.json()
             retry_after = posted.headers.get("Retry-After")
-        hooks.append(posted.status)
         if posted.status == 429:
             response = web.Response(
                 status=429, text="rate_limited", headers={"Retry-After": retry_after or "1"}
             )
         elif answer.get("ok"):
+            pending.discard(group or "")
             response = web.Response(text="ok")
         else:
             response = web.Response(status=400, text=str(answer.get("error")))
@@ -211,126 +379,221 @@ async def run_native(binary: Path, workdir: Path) -> Outcome:
 
     emulator.app.router.add_post("/services/{hook:.*}", incoming_webhook)
     await emulator.start()
+    expected = storm_plan.expected_firing(events)
+
+    def shown() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for message in emulator.parents(CHANNEL):  # in order: the newest per group wins
+            for attachment in message.attachments:
+                found = storm_plan.native_shown(str(attachment.get("title", "")))
+                if found is not None:
+                    counts[found[0]] = found[1]
+        return counts
+
+    config = slack_receiver(f"{emulator.url}/services/T0/B0/X", channel="#storm", **TIMERS)
+    config.setdefault("global", {})["resolve_timeout"] = "1h"
+    final: float | None = None
     try:
-        config = slack_receiver(f"{emulator.url}/services/T0/B0/X", channel="#storm", **TIMERS)
         async with running_alertmanager(
-            config, workdir / "am-native", binary=binary, log_level="warn"
+            config, workdir / "am-native", binary=find_binary(), log_level="warn"
         ) as am:
-
-            def count() -> int:
-                texts = [
-                    a.get("title", "") for m in emulator.parents(CHANNEL) for a in m.attachments
-                ]
-                return represented(texts, _NATIVE_TITLE, native=True)
-
-            settle_heap()
+            gc.collect()
+            gc.freeze()
             started = time.monotonic()
-            await push(am.url, storm(datetime.now(UTC)))
-            final = await wait_final(emulator, count, started)
-        return Outcome(
-            name="Alertmanager slack_configs",
-            answers=answers,
-            slack_calls=len(hooks),
-            messages=len(emulator.messages(CHANNEL)),
-            parents=len(emulator.parents(CHANNEL)),
-            represented=count(),
-            rate_limited=emulator.ratelimited_count(),
-            final_after_s=final,
-        )
+            last = await drive(am.url, events)
+            final = await _settle(shown, expected, last - started + SETTLE_S)
     finally:
         await session.close()
         await emulator.stop()
+    accepted = _accepted_parents(emulator)
+    return Outcome(
+        side="Alertmanager slack_configs",
+        shape=shape,
+        answers=answers,
+        floor=[],
+        slack_calls=len(emulator.calls("chat.postMessage")),
+        rate_limited=_ratelimited(emulator),
+        lags=storm_plan.lags(sends, accepted),
+        unshown=storm_plan.unshown(sends, accepted),
+        lost=storm_plan.mismatch(expected, shown()),
+        final_after_s=None if final is None else final - started,
+        peak_rss_mib=_peak_rss_mib(),
+        sends=len(sends),
+    )
 
 
-def settle_heap() -> None:
-    """What the bot's start-up does once serving begins: collect, then freeze the heap.
-
-    Everything allocated while importing and wiring lives for the whole process; frozen, it
-    is no longer walked by every full collection, which otherwise stalls the loop for 100+ ms
-    in the middle of a storm.
-    """
-    gc.collect()
-    gc.freeze()
+SIDES: dict[str, Callable[[str, Sequence[Event], Path], Coroutine[Any, Any, Outcome]]] = {
+    "relay": relay_side,
+    "native": native_side,
+}
 
 
-def _token(settings: Any) -> str:
-    secret = settings.alertmanager.webhook_token
-    return str(secret.get_secret_value()) if secret is not None else ""
+def events_of(shape: str) -> list[Event]:
+    return storm_plan.burst() if shape == "burst" else storm_plan.spread(SPREAD_S)
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
+def _side_process(side: str, shape: str, workdir: str, out: Any) -> None:
+    try:
+        out.put(asyncio.run(SIDES[side](shape, events_of(shape), Path(workdir))))
+    except BaseException as exc:  # report, so the parent does not wait for nothing
+        out.put(f"{side} {shape} failed: {exc!r}")
+        raise
+
+
+def run_shape(shape: str) -> list[Outcome]:
+    """The relay and the native receiver at the same time, each in a process of its own."""
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix=f"alert-storm-{shape}-") as tmp:
+        queues = {side: context.Queue() for side in SIDES}
+        processes = {
+            side: context.Process(
+                target=_side_process, args=(side, shape, str(Path(tmp) / side), queues[side])
+            )
+            for side in SIDES
+        }
+        for side, process in processes.items():
+            (Path(tmp) / side).mkdir()
+            process.start()
+        outcomes = []
+        for side, process in processes.items():
+            got = queues[side].get(timeout=SPREAD_S + 2 * SETTLE_S + 300)
+            process.join(60)
+            if isinstance(got, str):
+                raise RuntimeError(got)
+            outcomes.append(got)
+    return outcomes
 
 
 def _final(outcome: Outcome) -> str:
     if outcome.final_after_s is None:
-        return f"not within {DEADLINE_S:.0f} s"
+        return "not settled"
     return f"{outcome.final_after_s:.1f} s"
 
 
-def table(outcomes: Sequence[Outcome]) -> str:
+def _limited(outcome: Outcome) -> str:
+    total = sum(outcome.rate_limited.values())
+    detail = ", ".join(f"{m} {n}" for m, n in outcome.rate_limited.items())
+    return f"{total}" + (f" ({detail})" if detail else "")
+
+
+def detail(outcomes: Sequence[Outcome]) -> str:
+    from bench.figures import table
+
+    relay = next(o for o in outcomes if o.floor)
     rows = [
-        ("", *(o.name for o in outcomes)),
-        ("webhook answer p50", *(_ms(o.percentile(0.5)) for o in outcomes)),
-        ("webhook answer p99", *(_ms(o.percentile(0.99)) for o in outcomes)),
-        ("webhook requests", *(str(len(o.answers)) for o in outcomes)),
-        ("Slack calls", *(str(o.slack_calls) for o in outcomes)),
-        ("messages in channel (parents)", *(f"{o.messages} ({o.parents})" for o in outcomes)),
-        ("alerts represented in Slack", *(f"{o.represented} / {ALERTS}" for o in outcomes)),
-        ("alerts lost", *(str(o.lost) for o in outcomes)),
-        ("429s provoked", *(str(o.rate_limited) for o in outcomes)),
-        ("time until Slack shows the final state", *(_final(o) for o in outcomes)),
+        ("webhook answer p50", *(ms(percentile(o.answers, 0.5)) for o in outcomes)),
+        ("webhook answer p99", *(ms(percentile(o.answers, 0.99)) for o in outcomes)),
+        (
+            "bare aiohttp floor p50 / p99",
+            f"{ms(percentile(relay.floor, 0.5))} / {ms(percentile(relay.floor, 0.99))}",
+            "—",
+        ),
+        ("notifications (sends) from Alertmanager", *(str(o.sends) for o in outcomes)),
+        ("Slack calls (postMessage + update)", *(str(o.slack_calls) for o in outcomes)),
+        ("429s", *(_limited(o) for o in outcomes)),
+        ("lag send -> Slack shows it, p99", *(ms(percentile(o.lags, 0.99), 0) for o in outcomes)),
+        (
+            "lag send -> Slack shows it, max",
+            *(ms(max(o.lags, default=float("nan")), 0) for o in outcomes),
+        ),
+        ("sends never shown", *(str(o.unshown) for o in outcomes)),
+        ("alerts lost (final state not shown)", *(str(o.lost) for o in outcomes)),
+        ("settled after (from the first push)", *(_final(o) for o in outcomes)),
+        ("peak RSS of the receiving process", *(f"{o.peak_rss_mib:.0f} MiB" for o in outcomes)),
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    lines += [
-        "",
-        f"{ALERTS} alerts in {GROUPS} groups, one channel; Alertmanager 0.25 with group_wait "
-        f"{TIMERS['group_wait']}, group_interval {TIMERS['group_interval']}; Slack emulator at "
-        "1 message/s per channel, bursts of 3.",
-        "'webhook answer' is how long the receiver took to answer Alertmanager: the relay's "
-        "handler, or Slack's incoming webhook for slack_configs (which Alertmanager does not "
-        "retry after a 429 until the next group_interval).",
-    ]
-    return "\n".join(lines)
+    shape = outcomes[0].shape
+    return f"alert storm, {shape}:\n" + table(("", *(o.side for o in outcomes)), rows)
 
 
-async def measure(which: Sequence[str] = ("relay", "native")) -> list[Outcome]:
-    binary = find_binary()
-    runs = {"relay": run_relay, "native": run_native}
-    with tempfile.TemporaryDirectory(prefix="alert-storm-") as tmp:
-        return [await runs[name](binary, Path(tmp)) for name in which]
+def describe(shape: str) -> str:
+    if shape == "burst":
+        return f"burst: {ALERTS:,} alerts in one push"
+    events = events_of(shape)
+    resolves = sum(e.resolve for e in events)
+    refires = len(events) - resolves - ALERTS
+    return (
+        f"spread: {ALERTS:,} alerts over {SPREAD_S:.0f} s real time, {resolves} resolves, "
+        f"{refires} re-fires"
+    )
 
 
-def main() -> list[tuple[str, str, str, str]]:
-    """Rows for `python -m bench`: (scenario, policy-bot, peer, bar)."""
-    relay, native = asyncio.run(measure())
-    print(table([relay, native]), file=sys.stderr)
+#: Filled by `main()` for `python -m bench`.
+TARGETS: list[Target] = []
+VERSIONS: list[str] = []
+PROFILES: list[tuple[str, str]] = []
+
+
+def rows_for(outcomes: Sequence[Outcome]) -> list[tuple[str, str, str, str]]:
+    relay, native = outcomes
+    shape = describe(relay.shape)
+    floor_p99 = percentile(relay.floor, 0.99)
+    TARGETS.append(
+        Target(
+            f"storm {relay.shape}: relay webhook p99 / bare aiohttp p99",
+            percentile(relay.answers, 0.99),
+            floor_p99,
+            2.0,
+        )
+    )
+    if relay.profile:
+        PROFILES.append((f"storm ({relay.shape}), relay process (cProfile)", relay.profile))
     return [
         (
-            "alert storm: webhook answer p99",
-            _ms(relay.percentile(0.99)),
-            f"n/a (native receiver: {_ms(native.percentile(0.99))} per Slack post)",
-            "< 50 ms",
-        ),
-        ("alert storm: alerts lost", str(relay.lost), f"{native.lost} (slack_configs)", "0"),
-        (
-            "alert storm: Slack 429s provoked",
-            str(relay.rate_limited),
-            f"{native.rate_limited} (slack_configs)",
-            "0",
+            f"storm {shape}: webhook answer p99",
+            f"{ms(percentile(relay.answers, 0.99))} (p50 {ms(percentile(relay.answers, 0.5))})",
+            f"bare aiohttp 200: p99 {ms(floor_p99)} (p50 {ms(percentile(relay.floor, 0.5))})",
+            "≤ 2× floor",
         ),
         (
-            "alert storm: parent messages per group",
-            f"{relay.parents} for {GROUPS} groups",
-            f"{native.messages} messages (slack_configs)",
-            "one per group",
+            f"storm {relay.shape}: Slack calls · 429s",
+            f"{relay.slack_calls} · {_limited(relay)}",
+            f"slack_configs: {native.slack_calls} · {_limited(native)}",
+            "429s → 0",
+        ),
+        (
+            f"storm {relay.shape}: lag from Alertmanager's send to Slack, p99 · max",
+            f"{ms(percentile(relay.lags, 0.99), 0)} · {ms(max(relay.lags, default=float('nan')), 0)}",
+            f"slack_configs: {ms(percentile(native.lags, 0.99), 0)} · "
+            f"{ms(max(native.lags, default=float('nan')), 0)}",
+            "—",
+        ),
+        (
+            f"storm {relay.shape}: alerts lost · sends never shown · settled after",
+            f"{relay.lost} · {relay.unshown} · {_final(relay)}",
+            f"slack_configs: {native.lost} · {native.unshown} · {_final(native)}",
+            "lost = 0",
+        ),
+        (
+            f"storm {relay.shape}: peak RSS of the receiving process",
+            f"{relay.peak_rss_mib:.0f} MiB (relay + emulator + floor + load in one process)",
+            f"{native.peak_rss_mib:.0f} MiB (emulator + webhook shim; Alertmanager apart)",
+            "—",
         ),
     ]
+
+
+def main(shapes: Sequence[str] = ("burst", "spread")) -> list[tuple[str, str, str, str]]:
+    """Rows for `python -m bench`: (scenario, policy-bot, peer, bar)."""
+    rows: list[tuple[str, str, str, str]] = []
+    for shape in shapes:
+        print(f"alert storm {describe(shape)} …", file=sys.stderr, flush=True)
+        outcomes = run_shape(shape)
+        print(detail(outcomes), file=sys.stderr, flush=True)
+        rows += rows_for(outcomes)
+    VERSIONS.append(versions.read("alertmanager", find_binary()))
+    VERSIONS.append(
+        f"storm: Alertmanager group_wait {TIMERS['group_wait']}, group_interval "
+        f"{TIMERS['group_interval']}; Slack emulator 1 msg/s per channel, bursts of 3, "
+        "tiers on; relay on the bot's default pacing (1/s, burst 3), tiers unknown to it"
+    )
+    return rows
 
 
 if __name__ == "__main__":
-    # `python -m bench.alert_storm [relay] [native]`: both by default.
-    outcomes = asyncio.run(measure(sys.argv[1:] or ("relay", "native")))
-    print(table(outcomes))
+    for row in main(sys.argv[1:] or ("burst", "spread")):
+        print(" | ".join(row))
+    for target in TARGETS:
+        print(target.line())
+    for title, text in PROFILES:
+        print(f"\n{title}:\n{text}")
+    print("\n".join(VERSIONS))

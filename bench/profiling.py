@@ -1,8 +1,10 @@
 """Where the time goes: an opt-in cProfile of a benchmark step (`make bench PROFILE=1`).
 
-cProfile sees only the Python process it runs in; the bench profiles the bot's own code in
-that process (the status service, the relay), so the figures are the bot's, with the
-profiler's overhead on top: a profiled run's timings are not the bench's timings.
+cProfile sees only the thread it runs on, in the process it runs in: the event loop's thread,
+where the bot's handlers, rendering and JSON work run (the status service, the relay); work
+handed to threads (the store's SQLite calls, the kubernetes client) shows only as the loop
+waiting. Idle waits are left out of the listing and summed apart. The profiler's overhead
+lands on the profiled run: its timings are not the bench's timings.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import cProfile
 import io
 import os
 import pstats
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 #: The switch: `PROFILE=1 python -m bench` (or `make bench PROFILE=1`).
 ENABLED = os.environ.get("PROFILE", "") not in ("", "0")
@@ -23,14 +26,40 @@ TOP = 10
 _collected: list[tuple[str, str]] = []
 
 
-def top_frames(profile: cProfile.Profile, *, limit: int = TOP, sort: str = "tottime") -> str:
-    """The `limit` frames with the most own time (`tottime`), as pstats prints them."""
-    out = io.StringIO()
-    stats = pstats.Stats(profile, stream=out)
-    stats.strip_dirs().sort_stats(sort).print_stats(limit)
-    text = out.getvalue()
-    # pstats opens with a summary and a blank line; keep the count line and the frames.
-    lines = [line for line in text.splitlines() if line.strip()]
+#: Frames where the event loop or a thread waits: time spent there is idle, not work.
+IDLE = ("poll' of 'select.", "select' of 'select.", "acquire' of '_thread.", "time.sleep")
+
+#: pstats' raw form: (file, line, function) -> (primitive calls, calls, own s, cumulative s, …)
+Frame = tuple[str, int, str]
+Raw = Mapping[Frame, tuple[Any, ...]]
+
+
+def busiest(raw: Raw, *, limit: int = TOP) -> list[tuple[str, int, float, float]]:
+    """The `limit` frames with the most own time, idle waits left out, as (frame name, calls,
+    own seconds, cumulative seconds); a built-in's name is pstats' `{…}` form."""
+    rows = []
+    for (file, line, function), (_, calls, own, cumulative, *_) in raw.items():
+        name = function if file == "~" else f"{os.path.basename(file)}:{line}({function})"
+        if any(marker in name for marker in IDLE):
+            continue
+        rows.append((name, int(calls), float(own), float(cumulative)))
+    rows.sort(key=lambda r: r[2], reverse=True)
+    return rows[:limit]
+
+
+def top_frames(profile: cProfile.Profile, *, limit: int = TOP) -> str:
+    """The frames with the most own time (idle waits left out), one line each."""
+    raw: Raw = pstats.Stats(profile, stream=io.StringIO()).stats  # type: ignore[attr-defined]
+    return format_frames(raw, limit=limit)
+
+
+def format_frames(raw: Raw, *, limit: int = TOP) -> str:
+    idle = sum(v[2] for (f, _, n), v in raw.items() if any(m in n for m in IDLE) and f == "~")
+    busy = sum(v[2] for v in raw.values()) - idle
+    lines = [f"  {busy:.2f} s busy on the profiled thread ({idle:.2f} s idle waits left out)"]
+    lines.append(f"  {'own s':>8} {'cum s':>8} {'calls':>8}  frame")
+    for name, calls, own, cumulative in busiest(raw, limit=limit):
+        lines.append(f"  {own:8.3f} {cumulative:8.3f} {calls:8d}  {name}")
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench import versions
+from bench import profiling, versions
 from bench.figures import Runs, Target, ms, percentile, table
 
 
@@ -81,3 +81,32 @@ def test_versions_are_read_from_what_the_binary_prints(
 def test_a_missing_binary_is_named_not_guessed() -> None:
     assert versions.read("kyverno", None) == "kyverno: not present"
     assert versions.read("kyverno", "/nonexistent/kubectl-kyverno") == "kyverno: not present"
+
+
+def test_profile_listing_leaves_idle_waits_out_and_orders_by_own_time() -> None:
+    raw = {
+        ("~", 0, "<method 'poll' of 'select.epoll' objects>"): (10, 10, 9.0, 9.0),
+        ("/x/bot/status/tally.py", 12, "add"): (5, 7, 0.25, 0.5),
+        ("~", 0, "<built-in method json.loads>"): (3, 3, 0.5, 0.5),
+        ("/x/render.py", 3, "render"): (1, 1, 0.125, 1.0),
+    }
+    assert profiling.busiest(raw, limit=2) == [
+        ("<built-in method json.loads>", 3, 0.5, 0.5),
+        ("tally.py:12(add)", 7, 0.25, 0.5),
+    ]
+    text = profiling.format_frames(raw, limit=3)
+    assert (
+        text.splitlines()[0] == "  0.88 s busy on the profiled thread (9.00 s idle waits left out)"
+    )
+    assert "select.epoll" not in text
+    assert text.splitlines()[-1].endswith("render.py:3(render)")
+
+
+def test_profiling_is_off_unless_asked_for() -> None:
+    with profiling.profiled("off", enabled=False):
+        sum(range(10))
+    with profiling.profiled("on", enabled=True):
+        sorted(range(1000), key=lambda i: -i)
+    taken = dict(profiling.collected())
+    assert "off" not in taken
+    assert "busy on the profiled thread" in taken["on"]
