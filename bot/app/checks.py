@@ -115,8 +115,9 @@ async def _channel(settings: Settings, channel: str) -> None:
         raise RuntimeError(f"{name} is archived: nothing can be posted there")
     if not info.get("is_member"):
         raise RuntimeError(
-            f"the bot is not a member of {name}, so its posts there fail with not_in_channel: "
-            f"run `/invite @policy-bot` in {name}"
+            f"the bot is not a member of {name}: run `/invite @policy-bot` there (a public "
+            "channel takes its posts through chat:write.public, but the bot cannot read it "
+            "back to find a post whose answer Slack lost)"
         )
 
 

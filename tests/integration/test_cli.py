@@ -151,8 +151,10 @@ async def test_check_config_names_every_channel_the_bot_cannot_post_in(
         "id, or a private channel the bot was not invited to (run `/invite @policy-bot` there)"
     ) in lines
     assert (
-        "channel C0REPORTS (reports): the bot is not a member of #policy-reports, so its posts "
-        "there fail with not_in_channel: run `/invite @policy-bot` in #policy-reports"
+        "channel C0REPORTS (reports): the bot is not a member of #policy-reports: run "
+        "`/invite @policy-bot` there (a public channel takes its posts through "
+        "chat:write.public, but the bot cannot read it back to find a post whose answer "
+        "Slack lost)"
     ) in lines
     assert (
         "channel C0OLDTEAM (alert route 1): #team-old is archived: nothing can be posted there"
