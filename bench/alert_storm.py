@@ -235,7 +235,9 @@ async def _settle(
     return None
 
 
-async def relay_side(shape: str, events: Sequence[Event], workdir: Path) -> Outcome:
+async def relay_side(
+    shape: str, events: Sequence[Event], workdir: Path, *, profile: bool = False
+) -> Outcome:
     emulator = SlackEmulator(
         bot_token=BOT_TOKEN, app_token=APP_TOKEN, rate_limits=RateLimits(tiers=True)
     )
@@ -286,10 +288,10 @@ async def relay_side(shape: str, events: Sequence[Event], workdir: Path) -> Outc
             gc.collect()
             gc.freeze()  # as the bot's start-up does once it serves
             started = time.monotonic()
-            with profiling.profiled(f"storm ({shape}), relay process"):
+            with profiling.profiled(f"storm ({shape}), relay process", enabled=profile):
                 last = await drive(am.url, events)
                 final = await _settle(shown, expected, last - started + SETTLE_S)
-        profile = next((p for t, p in profiling.collected() if "storm" in t), "")
+        frames = next((p for t, p in profiling.collected() if "storm" in t), "")
     finally:
         await relay.stop(drain_timeout_s=5.0)
         await runner.cleanup()
@@ -312,7 +314,7 @@ async def relay_side(shape: str, events: Sequence[Event], workdir: Path) -> Outc
         final_after_s=None if final is None else final - started,
         peak_rss_mib=_peak_rss_mib(),
         sends=len(sends),
-        profile=profile,
+        profile=frames,
     )
 
 
@@ -331,7 +333,9 @@ def _with_floor(config: dict[str, Any], floor_url: str) -> dict[str, Any]:
     return config
 
 
-async def native_side(shape: str, events: Sequence[Event], workdir: Path) -> Outcome:
+async def native_side(
+    shape: str, events: Sequence[Event], workdir: Path, *, profile: bool = False
+) -> Outcome:
     emulator = SlackEmulator(
         bot_token=BOT_TOKEN, app_token=APP_TOKEN, rate_limits=RateLimits(tiers=True)
     )
@@ -422,7 +426,7 @@ async def native_side(shape: str, events: Sequence[Event], workdir: Path) -> Out
     )
 
 
-SIDES: dict[str, Callable[[str, Sequence[Event], Path], Coroutine[Any, Any, Outcome]]] = {
+SIDES: dict[str, Callable[..., Coroutine[Any, Any, Outcome]]] = {
     "relay": relay_side,
     "native": native_side,
 }
@@ -432,24 +436,27 @@ def events_of(shape: str) -> list[Event]:
     return storm_plan.burst() if shape == "burst" else storm_plan.spread(SPREAD_S)
 
 
-def _side_process(side: str, shape: str, workdir: str, out: Any) -> None:
+def _side_process(side: str, shape: str, workdir: str, out: Any, profile: bool) -> None:
     try:
-        out.put(asyncio.run(SIDES[side](shape, events_of(shape), Path(workdir))))
+        out.put(asyncio.run(SIDES[side](shape, events_of(shape), Path(workdir), profile=profile)))
     except BaseException as exc:  # report, so the parent does not wait for nothing
         out.put(f"{side} {shape} failed: {exc!r}")
         raise
 
 
-def run_shape(shape: str) -> list[Outcome]:
+def run_shape(
+    shape: str, sides: Sequence[str] = ("relay", "native"), *, profile: bool = False
+) -> list[Outcome]:
     """The relay and the native receiver at the same time, each in a process of its own."""
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix=f"alert-storm-{shape}-") as tmp:
-        queues = {side: context.Queue() for side in SIDES}
+        queues = {side: context.Queue() for side in sides}
         processes = {
             side: context.Process(
-                target=_side_process, args=(side, shape, str(Path(tmp) / side), queues[side])
+                target=_side_process,
+                args=(side, shape, str(Path(tmp) / side), queues[side], profile),
             )
-            for side in SIDES
+            for side in sides
         }
         for side, process in processes.items():
             (Path(tmp) / side).mkdir()
@@ -535,8 +542,6 @@ def rows_for(outcomes: Sequence[Outcome]) -> list[tuple[str, str, str, str]]:
             2.0,
         )
     )
-    if relay.profile:
-        PROFILES.append((f"storm ({relay.shape}), relay process (cProfile)", relay.profile))
     return [
         (
             f"storm {shape}: webhook answer p99",
@@ -580,6 +585,12 @@ def main(shapes: Sequence[str] = ("burst", "spread")) -> list[tuple[str, str, st
         outcomes = run_shape(shape)
         print(detail(outcomes), file=sys.stderr, flush=True)
         rows += rows_for(outcomes)
+    if profiling.ENABLED:
+        # A pass of its own: cProfile slows the relay several times over, so the measured
+        # passes above run without it.
+        print("alert storm burst, relay alone under cProfile …", file=sys.stderr, flush=True)
+        (profiled,) = run_shape("burst", ("relay",), profile=True)
+        PROFILES.append(("storm (burst), relay process, a separate pass", profiled.profile))
     VERSIONS.append(versions.read("alertmanager", find_binary()))
     VERSIONS.append(
         f"storm: Alertmanager group_wait {TIMERS['group_wait']}, group_interval "
