@@ -8,6 +8,8 @@ process-wide on prometheus_client's default registry; `/metrics` serves both.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -37,3 +39,32 @@ class Metrics:
         self.store_up = Gauge(
             "policy_bot_store_reachable", "1 when the store answered the last probe", registry=r
         )
+        self.status_cache_synced = Gauge(
+            "policy_bot_status_cache_synced",
+            "1 when the environment's status cache has listed every kind (status answers "
+            "from memory)",
+            ["environment"],
+            registry=r,
+        )
+        self.status_cache_watching = Gauge(
+            "policy_bot_status_cache_watching",
+            "1 when every watch of the environment's status cache is established",
+            ["environment"],
+            registry=r,
+        )
+        self.status_cache_broken = Gauge(
+            "policy_bot_status_cache_broken_since_seconds",
+            "Unix time since which a watch of the environment's status cache has been "
+            "failing; 0 when none is",
+            ["environment"],
+            registry=r,
+        )
+
+    def observe_status_cache(
+        self, environment: str, *, synced: bool, watching: bool, broken_at: datetime | None
+    ) -> None:
+        """Set one environment's status cache gauges."""
+        self.status_cache_synced.labels(environment).set(1 if synced else 0)
+        self.status_cache_watching.labels(environment).set(1 if watching else 0)
+        broken = broken_at.timestamp() if broken_at is not None else 0
+        self.status_cache_broken.labels(environment).set(broken)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -19,6 +19,7 @@ from bot.app.bolt import build_bolt
 from bot.app.services import Services
 from bot.errors import BotError
 from bot.kube.gateway import ClusterGateway
+from bot.status.service import CacheHealth
 from bot.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -129,15 +130,31 @@ async def _readyz(request: web.Request) -> web.Response:
 
     gateways = list(services.clusters.values())
     results = await asyncio.gather(store(), *(cluster(g) for g in gateways))
-    body = {
+    body: dict[str, object] = {
         "store": results[0],
         "clusters": {g.name: r for g, r in zip(gateways, results[1:], strict=True)},
     }
+    # The status cache is reported, not required: without it status lists instead.
+    health = _observe_status_cache(services)
+    if health is not None:
+        body["status_cache"] = {name: one.describe() for name, one in health.items()}
     ready = all(r == "ok" for r in results)
     return web.json_response({"ready": ready, **body}, status=200 if ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    own = generate_latest(request.app[SERVICES].metrics.registry)
+    services = request.app[SERVICES]
+    _observe_status_cache(services)
+    own = generate_latest(services.metrics.registry)
     shared = generate_latest(REGISTRY)  # the Slack client's and the alert relay's counters
     return web.Response(body=own + shared, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _observe_status_cache(services: Services) -> Mapping[str, CacheHealth] | None:
+    """The status cache's health per environment, set on its gauges; None without a cache."""
+    health = services.status.cache_health()
+    for name, one in (health or {}).items():
+        services.metrics.observe_status_cache(
+            name, synced=one.synced, watching=one.watching, broken_at=one.broken_at
+        )
+    return health

@@ -43,7 +43,7 @@ from bot.policies import Policy, policy_from_object
 from bot.ports.cluster import WatchableCluster, WatchEvent
 from bot.ports.snapshot import Snapshot
 from bot.reports import ReportCounts, Tally, report_counts
-from bot.status.service import CachedSnapshot
+from bot.status.service import CachedSnapshot, CacheHealth
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ class KindState(Generic[V]):
     """A watch is established (the server accepted it) and has not ended."""
     broken_since: float | None = None  # time.monotonic()
     broken_at: datetime | None = None
+    error: str | None = None
+    """Why the watch broke (while it is broken)."""
     changes: int = 0
 
     def entries(self, items: list[Obj]) -> list[tuple[str, str, V]]:
@@ -313,6 +315,17 @@ class EnvironmentCache:
         """Every kind followed has an established watch (what health checks and tests ask)."""
         return self._kinds is not None and all(s.watching for s in self._states.values())
 
+    def health(self) -> CacheHealth:
+        states = list(self._states.values())
+        broken = [s for s in states if s.broken_at is not None]
+        first = min(broken, key=lambda s: s.broken_since or 0.0, default=None)
+        return CacheHealth(
+            synced=self._kinds is not None and all(s.synced for s in states),
+            watching=self.watching(),
+            broken_at=first.broken_at if first is not None else None,
+            error=first.error if first is not None else None,
+        )
+
     # -- following ---------------------------------------------------------------------
 
     def _state_for(self, kind: Kind) -> KindState[Any]:
@@ -414,11 +427,13 @@ class EnvironmentCache:
             )
         state.broken_since = None
         state.broken_at = None
+        state.error = None
 
     def _broken(self, state: KindState[Any], err: BaseException, failures: int) -> None:
         if state.broken_since is None:
             state.broken_since = time.monotonic()
             state.broken_at = self._clock.now()
+        state.error = _text(err)
         (log.warning if failures == 1 else log.debug)(
             "status cache: watch failed",
             extra={"environment": self.name, "kind": state.kind.spec.kind, "error": _text(err)},
@@ -458,6 +473,9 @@ class StatusCache:
 
     def environment(self, name: str) -> EnvironmentCache:
         return self._caches[name]
+
+    def health(self) -> dict[str, CacheHealth]:
+        return {name: cache.health() for name, cache in self._caches.items()}
 
 
 def _text(err: BaseException) -> str:

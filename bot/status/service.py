@@ -50,10 +50,37 @@ class CachedSnapshot:
     """Since when a watch has been broken (the answer is as of then); None: none is."""
 
 
+@dataclass(frozen=True)
+class CacheHealth:
+    """Where one environment's cache stands, for `/readyz` and the metrics."""
+
+    synced: bool
+    """Every kind it follows has been listed: status answers from memory."""
+    watching: bool
+    """Every kind's watch is established."""
+    broken_at: datetime | None = None
+    """Since when a watch has been failing; None: none is."""
+    error: str | None = None
+    """The last failure of a broken watch."""
+
+    def describe(self) -> str:
+        """`watching`, `syncing`, `reconnecting`, or `broken since …: why`."""
+        if self.broken_at is not None:
+            when = self.broken_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+            return f"broken since {when}: {self.error or 'unknown error'}"
+        if not self.synced:
+            return "syncing"
+        return "watching" if self.watching else "reconnecting"
+
+
 class SnapshotCache(Protocol):
     def cached(self, name: str, kinds: Sequence[Kind] | None = None) -> CachedSnapshot | None:
         """The cached snapshot of environment `name`; None when there is none yet or it
         follows other kinds than `kinds` (what a caller discovered)."""
+        ...
+
+    def health(self) -> Mapping[str, CacheHealth]:
+        """Each environment's cache, by name."""
         ...
 
 
@@ -127,6 +154,10 @@ class StatusService:
     @property
     def environments(self) -> list[str]:
         return list(self._order)
+
+    def cache_health(self) -> Mapping[str, CacheHealth] | None:
+        """Each environment's watch cache; None when status lists on every command."""
+        return self._cache.health() if self._cache is not None else None
 
     def now(self) -> datetime:
         return self._clock.now()

@@ -428,11 +428,24 @@ async def test_unsigned_and_stale_requests_are_refused_and_change_nothing(
     assert len(await bot.services.audit.entries()) == audit_before
 
 
+async def readyz_until(bot: RunningBot, condition: Any, *, within_s: float = 60.0) -> Any:
+    """/readyz's body once `condition(body)` holds (the deadline is only a safety net)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        _, body = await bot.get("/readyz")
+        if condition(body):
+            return body
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.1)
+
+
 async def test_cluster_down_is_reported_within_10_s_and_recovers(
     bot: RunningBot, slack_emulator: SlackEmulator, staging_proxy: TcpProxy
 ) -> None:
     code, body = await bot.get("/readyz")
     assert code == 200 and body["clusters"] == {"dev": "ok", "staging": "ok", "production": "ok"}
+    assert set(body["status_cache"]) == {"dev", "staging", "production"}
+    await readyz_until(bot, lambda b: b["status_cache"]["staging"] == "watching")
     await staging_proxy.stop()
     started = time.monotonic()
     _, _, blocks = await status(bot, slack_emulator, "status")
@@ -444,13 +457,21 @@ async def test_cluster_down_is_reported_within_10_s_and_recovers(
     assert code == 503 and body["clusters"]["staging"].startswith("unavailable")
     _, _, blocks = await status(bot, slack_emulator, "status staging")
     assert "Environment *staging* is unreachable" in text_of(blocks)
+    body = await readyz_until(bot, lambda b: b["status_cache"]["staging"].startswith("broken"))
+    assert body["status_cache"]["staging"].startswith("broken since 20")
+    assert body["status_cache"]["dev"] == "watching"
+    _, metrics = await bot.get("/metrics")
+    assert 'policy_bot_status_cache_watching{environment="staging"} 0.0' in metrics
     await staging_proxy.start()  # same port: the bot recovers without a restart
     code, body = await bot.get("/readyz")
     assert code == 200, body
+    await readyz_until(bot, lambda b: b["status_cache"]["staging"] == "watching")
     _, _, blocks = await status(bot, slack_emulator, "status staging")
     assert "staging · 1 policy" in text_of(blocks)
     _, metrics = await bot.get("/metrics")
     assert 'policy_bot_cluster_reachable{environment="staging"} 1.0' in metrics
+    assert 'policy_bot_status_cache_watching{environment="staging"} 1.0' in metrics
+    assert 'policy_bot_status_cache_broken_since_seconds{environment="staging"} 0.0' in metrics
     assert 'policy_bot_commands_total{outcome="ok",subcommand="status"}' in metrics
 
 

@@ -25,8 +25,8 @@ from bot.ladder import Ladder
 from bot.objects import Obj
 from bot.ports.cluster import Listing, WatchEvent
 from bot.reports import Tally
-from bot.status.cache import EnvironmentCache, KindState, is_newer
-from bot.status.service import StatusService
+from bot.status.cache import EnvironmentCache, KindState, StatusCache, is_newer
+from bot.status.service import CacheHealth, StatusService
 from tests.kube import seed
 
 
@@ -498,3 +498,52 @@ async def test_a_kind_that_goes_away_or_appears_is_dropped_or_followed(running: 
     assert snap == await fresh(cluster)
     assert "(cluster)" not in snap.tally.failing_namespaces[(True, "require-labels")]
     assert snap.tally.failing_namespaces[(True, "mixed")] == {"billing": 1}
+
+
+# -- health, for /readyz and the metrics --------------------------------------------------
+
+
+async def test_health_says_syncing_then_watching() -> None:
+    cluster = seeded()
+    cache = cache_of(cluster)
+    assert cache.health() == CacheHealth(synced=False, watching=False)
+    assert cache.health().describe() == "syncing"
+    cache.start()
+    try:
+        await eventually(lambda: cache.watching())
+        assert cache.health() == CacheHealth(synced=True, watching=True)
+        assert cache.health().describe() == "watching"
+    finally:
+        await cache.stop()
+
+
+async def test_health_names_a_broken_watch_since_when_and_why_until_it_recovers() -> None:
+    cluster = seeded()
+    cache = cache_of(cluster, backoff_s=(0.05, 0.05))
+    cache.start()
+    try:
+        await eventually(lambda: cache.watching())
+        cluster.fail_watches = 10**6
+        cluster.interrupt(POLR, ClusterUnavailable("dev", "connection reset"))
+        await eventually(lambda: cache.health().broken_at is not None)
+        health = cache.health()
+        assert health.synced and not health.watching
+        assert health.broken_at == NOW
+        assert health.describe().startswith("broken since 2026-12-01 09:00:00 UTC: ")
+        assert "connection reset" in health.describe()
+        cluster.fail_watches = 0
+        await eventually(lambda: cache.health() == CacheHealth(synced=True, watching=True))
+    finally:
+        await cache.stop()
+
+
+def test_a_synced_cache_without_every_watch_is_reconnecting() -> None:
+    assert CacheHealth(synced=True, watching=False).describe() == "reconnecting"
+
+
+async def test_status_without_a_cache_reports_no_cache_health() -> None:
+    cluster = seeded()
+    assert StatusService([cluster], clock=FixedClock(), ladder=Ladder(())).cache_health() is None
+    caches = StatusCache([cluster], clock=FixedClock())
+    service = StatusService([cluster], clock=FixedClock(), ladder=Ladder(()), cache=caches)
+    assert service.cache_health() == {"dev": CacheHealth(synced=False, watching=False)}
