@@ -28,6 +28,7 @@ from bot.errors import BotError
 from bot.roles import Role
 from bot.scheduler import JobSpec
 from bot.slack_api import SlackError
+from bot.store.errors import StoreUnavailable
 from handlers.render import messages
 
 log = logging.getLogger(__name__)
@@ -382,6 +383,11 @@ class Plumbing:
         except BotError as err:
             outcome = Outcome.ERROR
             await tell(err.user_message)
+        except StoreUnavailable as err:
+            # Expected while the database restarts: one line in the log, not a traceback.
+            outcome = Outcome.ERROR
+            log.warning("store unavailable", extra={"listener": name, "error": str(err)})
+            await tell(messages.STORE_DOWN)
         except Exception:
             # The edge of the listener: report, never raise into Bolt (it already answered).
             outcome = Outcome.CRASH

@@ -22,6 +22,11 @@ CLICK_FAILED = (
     "Something went wrong on the bot's side, and it may not have happened. "
     "It has been logged; look at the message before trying again."
 )
+STORE_DOWN = (
+    "The bot's database is not reachable right now, so this stopped before it was "
+    "done. What was done so far is kept, and doing it again picks it up from there: try "
+    "again in a couple of minutes."
+)
 NOT_ALLOWED = "Only {role} may do this: {who}."
 NOT_YET = (
     "`/policy {sub}` is not available in this version of policy-bot yet. "

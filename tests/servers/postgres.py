@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import pwd
 import shutil
@@ -28,7 +29,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,24 @@ class PostgresServer:
     workdir: Path
     log_path: Path
     _free: list[str] = field(default_factory=list)
+    _process: subprocess.Popen[bytes] | None = None
+    _spawn: Callable[[], subprocess.Popen[bytes]] | None = None
+
+    def crash(self) -> None:
+        """Kill the server and every backend at once (SIGKILL to its process group): no
+        shutdown, open transactions cut, clients see their connections drop."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait(timeout=STOP_TIMEOUT_S)
+
+    def start_again(self) -> None:
+        """Start on the same data and port after `crash` (PostgreSQL recovers from its WAL)."""
+        assert self._spawn is not None and (
+            self._process is None or self._process.poll() is not None
+        )
+        self._process = self._spawn()
+        _wait_ready(self._process, self.workdir / "data", self.port, self.log_path)
 
     def url_for(self, dbname: str) -> str:
         """The store URL (as in the config file) of database `dbname` on this server."""
@@ -166,6 +185,7 @@ def running_postgres(bin_dir: Path | None = None) -> Iterator[PostgresServer]:
     account = _service_account()
     workdir = Path(tempfile.mkdtemp(prefix="policy-bot-pg-"))
     process: subprocess.Popen[bytes] | None = None
+    server: PostgresServer | None = None
     try:
         data, sockets = workdir / "data", workdir / "sock"
         sockets.mkdir()
@@ -185,8 +205,18 @@ def running_postgres(bin_dir: Path | None = None) -> Iterator[PostgresServer]:
                 process = None
                 if attempt == 1:
                     raise
-        yield PostgresServer(host="127.0.0.1", port=port, workdir=workdir, log_path=log_path)
+        server = PostgresServer(
+            host="127.0.0.1",
+            port=port,
+            workdir=workdir,
+            log_path=log_path,
+            _process=process,
+            _spawn=functools.partial(_start, bin_dir, data, sockets, port, log_path, account),
+        )
+        yield server
     finally:
+        if server is not None:
+            process = server._process  # the one running now, after a crash and a restart
         if process is not None:
             _stop(process)
         shutil.rmtree(workdir, ignore_errors=True)
