@@ -1,9 +1,10 @@
-# policy-bot: `make run CONFIG=path/to/config.yaml` runs the bot, `make test` runs every test.
+# policy-bot: `make run` starts the playground, `make run CONFIG=path/to/config.yaml` runs the bot,
+# `make test` runs every test.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= $(POLICY_BOT_CONFIG)
 
-.PHONY: run test test-dates lint unit deps system-deps kube helm kyverno bench clean
+.PHONY: run screenshots test test-dates lint unit deps system-deps kube helm kyverno bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,9 +26,18 @@ helm:
 kyverno:
 	tools/kyverno/build.sh >/dev/null
 
-run: deps
-	@test -n "$(CONFIG)" || { echo "usage: make run CONFIG=path/to/config.yaml (secrets from the environment)"; exit 2; }
+# Without CONFIG: the playground (local clusters with Kyverno, Alertmanager, emulated Slack and
+# JIRA, the bot) and its page on http://127.0.0.1:8080/. With CONFIG: the bot itself.
+run: deps $(if $(CONFIG),,system-deps kube kyverno)
+ifeq ($(CONFIG),)
+	@$(PY) -m bot playground $(PLAYGROUND_ARGS)
+else
 	$(PY) -m bot --config $(CONFIG)
+endif
+
+# The README's pictures of the playground, taken by its browser tests.
+screenshots: deps system-deps kube kyverno
+	POLICY_BOT_SCREENSHOTS=docs/playground $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_playground.py
 
 lint: deps
 	$(VENV)/bin/ruff check .

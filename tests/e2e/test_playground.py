@@ -36,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE_ENV = "POLICY_BOT_REQUIRE_BROWSER"
 START_TIMEOUT_S = 600  # a safety net: a cold start builds nothing here, but a loaded CI is slow
-STEP_TIMEOUT_MS = 90_000
+STEP_TIMEOUT_MS = int(os.environ.get("STEP_MS", "90000"))
 REQUESTER, APPROVER, ADMIN = "U0REQUESTER", "U0APPROVER1", "U0ADMIN"
 SHOTS = os.environ.get("POLICY_BOT_SCREENSHOTS")
 
@@ -48,6 +48,11 @@ class Playground:
     lines: list[str] = field(default_factory=list)
     ready_s: float = 0.0
     _ready: threading.Event = field(default_factory=threading.Event)
+    _reader: threading.Thread = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._reader = threading.Thread(target=self.read, daemon=True)
+        self._reader.start()
 
     def read(self) -> None:
         assert self.process.stdout is not None
@@ -65,13 +70,18 @@ class Playground:
             raise AssertionError("the playground did not start:\n" + "\n".join(self.lines))
 
     def stop(self) -> int:
+        """Ctrl-C, as a person stops it; its exit code once its output is read to the end."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                return self.process.wait(timeout=120)
+                self.process.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        return self.process.wait()
+        code = self.process.wait()
+        self._reader.join(timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return code
 
 
 def descendants(pid: int) -> set[tuple[int, str]]:
@@ -142,7 +152,6 @@ def playground() -> Iterator[Playground]:
         start_new_session=True,  # a Ctrl-C in the terminal reaches pytest only
     )
     running = Playground(process)
-    threading.Thread(target=running.read, daemon=True).start()
     try:
         running.wait_ready()
         print(f"playground ready in {running.ready_s:.1f} s")
@@ -244,7 +253,7 @@ async def test_status_help_refresh_and_two_tabs(playground: Playground, browser:
     second = await Person.open(browser, playground.url)
     await second.ephemeral("Policy status · 2 environments").wait_for()
     await second.type("/policy status production")
-    await rita.ephemeral("Policy status · production").wait_for()
+    await rita.ephemeral("production · 3 policies").wait_for()
 
 
 async def test_exception_from_an_alert_then_expiry_then_promotion(
@@ -275,16 +284,16 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     await rita.go("approvals")
     request = rita.message("team-payments")
     await request.locator("button", has_text="Approve").click()
-    link = request.locator("a", has_text=re.compile(r"SEC-\d+"))
+    link = request.locator("a", has_text=re.compile(r"SEC-\d+")).first
     await link.wait_for()
     assert "/browse/SEC-" in str(await link.get_attribute("href"))
     await rita.shot("approved")
 
     # The PolicyException is in the cluster and the refused workload is admitted.
-    objects = await rita.objects("production")
-    assert "policyexception" in objects.lower(), objects
     admitted = await rita.create("production", "team-payments", "ledger", "nginx:1.27")
     assert admitted.startswith("admitted"), admitted
+    objects = await rita.objects("production")
+    assert "policyexception" in objects.lower(), objects
     await rita.shot("admitted")
 
     # Past its expiry the bot removes the exception; the same workload is refused again.
@@ -308,10 +317,10 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     confirm = rita.page.locator("[data-testid=confirm]")  # Promote into production asks first
     await confirm.locator("[data-role=confirm]").click()
     await rita.message("promoted").wait_for()
-    await rita.shot("promoted")
     latest = await rita.create("production", "team-search", "crawler-2", "crawler:latest")
     assert latest.startswith("refused"), latest
     assert "latest" in latest
+    await rita.shot("promoted")
 
 
 def test_every_server_listens_on_loopback_only(playground: Playground) -> None:
