@@ -28,8 +28,9 @@ kyverno:
 
 # Without CONFIG: the playground (local clusters with Kyverno, Alertmanager, emulated Slack and
 # JIRA, the bot) and its page on http://127.0.0.1:8080/. With CONFIG: the bot itself.
-run: deps $(if $(CONFIG),,system-deps kube kyverno)
+run: deps
 ifeq ($(CONFIG),)
+	@$(MAKE) --no-print-directory -s system-deps kube kyverno
 	@$(PY) -m bot playground $(PLAYGROUND_ARGS)
 else
 	$(PY) -m bot --config $(CONFIG)

@@ -107,10 +107,16 @@ class Environment:
     def objects(self) -> str:
         """What `kubectl get` shows of the kinds the playground is about."""
         kinds = "clusterpolicies.kyverno.io,policies.kyverno.io,policyexceptions.kyverno.io"
+        named = "-o=custom-columns=KIND:.kind,NAMESPACE:.metadata.namespace,NAME:.metadata.name"
+        image = "IMAGE:.spec.template.spec.containers[0].image"
+        running = f"-o=custom-columns=NAMESPACE:.metadata.namespace,NAME:.metadata.name,{image}"
         sections = []
         for title, args in (
-            ("Policies", ("get", kinds, "-A")),
-            ("Deployments", ("get", "deployments.apps", "-A", "-l", sample.PLAYGROUND_LABEL)),
+            ("Policies and exceptions", ("get", kinds, "-A", named)),
+            (
+                "Deployments",
+                ("get", "deployments.apps", "-A", "-l", sample.PLAYGROUND_LABEL, running),
+            ),
         ):
             result = self.plane.kubectl(*args, check=False, timeout=20)
             sections.append(f"# {title}\n{(result.stdout or result.stderr).strip()}")

@@ -222,7 +222,9 @@ class Person:
         await self.page.select_option("[data-testid=env]", environment)
         await self.page.evaluate("document.getElementById('objects').textContent = ''")
         await self.page.click("[data-testid=show-objects]")
-        await self.page.locator("[data-testid=objects]", has_text="# Policies").wait_for()
+        await self.page.locator(
+            "[data-testid=objects]", has_text="# Policies and exceptions"
+        ).wait_for()
         return str(await self.page.locator("[data-testid=objects]").text_content())
 
     async def shot(self, name: str) -> None:
