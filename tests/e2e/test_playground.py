@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE_ENV = "POLICY_BOT_REQUIRE_BROWSER"
 START_TIMEOUT_S = 600  # a safety net: a cold start builds nothing here, but a loaded CI is slow
+HONOURED_TIMEOUT_S = 60
 STEP_TIMEOUT_MS = int(os.environ.get("STEP_MS", "90000"))
 REQUESTER, APPROVER, ADMIN = "U0REQUESTER", "U0APPROVER1", "U0ADMIN"
 SHOTS = os.environ.get("POLICY_BOT_SCREENSHOTS")
@@ -218,6 +220,19 @@ class Person:
         await result.locator("text=/^(admitted|refused)/").wait_for()
         return str(await result.text_content())
 
+    async def create_until(
+        self, outcome: str, environment: str, namespace: str, name: str, image: str
+    ) -> str:
+        """Create until the API server answers `outcome`: Kyverno's webhook learns of a new or
+        deleted PolicyException and a changed policy from its informers, a moment after the
+        bot's answer (as in tests/e2e/test_kyverno_flows.py)."""
+        deadline = time.monotonic() + HONOURED_TIMEOUT_S
+        while True:
+            answer = await self.create(environment, namespace, name, image)
+            if answer.startswith(outcome) or time.monotonic() > deadline:
+                return answer
+            await self.page.wait_for_timeout(500)  # between tries only; the deadline decides
+
     async def objects(self, environment: str) -> str:
         await self.page.select_option("[data-testid=env]", environment)
         await self.page.evaluate("document.getElementById('objects').textContent = ''")
@@ -292,7 +307,9 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     await rita.shot("approved")
 
     # The PolicyException is in the cluster and the refused workload is admitted.
-    admitted = await rita.create("production", "team-payments", "ledger", "nginx:1.27")
+    admitted = await rita.create_until(
+        "admitted", "production", "team-payments", "ledger", "nginx:1.27"
+    )
     assert admitted.startswith("admitted"), admitted
     objects = await rita.objects("production")
     assert "policyexception" in objects.lower(), objects
@@ -305,7 +322,9 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     # The clock's answer comes after the bot's expiry sweep ran at the new time.
     objects = await rita.objects("production")
     assert "policyexception" not in objects.lower(), objects
-    again = await rita.create("production", "team-payments", "ledger", "nginx:1.27")
+    again = await rita.create_until(
+        "refused", "production", "team-payments", "ledger", "nginx:1.27"
+    )
     assert again.startswith("refused"), again
 
     # A promotion to Enforce: rita plans it, ada (a second person) clicks Promote.
@@ -318,8 +337,10 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     await plan.locator("button", has_text="Promote").click()
     confirm = rita.page.locator("[data-testid=confirm]")  # Promote into production asks first
     await confirm.locator("[data-role=confirm]").click()
-    await rita.message("promoted").wait_for()
-    latest = await rita.create("production", "team-search", "crawler-2", "crawler:latest")
+    await rita.message("Ready on production").wait_for()
+    latest = await rita.create_until(
+        "refused", "production", "team-search", "crawler-2", "crawler:latest"
+    )
     assert latest.startswith("refused"), latest
     assert "latest" in latest
     await rita.shot("promoted")
