@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -93,6 +95,24 @@ def build_web_client(
     )
 
 
+@dataclass(frozen=True)
+class Posted:
+    """Where a message landed: the conversation id Slack answered (a user id becomes the
+    direct-message channel) and the message's ts."""
+
+    channel: str
+    ts: str
+
+
+MessageMatch = Callable[[Mapping[str, Any]], bool]
+"""Tells a message's `metadata.event_payload` apart from the others of its event type."""
+
+FIND_PAGE = 100
+FIND_PAGES = 2
+"""How far back a lost post is looked for: the newest 200 messages of the conversation (or
+of the thread). A count, not a time span, so a clock apart from Slack's cannot hide it."""
+
+
 class SlackApi:
     """Thin, typed wrapper of the Web API methods the bot uses."""
 
@@ -130,6 +150,19 @@ class SlackApi:
         thread_ts: str | None = None,
     ) -> str:
         """Post a message (a thread reply when `thread_ts` is given); returns its `ts`."""
+        return (await self.post_tracked(channel, text, blocks, thread_ts=thread_ts)).ts
+
+    async def post_tracked(
+        self,
+        channel: str,
+        text: str,
+        blocks: Sequence[Block] | None = None,
+        *,
+        thread_ts: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Posted:
+        """Post a message carrying `metadata` ({event_type, event_payload}), by which
+        `find_posted` finds it again when Slack's answer is lost."""
         response = await self._call(
             "chat.postMessage",
             lambda: self._client.chat_postMessage(
@@ -137,11 +170,89 @@ class SlackApi:
                 text=text,
                 blocks=list(blocks) if blocks is not None else None,
                 thread_ts=thread_ts,
+                metadata=dict(metadata) if metadata is not None else None,
                 unfurl_links=False,
                 unfurl_media=False,
             ),
         )
-        return str(response["ts"])
+        return Posted(str(response.get("channel") or channel), str(response["ts"]))
+
+    async def open_dm(self, user: str) -> str:
+        """The direct-message channel with `user` (conversations.open)."""
+        response = await self._call(
+            "conversations.open", lambda: self._client.conversations_open(users=user)
+        )
+        found = response.get("channel")
+        if not isinstance(found, dict) or not found.get("id"):
+            raise SlackRejected("conversations.open", "no_channel")
+        return str(found["id"])
+
+    async def find_posted(
+        self,
+        channel: str,
+        *,
+        event_type: str,
+        match: MessageMatch,
+        thread_ts: str | None = None,
+    ) -> Posted | None:
+        """The bot's message of `event_type` whose payload `match`es, among the newest of the
+        conversation (or of the thread under `thread_ts`); None when it is not there."""
+
+        def mine(message: Mapping[str, Any]) -> bool:
+            meta = message.get("metadata")
+            return (
+                isinstance(meta, dict)
+                and meta.get("event_type") == event_type
+                and isinstance(meta.get("event_payload"), dict)
+                and match(meta["event_payload"])
+            )
+
+        return await self._find(channel, mine, thread_ts=thread_ts)
+
+    async def find_file(
+        self, channel: str, filename: str, *, thread_ts: str | None = None
+    ) -> Posted | None:
+        """The message sharing a file named `filename` among the newest of the conversation
+        (or of the thread): files carry no metadata, so the name must be unique there."""
+
+        def shares(message: Mapping[str, Any]) -> bool:
+            files = message.get("files")
+            return isinstance(files, list) and any(
+                isinstance(f, dict) and f.get("name") == filename for f in files
+            )
+
+        return await self._find(channel, shares, thread_ts=thread_ts)
+
+    async def _find(
+        self,
+        channel: str,
+        wanted: Callable[[Mapping[str, Any]], bool],
+        *,
+        thread_ts: str | None,
+    ) -> Posted | None:
+        if channel[:1] in ("U", "W"):
+            channel = await self.open_dm(channel)
+        cursor: str | None = None
+        for _ in range(FIND_PAGES):
+            if thread_ts:
+                method = "conversations.replies"
+                read = partial(self._client.conversations_replies, ts=thread_ts)
+            else:
+                method = "conversations.history"
+                read = partial(self._client.conversations_history)
+            response = await self._call(
+                method,
+                partial(
+                    read, channel=channel, include_all_metadata=True, limit=FIND_PAGE, cursor=cursor
+                ),
+            )
+            for message in response.get("messages") or []:
+                if isinstance(message, dict) and wanted(message):
+                    return Posted(channel, str(message["ts"]))
+            cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "")
+            if not response.get("has_more") or not cursor:
+                return None
+        return None
 
     async def update_message(
         self, channel: str, ts: str, text: str, blocks: Sequence[Block] | None = None

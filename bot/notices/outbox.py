@@ -1,15 +1,23 @@
-"""The notice outbox: messages owed to people, stored before they are sent.
+"""The notice outbox: every message that matters, stored before it is sent.
 
-A requester's "your exception was approved", an announcement in a request's thread, a
-reminder: each is a row here first, committed with (or right after) the state change it
-tells about, and the `NoticeSender` delivers it paced per channel. A 429, a Slack outage or a
-restart delays a notice; none loses it. Rows are leased while being sent, so two replicas
-never send one twice, and a lease left by a killed process expires.
+A request waiting for approval, a requester's "your exception was approved", a promotion
+plan, a backup's progress and summary, a reminder, the digest: each is a row here first,
+committed with (or right after) the state change it tells about, and the `NoticeSender`
+delivers it paced per channel. A 429, a Slack outage or a restart delays a notice; none
+loses it. Rows are leased while being sent, so two replicas never send one twice, and a
+lease left by a killed process expires.
+
+A post may be *named* (`name`): later edits of that message (`enqueue_update`) and replies
+in its thread (`thread_of`) refer to it by name, and wait until it is delivered, whatever
+order they were stored in. An edit replaces any earlier edit of the message not yet sent
+(an interim progress line need not reach Slack once a newer one exists). Whoever needs a
+named message's ts (a feature whose buttons act on it) is told through `on_posted`, before
+the post counts as delivered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,11 +26,18 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from bot.clock import Clock
-from bot.notices.tables import FAILED, PENDING, SENT, notices
+from bot.notices.tables import FAILED, FILE, PENDING, POST, SENT, SUPERSEDED, UPDATE, notices
 from bot.objects import Block
 from bot.store.database import Database
 
 N = notices.c
+PARENT = notices.alias("parent")
+
+EVENT_TYPE = "policy_bot_notice"
+"""The Slack message metadata `event_type` of every post from the outbox."""
+
+PostedListener = Callable[[str, str, str], Awaitable[None]]
+"""Told (name, channel, ts) of a named post Slack took; may raise to have it told again."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,36 @@ class Notice:
     blocks: list[Block] | None
     thread_ts: str | None
     attempts: int
+    op: str = POST
+    name: str | None = None
+    target_ts: str | None = None
+    """For an update: the ts of the message it edits (resolved when claimed)."""
+    maybe_posted: bool = False
+    created_at: datetime | None = None
+    file_name: str | None = None
+    file_content: bytes | None = None
+
+    @property
+    def is_update(self) -> bool:
+        return self.op == UPDATE
+
+    @property
+    def is_file(self) -> bool:
+        """A file to share (`text` is its title)."""
+        return self.op == FILE
+
+    def metadata(self) -> dict[str, Any]:
+        """Slack message metadata by which a post whose answer was lost is found again."""
+        created = self.created_at.isoformat() if self.created_at is not None else ""
+        return {
+            "event_type": EVENT_TYPE,
+            "event_payload": {"outbox_id": self.id, "created": created},
+        }
+
+    def is_mine(self, payload: Any) -> bool:
+        """Whether a message's `metadata.event_payload` is this notice's."""
+        expected = self.metadata()["event_payload"]
+        return isinstance(payload, dict) and all(payload.get(k) == v for k, v in expected.items())
 
 
 class NoticeOutbox:
@@ -40,10 +85,20 @@ class NoticeOutbox:
         self._db = database
         self._clock = clock
         self._listeners: list[Callable[[], None]] = []
+        self._posted: list[tuple[str, PostedListener]] = []
 
     def on_enqueue(self, listener: Callable[[], None]) -> None:
         """Call `listener` after each new notice is committed (the sender wakes up)."""
         self._listeners.append(listener)
+
+    def on_posted(self, prefix: str, listener: PostedListener) -> None:
+        """Tell `listener` where each named post whose name starts with `prefix` landed."""
+        self._posted.append((prefix, listener))
+
+    def wake(self) -> None:
+        """Have the senders look again now (the clock moved, a wait is over)."""
+        for listener in self._listeners:
+            listener()
 
     async def enqueue(
         self,
@@ -53,41 +108,141 @@ class NoticeOutbox:
         *,
         thread_ts: str | None = None,
         key: str | None = None,
+        name: str | None = None,
+        thread_of: str | None = None,
     ) -> bool:
-        """Store a notice; False when one with the same `key` is already stored."""
+        """Store a post; False when one with the same `key` (or `name`) is already stored.
+
+        `name` names the message for later edits and replies; `thread_of` puts it in the
+        thread of the named post (once that is delivered) when `thread_ts` is not known."""
+        after = thread_of if thread_ts is None else None
+        return await self._insert(
+            dedup_key=key or name,
+            channel=channel,
+            thread_ts=thread_ts,
+            text=text,
+            blocks=list(blocks) if blocks is not None else None,
+            op=POST,
+            message_key=name,
+            after_key=after,
+        )
+
+    async def enqueue_file(
+        self,
+        channel: str,
+        filename: str,
+        content: bytes | str,
+        *,
+        title: str,
+        thread_ts: str | None = None,
+        thread_of: str | None = None,
+        key: str | None = None,
+    ) -> bool:
+        """Store a file to share in `channel` (in the thread of the named post, once that is
+        delivered); False when one with the same `key` is already stored. `filename` must be
+        unique in that thread or channel: a lost upload is found again by it."""
+        data = content.encode() if isinstance(content, str) else content
+        return await self._insert(
+            dedup_key=key,
+            channel=channel,
+            thread_ts=thread_ts,
+            text=title,
+            op=FILE,
+            after_key=thread_of if thread_ts is None else None,
+            file_name=filename,
+            file_content=data,
+        )
+
+    async def enqueue_update(
+        self,
+        name: str,
+        channel: str,
+        text: str,
+        blocks: Sequence[Block] | None = None,
+        *,
+        ts: str | None = None,
+    ) -> None:
+        """Store an edit of the message posted as `name` (or of `ts` in `channel`, when
+        known); it replaces an earlier edit of that message not yet sent, and waits for the
+        post to be delivered when the ts is not known."""
+        now = self._clock.now()
+        async with self._db.begin() as conn:
+            await conn.execute(
+                notices.update()
+                .where(N.op == UPDATE, N.message_key == name, N.state == PENDING)
+                .where(sa.or_(N.claimed_until.is_(None), N.claimed_until < now))
+                .values(state=SUPERSEDED, claimed_by=None, claimed_until=None)
+            )
+            await conn.execute(
+                notices.insert().values(
+                    channel=channel,
+                    text=text,
+                    blocks=list(blocks) if blocks is not None else None,
+                    op=UPDATE,
+                    message_key=name,
+                    after_key=name if ts is None else None,
+                    target_ts=ts,
+                    state=PENDING,
+                    attempts=0,
+                    created_at=now,
+                )
+            )
+        self.wake()
+
+    async def delivered(self, name: str) -> tuple[str, str] | None:
+        """(channel, ts) of the named post, once Slack took it."""
+        async with self._db.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(N.channel, N.sent_channel, N.sent_ts).where(
+                        N.op == POST, N.message_key == name, N.state == SENT
+                    )
+                )
+            ).first()
+        if row is None or row.sent_ts is None:
+            return None
+        return str(row.sent_channel or row.channel), str(row.sent_ts)
+
+    async def _insert(self, **values: Any) -> bool:
         try:
             async with self._db.begin() as conn:
                 await conn.execute(
                     notices.insert().values(
-                        dedup_key=key,
-                        channel=channel,
-                        thread_ts=thread_ts,
-                        text=text,
-                        blocks=list(blocks) if blocks is not None else None,
-                        state=PENDING,
-                        attempts=0,
-                        created_at=self._clock.now(),
+                        state=PENDING, attempts=0, created_at=self._clock.now(), **values
                     )
                 )
         except IntegrityError:
             return False
-        for listener in self._listeners:
-            listener()
+        self.wake()
         return True
 
     async def claim(self, *, owner: str, lease_s: float, limit: int = 50) -> list[Notice]:
-        """Lease up to `limit` due notices, oldest first."""
+        """Lease up to `limit` due notices, oldest first; an edit or a thread reply only once
+        the post it depends on is delivered."""
         now = self._clock.now()
         async with self._db.begin() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(notices)
+                    sa.select(
+                        notices,
+                        PARENT.c.sent_ts.label("parent_ts"),
+                        PARENT.c.sent_channel.label("parent_channel"),
+                    )
+                    .outerjoin(
+                        PARENT,
+                        sa.and_(
+                            PARENT.c.op == POST,
+                            PARENT.c.message_key == N.after_key,
+                            PARENT.c.state == SENT,
+                        ),
+                    )
                     .where(N.state == PENDING)
                     .where(sa.or_(N.not_before.is_(None), N.not_before <= now))
                     .where(sa.or_(N.claimed_until.is_(None), N.claimed_until < now))
+                    .where(sa.or_(N.after_key.is_(None), PARENT.c.sent_ts.is_not(None)))
                     .order_by(N.id)
                     .limit(limit)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(of=notices, skip_locked=True)
                 )
             ).all()
             if rows:
@@ -96,16 +251,50 @@ class NoticeOutbox:
                     .where(N.id.in_([r.id for r in rows]))
                     .values(claimed_by=owner, claimed_until=now + timedelta(seconds=lease_s))
                 )
+                # A lease that ran out: its sender died, perhaps after Slack took the post.
+                lapsed = [r.id for r in rows if r.claimed_until is not None and r.op != UPDATE]
+                if lapsed:
+                    await conn.execute(
+                        notices.update().where(N.id.in_(lapsed)).values(maybe_posted=True)
+                    )
         return [_notice(r) for r in rows]
 
-    async def sent(self, notice: Notice, *, owner: str, ts: str) -> None:
-        await self._finish(notice, owner, state=SENT, sent_at=self._clock.now(), sent_ts=ts)
+    async def sent(
+        self, notice: Notice, *, owner: str, ts: str, channel: str | None = None
+    ) -> None:
+        """Slack took it: tell who waits for a named post's ts, then record it."""
+        if notice.name is not None and notice.op == POST:
+            for prefix, listener in self._posted:
+                if notice.name.startswith(prefix):
+                    await listener(notice.name, channel or notice.channel, ts)
+        await self._finish(
+            notice, owner, state=SENT, sent_at=self._clock.now(), sent_ts=ts, sent_channel=channel
+        )
+        if notice.name is not None and not notice.is_update:
+            self.wake()  # its edits and thread replies may go now
 
     async def failed(self, notice: Notice, *, owner: str, error: str) -> None:
-        """Slack refused it for good (no such channel, invalid blocks): kept for diagnosis."""
+        """Slack refused it for good (no such channel, invalid blocks): kept for diagnosis.
+        Edits and replies waiting for a refused post fail with it."""
         await self._finish(notice, owner, state=FAILED, error=error[:2000])
+        if notice.name is not None and not notice.is_update:
+            async with self._db.begin() as conn:
+                await conn.execute(
+                    notices.update()
+                    .where(N.after_key == notice.name, N.state == PENDING)
+                    .values(state=FAILED, error=f"its message was not posted: {error}"[:2000])
+                )
 
-    async def retry_at(self, notice: Notice, *, owner: str, when: datetime, error: str) -> None:
+    async def retry_at(
+        self,
+        notice: Notice,
+        *,
+        owner: str,
+        when: datetime,
+        error: str,
+        maybe_posted: bool = False,
+    ) -> None:
+        """Try again at `when`; `maybe_posted`: Slack may have taken it (answer lost)."""
         await self._finish(
             notice,
             owner,
@@ -113,6 +302,7 @@ class NoticeOutbox:
             attempts=notice.attempts + 1,
             not_before=when,
             error=error[:2000],
+            maybe_posted=maybe_posted or notice.maybe_posted,
         )
 
     async def release(self, *, owner: str) -> None:
@@ -130,7 +320,17 @@ class NoticeOutbox:
             row = (
                 await conn.execute(
                     sa.select(N.not_before, N.claimed_until)
+                    .outerjoin(
+                        PARENT,
+                        sa.and_(
+                            PARENT.c.op == POST,
+                            PARENT.c.message_key == N.after_key,
+                            PARENT.c.state == SENT,
+                        ),
+                    )
                     .where(N.state == PENDING)
+                    # one waiting for its post is woken when that post is delivered
+                    .where(sa.or_(N.after_key.is_(None), PARENT.c.sent_ts.is_not(None)))
                     .order_by(sa.func.coalesce(N.not_before, N.created_at))
                     .limit(1)
                 )
@@ -155,11 +355,23 @@ class NoticeOutbox:
 
 
 def _notice(row: Any) -> Notice:
+    update = row.op == UPDATE
+    parent_ts = row.parent_ts
+    channel = str(row.channel)
+    if update and parent_ts is not None and row.parent_channel:
+        channel = str(row.parent_channel)  # a DM's conversation id, for chat.update
     return Notice(
         id=int(row.id),
-        channel=str(row.channel),
+        channel=channel,
         text=str(row.text),
         blocks=list(row.blocks) if row.blocks is not None else None,
-        thread_ts=row.thread_ts,
+        thread_ts=row.thread_ts if update or row.thread_ts else parent_ts,
         attempts=int(row.attempts),
+        op=str(row.op),
+        name=row.message_key,
+        target_ts=(row.target_ts or parent_ts) if update else None,
+        maybe_posted=bool(row.maybe_posted),
+        created_at=row.created_at,
+        file_name=row.file_name,
+        file_content=bytes(row.file_content) if row.file_content is not None else None,
     )

@@ -6,6 +6,12 @@ bursts); channels are served side by side. A 429 pauses the channel for as long 
 and puts the notice back with that time; a Slack outage backs off exponentially; a refusal
 that no retry will change (`channel_not_found`, `invalid_blocks`) marks the notice failed and
 logs it. A sender that stops gives back its leases; one that is killed leaves them to expire.
+
+Every post carries message metadata naming its outbox row. When an attempt may have landed
+although its answer never came (a 5xx or timeout after Slack took it, a sender killed in
+the middle), the next attempt first looks for that metadata among the conversation's newest
+messages and records what it finds instead of posting a second copy. Edits are idempotent
+and simply sent again.
 """
 
 from __future__ import annotations
@@ -15,29 +21,61 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.clock import Clock
-from bot.notices.outbox import Notice, NoticeOutbox
+from bot.notices.outbox import EVENT_TYPE, Notice, NoticeOutbox
 from bot.objects import Block
 from bot.pacing import ChannelPacer
-from bot.slack_api import RateLimited, SlackRejected, SlackUnavailable
+from bot.slack_api import MessageMatch, Posted, RateLimited, SlackRejected, SlackUnavailable
 from bot.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+LOSES_ANSWERS = frozenset({"chat.postMessage", "files.upload_v2"})
+"""Methods whose call may have taken effect although no answer came: look before retrying."""
+
 
 class NoticePoster(Protocol):
-    async def post_message(
+    async def post_tracked(
         self,
         channel: str,
         text: str,
         blocks: Sequence[Block] | None = None,
         *,
         thread_ts: str | None = None,
-    ) -> str: ...
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Posted: ...
+
+    async def update_message(
+        self, channel: str, ts: str, text: str, blocks: Sequence[Block] | None = None
+    ) -> None: ...
+
+    async def find_posted(
+        self,
+        channel: str,
+        *,
+        event_type: str,
+        match: MessageMatch,
+        thread_ts: str | None = None,
+    ) -> Posted | None: ...
+
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        content: bytes | str,
+        *,
+        title: str | None = None,
+        initial_comment: str | None = None,
+        thread_ts: str | None = None,
+    ) -> str | None: ...
+
+    async def find_file(
+        self, channel: str, filename: str, *, thread_ts: str | None = None
+    ) -> Posted | None: ...
 
 
 class NoticeSender:
@@ -118,11 +156,11 @@ class NoticeSender:
             await self._send(notice)
 
     async def _send(self, notice: Notice) -> None:
-        await self._pacer.acquire(notice.channel)
         try:
-            ts = await self._slack.post_message(
-                notice.channel, notice.text, notice.blocks, thread_ts=notice.thread_ts
-            )
+            posted = await self._find(notice) if notice.maybe_posted else None
+            if posted is None:
+                await self._pacer.acquire(notice.channel)
+                posted = await self._deliver_one(notice)
         except RateLimited as err:
             self._pacer.pause(notice.channel, err.retry_after_s)
             when = self._clock.now() + timedelta(seconds=err.retry_after_s)
@@ -130,7 +168,11 @@ class NoticeSender:
         except SlackUnavailable as err:
             delay = min(self._max_backoff_s, self._backoff_base_s * 2.0**notice.attempts)
             when = self._clock.now() + timedelta(seconds=delay)
-            await self._outbox.retry_at(notice, owner=self.owner, when=when, error=str(err))
+            # A post whose answer was lost may have landed: look before posting again.
+            lost = err.method in LOSES_ANSWERS
+            await self._outbox.retry_at(
+                notice, owner=self.owner, when=when, error=str(err), maybe_posted=lost
+            )
         except SlackRejected as err:
             log.warning(
                 "Slack refused a notice; it will not be retried",
@@ -138,4 +180,61 @@ class NoticeSender:
             )
             await self._outbox.failed(notice, owner=self.owner, error=err.error)
         else:
-            await self._outbox.sent(notice, owner=self.owner, ts=ts)
+            try:
+                await self._outbox.sent(
+                    notice, owner=self.owner, ts=posted.ts, channel=posted.channel
+                )
+            except StoreUnavailable:
+                raise
+            except Exception as err:  # who waits for the ts failed: tell them again later
+                log.warning(
+                    "recording a delivered notice failed; it will be found and told again",
+                    exc_info=True,
+                    extra={"notice": notice.id},
+                )
+                when = self._clock.now() + timedelta(seconds=self._backoff_base_s)
+                await self._outbox.retry_at(
+                    notice, owner=self.owner, when=when, error=repr(err), maybe_posted=True
+                )
+
+    async def _deliver_one(self, notice: Notice) -> Posted:
+        if notice.is_file:
+            file_id = await self._slack.upload_file(
+                notice.channel,
+                notice.file_name or "file",
+                notice.file_content or b"",
+                title=notice.text,
+                thread_ts=notice.thread_ts,
+            )
+            return Posted(notice.channel, file_id or "")
+        if notice.is_update:
+            assert notice.target_ts is not None  # claimed only once the post is delivered
+            await self._slack.update_message(
+                notice.channel, notice.target_ts, notice.text, notice.blocks
+            )
+            return Posted(notice.channel, notice.target_ts)
+        return await self._slack.post_tracked(
+            notice.channel,
+            notice.text,
+            notice.blocks,
+            thread_ts=notice.thread_ts,
+            metadata=notice.metadata(),
+        )
+
+    async def _find(self, notice: Notice) -> Posted | None:
+        """The post of an earlier attempt, if it landed (edits are simply sent again)."""
+        if notice.is_update:
+            return None
+        if notice.is_file:
+            return await self._slack.find_file(
+                notice.channel, notice.file_name or "file", thread_ts=notice.thread_ts
+            )
+        found = await self._slack.find_posted(
+            notice.channel, event_type=EVENT_TYPE, match=notice.is_mine, thread_ts=notice.thread_ts
+        )
+        if found is not None:
+            log.info(
+                "a notice whose answer was lost had been posted; not posting it again",
+                extra={"notice": notice.id, "channel": found.channel},
+            )
+        return found

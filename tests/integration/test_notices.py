@@ -172,3 +172,99 @@ async def test_many_channels_are_served_side_by_side(
     finally:
         await sender.stop()
     assert slack_emulator.ratelimited_count() == 0
+
+
+@pytest_asyncio.fixture
+async def either_database(store_url: str) -> AsyncIterator[Database]:
+    """A migrated store on SQLite and on PostgreSQL (the claim's join and row locks)."""
+    db = await open_database(store_url)
+    await db.migrate(clock=SYSTEM_CLOCK)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def test_edits_and_thread_replies_wait_for_their_post_and_the_last_edit_wins(
+    slack_emulator: SlackEmulator, slack: SlackApi, either_database: Database
+) -> None:
+    """Stored in this order while Slack is down: a named post, two progress edits of it and a
+    reply in its thread. Once Slack is back the post goes first, then the last edit only (the
+    interim one is superseded) and the reply in the right thread; who waits for the post's
+    place is told it once."""
+    outbox = NoticeOutbox(either_database, clock=SYSTEM_CLOCK)
+    told: list[tuple[str, str, str]] = []
+
+    async def posted(name: str, channel: str, ts: str) -> None:
+        told.append((name, channel, ts))
+
+    outbox.on_posted("backup:", posted)
+    slack_emulator.set_outage(503)
+    sender = sender_for(outbox, slack)
+    await sender.start()
+    try:
+        await outbox.enqueue(THREADS, "backup started", name="backup:1:progress")
+        await until(lambda: slack_emulator.calls("chat.postMessage"), "an attempt in the outage")
+        await outbox.enqueue_update("backup:1:progress", THREADS, "backup 1 of 2 environments")
+        await outbox.enqueue_update("backup:1:progress", THREADS, "backup done")
+        await outbox.enqueue(THREADS, "what changed", thread_of="backup:1:progress")
+        slack_emulator.set_outage(None)
+        await until(lambda: slack_emulator.parents(THREADS), "the post")
+        (parent,) = slack_emulator.parents(THREADS)
+        await until(lambda: parent.text == "backup done", "the last edit")
+        await until(lambda: slack_emulator.replies(THREADS, parent.ts), "the thread reply")
+    finally:
+        await sender.stop()
+    assert [v.text for v in parent.history] == ["backup started", "backup done"]
+    assert [m.text for m in slack_emulator.replies(THREADS, parent.ts)] == ["what changed"]
+    assert told == [("backup:1:progress", THREADS, parent.ts)]
+    assert await outbox.delivered("backup:1:progress") == (THREADS, parent.ts)
+    assert await outbox.states() == {"sent": 3, "superseded": 1}
+
+
+@pytest.mark.parametrize("lost", ["500", "hang"])
+async def test_a_post_whose_answer_was_lost_is_found_and_not_posted_again(
+    slack_emulator: SlackEmulator, database: Database, lost: str
+) -> None:
+    """Slack takes a DM, a channel post and a reply in its thread, then the answer is lost (a
+    500, or no answer before the client's timeout): each is looked for by its metadata and
+    found, and none is posted twice."""
+    api = SlackApi.open(token=BOT_TOKEN, base_url=slack_emulator.base_url, timeout_s=1.0)
+    slack_emulator.add_user(DM, "sam")
+    slack_emulator.add_channel(THREADS, "security-approvals")
+    outbox = NoticeOutbox(database, clock=SYSTEM_CLOCK)
+    told: list[str] = []
+
+    async def posted(name: str, channel: str, ts: str) -> None:
+        told.append(ts)
+
+    outbox.on_posted("request:", posted)
+    hang = 1.5 if lost == "hang" else 0.0
+    sender = sender_for(outbox, api)
+    try:
+        slack_emulator.fail_next("chat.postMessage", times=2, after_effect=True, hang=hang)
+        await outbox.enqueue(DM, "to sam")
+        await outbox.enqueue(THREADS, "a request", name="request:1")
+        await sender.start()
+        await until(lambda: len(slack_emulator.parents(THREADS)) == 1, "the request")
+        (request,) = slack_emulator.parents(THREADS)
+        slack_emulator.fail_next("chat.postMessage", after_effect=True, hang=hang)
+        await outbox.enqueue(THREADS, "in its thread", thread_of="request:1")
+        await until(lambda: slack_emulator.replies(THREADS, request.ts), "the reply")
+
+        async def settled() -> bool:
+            return await outbox.states() == {"sent": 3}
+
+        deadline = time.monotonic() + WAIT_S
+        while not await settled():
+            assert time.monotonic() < deadline, await outbox.states()
+            await asyncio.sleep(0.05)
+    finally:
+        await sender.stop()
+        await api.close()
+    assert texts(slack_emulator, dm(DM)) == ["to sam"]
+    assert [m.text for m in slack_emulator.parents(THREADS)] == ["a request"]
+    assert [m.text for m in slack_emulator.replies(THREADS, request.ts)] == ["in its thread"]
+    assert told == [request.ts]
+    assert slack_emulator.calls("conversations.history")
+    assert slack_emulator.calls("conversations.replies")
