@@ -61,6 +61,7 @@ class PolicyCommand:
         self, ack: Callable[..., Awaitable[None]], command: dict[str, Any], respond: Respond
     ) -> None:
         inv = parse(command)
+        respond = self._plumbing.answering(respond, channel=inv.channel, user=inv.user)
         handler = None if inv.sub == "help" else self._subcommands.get(inv.sub)
         if handler is None:
             text, blocks = self._help(inv)

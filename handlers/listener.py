@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, Protocol
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 
 from bot.errors import BotError
@@ -267,6 +268,36 @@ class Plumbing:
         self._slack = slack
         self._roles = roles
 
+    def answering(self, respond: Respond, *, channel: str | None, user: str) -> Respond:
+        """`respond` that falls back to chat.postEphemeral (to `user` in `channel`) when the
+        response_url no longer takes an answer: expired (30 minutes), used up (5 answers),
+        unknown (404), or Slack's webhook endpoint failing. An ephemeral message is what the
+        person would have seen; an edit of the original becomes a new ephemeral message."""
+
+        async def answer(**kwargs: Any) -> Any:
+            try:
+                result = await respond(**kwargs)
+            except (aiohttp.ClientError, OSError, TimeoutError) as err:
+                problem = f"{type(err).__name__}: {err}"
+            else:
+                status = int(getattr(result, "status_code", 200) or 200)
+                if status < 400:
+                    return result
+                problem = f"HTTP {status} {getattr(result, 'body', '')}".strip()
+            if kwargs.get("delete_original") or not channel or not user:
+                log.warning("response_url failed; nothing to fall back to: %s", problem)
+                return None
+            log.info("response_url failed (%s); answering with chat.postEphemeral", problem)
+            text = str(kwargs.get("text") or "")
+            blocks = kwargs.get("blocks")
+            try:
+                await self._slack.post_ephemeral(channel, user, text or " ", blocks)
+            except SlackError:
+                log.warning("could not answer by chat.postEphemeral either", exc_info=True)
+            return None
+
+        return answer
+
     def mount(self, bolt: AsyncApp, listeners: Iterable[Listeners]) -> None:
         """Register every button and modal of `listeners` on `bolt`."""
         for group in listeners:
@@ -414,6 +445,10 @@ class Plumbing:
         respond: Respond | None = None,
     ) -> Click:
         click = Click.of(body, action=action, view=view, respond=respond)
+        if respond is not None:
+            click = dataclasses.replace(
+                click, respond=self.answering(respond, channel=click.channel, user=click.user)
+            )
         teller = {
             Reply.EPHEMERAL: self._ephemeral,
             Reply.EPHEMERAL_OR_DM: self._ephemeral_or_dm,
