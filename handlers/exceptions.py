@@ -36,11 +36,12 @@ from bot.exceptions.model import (
 from bot.exceptions.ports import Event
 from bot.exceptions.register import exception_register
 from bot.exceptions.service import MAX_REASON, MIN_REASON, ExceptionService
+from bot.exceptions.store import RequestStore
 from bot.exceptions.validation import Field, InputErrors, ModalInput, parse_input
 from bot.notices.outbox import NoticeOutbox
 from bot.scheduler import JobSpec
 from bot.settings import Settings
-from bot.slack_api import SlackApi, SlackError
+from bot.slack_api import SlackApi
 from bot.store.audit_trail import AuditTrail
 from handlers.listener import (
     Accepted,
@@ -91,6 +92,30 @@ ONCE_PER_REQUEST = frozenset(
 )
 
 
+REQUEST_MESSAGE = "exception-request:"
+"""Outbox name prefix of a request's approval message (`REQUEST_MESSAGE` + request id)."""
+REVIEW_MESSAGE = "exception-review:"
+"""Outbox name prefix of a quarterly review message (`REVIEW_MESSAGE` + review id)."""
+
+
+def track_messages(notices: NoticeOutbox, store: RequestStore) -> None:
+    """Record where approval and review messages land once the outbox delivered them: the
+    buttons on them are matched to their request or review by that place."""
+
+    async def request_posted(name: str, channel: str, ts: str) -> None:
+        rid = parse_request_id(name.removeprefix(REQUEST_MESSAGE))
+        if rid is not None:
+            await store.set_message(rid, channel=channel, ts=ts)
+
+    async def review_posted(name: str, channel: str, ts: str) -> None:
+        review_id = name.removeprefix(REVIEW_MESSAGE)
+        if review_id.isdigit():
+            await store.set_review_message(int(review_id), channel=channel, ts=ts)
+
+    notices.on_posted(REQUEST_MESSAGE, request_posted)
+    notices.on_posted(REVIEW_MESSAGE, review_posted)
+
+
 def _once(request: ExceptionRequest, event: Event, where: str) -> str | None:
     """The outbox key of a notice that can happen once per request (a retried job or a second
     replica then stores it once); reminders and reviews recur, and are guarded upstream."""
@@ -98,42 +123,41 @@ def _once(request: ExceptionRequest, event: Event, where: str) -> str | None:
 
 
 class SlackNotifier:
-    """`Notifier` over the Slack Web API: approval messages, DMs to requesters, the review."""
+    """`Notifier` over the notice outbox: approval messages and their edits, DMs to
+    requesters, thread notes, the review. Everything is stored first and delivered paced and
+    retried; an edit or a thread note waits for the message it belongs to."""
 
     def __init__(
         self,
         *,
-        slack: SlackApi,
         notices: NoticeOutbox,
         channel: str | None,
         jira: render.JiraView | None,
     ):
-        self._slack = slack
         self._notices = notices
         self._channel = channel
         self._jira = jira
 
-    async def post_request(self, request: ExceptionRequest) -> tuple[str, str] | None:
+    async def post_request(self, request: ExceptionRequest) -> None:
         if self._channel is None:
-            return None
-        message = render.request_message(request, jira=self._jira)
-        try:
-            ts = await self._slack.post_message(self._channel, message.text, message.blocks)
-        except SlackError:
-            log.warning("could not post an exception request", extra={"request": request.id})
-            return None
-        return self._channel, ts
-
-    async def refresh_request(self, request: ExceptionRequest) -> None:
-        if not request.approval_channel or not request.approval_ts:
             return
         message = render.request_message(request, jira=self._jira)
-        try:
-            await self._slack.update_message(
-                request.approval_channel, request.approval_ts, message.text, message.blocks
-            )
-        except SlackError:
-            log.warning("could not update an exception request", extra={"request": request.id})
+        await self._notices.enqueue(
+            self._channel, message.text, message.blocks, name=REQUEST_MESSAGE + request.id
+        )
+
+    async def refresh_request(self, request: ExceptionRequest) -> None:
+        channel = request.approval_channel or self._channel
+        if channel is None:
+            return
+        message = render.request_message(request, jira=self._jira)
+        await self._notices.enqueue_update(
+            REQUEST_MESSAGE + request.id,
+            channel,
+            message.text,
+            message.blocks,
+            ts=request.approval_ts,
+        )
 
     async def tell_requester(
         self, request: ExceptionRequest, event: Event, *, now: datetime
@@ -157,30 +181,26 @@ class SlackNotifier:
             text,
             [kit.section(text)],
             thread_ts=request.approval_ts,
+            thread_of=REQUEST_MESSAGE + request.id,
             key=_once(request, event, "thread"),
         )
 
-    async def post_review(self, review: Review, *, now: datetime) -> tuple[str, str] | None:
+    async def post_review(self, review: Review, *, now: datetime) -> None:
         if self._channel is None:
-            return None
-        message = render.review_message(review, now=now, jira=self._jira)
-        try:
-            ts = await self._slack.post_message(self._channel, message.text, message.blocks)
-        except SlackError:
-            log.warning("could not post the exception review", extra={"review": review.id})
-            return None
-        return self._channel, ts
-
-    async def refresh_review(self, review: Review, *, now: datetime) -> None:
-        if not review.channel or not review.ts:
             return
         message = render.review_message(review, now=now, jira=self._jira)
-        try:
-            await self._slack.update_message(
-                review.channel, review.ts, message.text, message.blocks
-            )
-        except SlackError:
-            log.warning("could not update the exception review", extra={"review": review.id})
+        await self._notices.enqueue(
+            self._channel, message.text, message.blocks, name=REVIEW_MESSAGE + str(review.id)
+        )
+
+    async def refresh_review(self, review: Review, *, now: datetime) -> None:
+        channel = review.channel or self._channel
+        if channel is None:
+            return
+        message = render.review_message(review, now=now, jira=self._jira)
+        await self._notices.enqueue_update(
+            REVIEW_MESSAGE + str(review.id), channel, message.text, message.blocks, ts=review.ts
+        )
 
 
 AlertLookup = Callable[[int], Awaitable[AlertGroup | None]]

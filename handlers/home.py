@@ -113,10 +113,9 @@ class RefreshingNotifier:
         self._inner = inner
         self._home = home
 
-    async def post_request(self, request: ExceptionRequest) -> tuple[str, str] | None:
-        posted = await self._inner.post_request(request)
+    async def post_request(self, request: ExceptionRequest) -> None:
+        await self._inner.post_request(request)
         self._home.refresh_after(request)
-        return posted
 
     async def refresh_request(self, request: ExceptionRequest) -> None:
         await self._inner.refresh_request(request)
@@ -130,8 +129,8 @@ class RefreshingNotifier:
     async def announce(self, request: ExceptionRequest, event: Event, *, now: datetime) -> None:
         await self._inner.announce(request, event, now=now)
 
-    async def post_review(self, review: Review, *, now: datetime) -> tuple[str, str] | None:
-        return await self._inner.post_review(review, now=now)
+    async def post_review(self, review: Review, *, now: datetime) -> None:
+        await self._inner.post_review(review, now=now)
 
     async def refresh_review(self, review: Review, *, now: datetime) -> None:
         await self._inner.refresh_review(review, now=now)

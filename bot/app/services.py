@@ -51,7 +51,7 @@ from bot.store.audit_trail import AuditTrail
 from bot.store.database import Database, open_database
 from bot.tasks import TaskGroup
 from handlers.alert_relay import AlertRelay
-from handlers.exceptions import SlackNotifier
+from handlers.exceptions import SlackNotifier, track_messages
 from handlers.home import HomeHandler, RefreshingNotifier
 from handlers.render.exceptions import JiraView, alert_buttons
 
@@ -121,6 +121,7 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         cache_s=settings.slack.usergroup_cache_s,
     )
     notices = NoticeOutbox(database, clock=clock)
+    track_messages(notices, RequestStore(database))
     sender = NoticeSender(
         notices,
         slack,
@@ -189,7 +190,6 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         audit=audit,
         notifier=RefreshingNotifier(
             SlackNotifier(
-                slack=slack,
                 notices=notices,
                 channel=settings.slack.channels.approvals,
                 jira=JiraView(project=tickets.project, url=tickets.browse_url) if tickets else None,

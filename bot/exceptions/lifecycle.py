@@ -178,13 +178,11 @@ class Lifecycle:
             )
             review = await self._store.review(review_id)
             assert review is not None
-            posted = await self._svc.notifier.post_review(review, now=now)
-            if posted is not None:
-                await self._store.set_review_message(review_id, channel=posted[0], ts=posted[1])
+            await self._svc.notifier.post_review(review, now=now)
             await self._audit_raw(
                 None,
                 f"review-{review_id}",
-                {"exceptions": [r.id for r in chunk], "posted": posted is not None},
+                {"exceptions": [r.id for r in chunk]},
                 "exception.review",
             )
             reviews.append(await self._store.review(review_id) or review)

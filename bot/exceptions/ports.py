@@ -67,8 +67,9 @@ class Notifier(Protocol):
     """Tells people in Slack. Implementations report their own delivery failures (log)
     and never raise: a state change that happened stays done when Slack hiccups."""
 
-    async def post_request(self, request: ExceptionRequest) -> tuple[str, str] | None:
-        """Post a new request to the approvals channel; (channel, ts), or None if it failed."""
+    async def post_request(self, request: ExceptionRequest) -> None:
+        """Have a new request posted to the approvals channel. Delivery is durable: where
+        the message landed is recorded with `RequestStore.set_message` once Slack took it."""
         ...
 
     async def refresh_request(self, request: ExceptionRequest) -> None:
@@ -83,6 +84,9 @@ class Notifier(Protocol):
         """A note about the request in the approvals channel (in its message's thread)."""
         ...
 
-    async def post_review(self, review: Review, *, now: datetime) -> tuple[str, str] | None: ...
+    async def post_review(self, review: Review, *, now: datetime) -> None:
+        """Have a review posted; its place is recorded with `set_review_message` once
+        delivered."""
+        ...
 
     async def refresh_review(self, review: Review, *, now: datetime) -> None: ...

@@ -173,14 +173,10 @@ class ExceptionService:
         await self.notifier.tell_requester(request, Event.FILED, now=now)
         return request
 
-    async def post(self, request: ExceptionRequest) -> bool:
-        """Post the request to the approvals channel (again, when an earlier post failed)."""
-        posted = await self.notifier.post_request(request)
-        if posted is None:
-            return False
-        channel, ts = posted
-        await self.store.set_message(request.id, channel=channel, ts=ts)
-        return True
+    async def post(self, request: ExceptionRequest) -> None:
+        """Have the request posted to the approvals channel (a request stored before the
+        outbox carried these is posted by the sweep; a second call posts nothing twice)."""
+        await self.notifier.post_request(request)
 
     # -- approving ------------------------------------------------------------------------
 

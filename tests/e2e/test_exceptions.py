@@ -684,12 +684,10 @@ async def test_reminder_renewal_and_expiry_sweep(w: World) -> None:
     issue = w.jira.issues["SEC-1"]
     assert any("expired and was deleted" in c.body for c in issue.comments)
     assert issue.status == "Done" and issue.transitions_done == ["Done"]
-    text = message_text(w.slack.message(APPROVALS, ts))
     expired_at = START + timedelta(days=2, minutes=1)
-    assert (
-        f"⌛ Expired on {expired_at:%Y-%m-%d %H:%M} UTC: the PolicyException was deleted." in text
-    )
-    # The thread note and the DM go out through the notice outbox, paced: they follow.
+    expired = f"⌛ Expired on {expired_at:%Y-%m-%d %H:%M} UTC: the PolicyException was deleted."
+    # The edit, the thread note and the DM go out through the notice outbox, paced: they follow.
+    await eventually(lambda: expired in message_text(w.slack.message(APPROVALS, ts)))
     replies = await eventually(lambda: w.slack.replies(APPROVALS, ts))
     assert len(replies) == 1 and f"{rid} expired" in replies[0].text
     await eventually(lambda: any("expired and was removed" in t for t in dms(w, REQUESTER)))
@@ -728,6 +726,9 @@ async def test_quarterly_review_posts_and_acts_on_keep_and_revoke(w: World) -> N
     w.clock.advance(timedelta(days=3))
     parents = len(w.slack.parents(APPROVALS))
     assert await w.bot.services.scheduler.fire("exceptions.review")
+    # Posted through the outbox, which records where it landed before it counts as sent.
+    await eventually(lambda: len(w.slack.parents(APPROVALS)) > parents)
+    await eventually_async(lambda: _nothing_pending(w.bot.services.notices))
     review = w.slack.parents(APPROVALS)[parents]
     text = message_text(review)
     assert f"Quarterly exception review · 2 active · {START + timedelta(days=3):%Y-%m-%d}" in text

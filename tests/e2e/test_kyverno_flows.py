@@ -500,8 +500,13 @@ async def test_the_bots_expiry_sweep_makes_kyverno_refuse_again(
             kyverno, namespace, EXCEPTED, admitted=False, timeout=HONOURED_TIMEOUT
         )
         assert f"\n{policy_name}:\n" in answer["message"]
-        message = w.slack.message(APPROVALS, ts)
-        assert message is not None and "⌛ Expired on" in blocks_text(message.blocks)
+        # The approval message's edit goes out through the notice outbox: it follows.
+        await wait_for(
+            lambda: (
+                (m := w.slack.message(APPROVALS, ts)) and "⌛ Expired on" in blocks_text(m.blocks)
+            ),
+            what="the approval message to say it expired",
+        )
         print(f"\nrefused again {elapsed:.1f} s after the sweep deleted the exception")
 
 
