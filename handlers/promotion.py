@@ -5,6 +5,11 @@ Listeners acknowledge first, then call `PromotionService`, which decides who may
 whatever it refuses is told to the person who clicked, ephemerally. Plans and outcomes are
 posted in the channel the command came from, because a promotion to production needs a
 second person to see and confirm it, and a demotion is news for everyone there.
+
+Every plan, edit of a plan, announcement and demote notice goes through the notice outbox:
+stored first, paced, retried through Slack's failures and never posted twice. A plan's place
+in Slack is attached to it when the outbox delivered it; an edit stored before that waits
+for the plan's post.
 """
 
 from __future__ import annotations
@@ -12,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.errors import BotError
+from bot.notices.outbox import NoticeOutbox
 from bot.policy_ref import PolicyRef, parse_policy_ref
 from bot.promotion.plan import Plan
 from bot.promotion.service import Applied, PromotionService, Superseded
-from bot.slack_api import RateLimited, SlackApi, SlackError
+from bot.slack_api import SlackApi
 from handlers.listener import (
     Accepted,
     Action,
@@ -37,9 +44,10 @@ log = logging.getLogger(__name__)
 
 ENV = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PLAN_ID = re.compile(r"^P-[0-9A-F]{6}$")
-POST_ATTEMPTS = 3
-MAX_RETRY_WAIT_S = 10.0
 VIEWS_TIMEOUT_S = 5.0
+PLAN_MESSAGE = "promotion-plan:"
+"""Outbox name prefix of a plan's message (`PLAN_MESSAGE` + plan id)."""
+DEMOTE_MESSAGE = "promotion-demote:"
 UNEXPECTED = (
     "Something went wrong on the bot's side; the promotion may or may not have happened. "
     "Check `/policy status POLICY` before trying again."
@@ -47,9 +55,18 @@ UNEXPECTED = (
 
 
 class PromotionHandler:
-    def __init__(self, service: PromotionService, *, slack: SlackApi) -> None:
+    def __init__(
+        self, service: PromotionService, *, slack: SlackApi, notices: NoticeOutbox
+    ) -> None:
         self._promotion = service
         self._slack = slack
+        self._notices = notices
+        notices.on_posted(PLAN_MESSAGE, self._plan_posted)
+
+    async def _plan_posted(self, name: str, channel: str, ts: str) -> None:
+        await self._promotion.attach_message(
+            name.removeprefix(PLAN_MESSAGE), channel=channel, ts=ts
+        )
 
     # -- commands ----------------------------------------------------------------------
 
@@ -85,16 +102,11 @@ class PromotionHandler:
             return render.demote_unchanged(demoted)
         timeout = self._promotion.config.readiness_timeout_s
         text, blocks = render.demote_message(demoted, None, timeout_s=timeout)
-        try:
-            ts = await self._post(channel, text, blocks)
-        except SlackError as err:
-            # The demotion happened; the person who pulled the lever must hear it anyway.
-            log.warning("could not announce a demotion", exc_info=True)
-            note = f"Could not post this in the channel ({err}); tell the channel yourself."
-            return [*blocks, kit.context([kit.escape(note)])]
+        name = DEMOTE_MESSAGE + uuid.uuid4().hex
+        await self._notices.enqueue(channel, text, blocks, name=name)
         readiness = await self._promotion.wait_ready(demoted.write)
         text, blocks = render.demote_message(demoted, readiness, timeout_s=timeout)
-        await self._update(channel, ts, text, blocks)
+        await self._notices.enqueue_update(name, channel, text, blocks)
         return None
 
     # -- buttons and the modal ---------------------------------------------------------
@@ -127,7 +139,7 @@ class PromotionHandler:
         plan = await self._promotion.cancel(plan_id, user=click.user)
         row = await self._promotion.plan_row(plan_id)
         text, blocks = render.cancelled_message(plan, by=click.user)
-        await self._update(row.channel, row.message_ts, text, blocks)
+        await self._update(plan_id, row.channel, row.message_ts, text, blocks)
 
     async def override(self, click: Click) -> None:
         """Open the reason modal, after checking the clicker may override at all."""
@@ -159,7 +171,9 @@ class PromotionHandler:
             outcome = await self._promotion.override(plan_id, user=answered.user, reason=reason)
             if isinstance(outcome, Applied):
                 text, blocks = render.override_announcement(outcome)
-                await self._post(row.channel, text, blocks)
+                await self._notices.enqueue(
+                    row.channel, text, blocks, key=f"{PLAN_MESSAGE}{plan_id}:override"
+                )
             await self._settle(outcome, answered)
 
         return Accepted(apply, channel=row.channel)
@@ -171,7 +185,7 @@ class PromotionHandler:
         if isinstance(outcome, Superseded):
             row = await self._promotion.plan_row(outcome.old.id)
             text, blocks = render.superseded_message(outcome)
-            await self._update(row.channel, row.message_ts, text, blocks)
+            await self._update(outcome.old.id, row.channel, row.message_ts, text, blocks)
             if outcome.fresh is not None:
                 await self._post_plan(outcome.fresh, row.channel)
             await click.tell(text)
@@ -179,60 +193,31 @@ class PromotionHandler:
         row = await self._promotion.plan_row(outcome.plan.id)
         timeout = self._promotion.config.readiness_timeout_s
         text, blocks = render.applied_message(outcome, None, timeout_s=timeout)
-        await self._update(row.channel, row.message_ts, text, blocks)
+        await self._update(outcome.plan.id, row.channel, row.message_ts, text, blocks)
         readiness = await self._promotion.wait_ready(outcome.write)
         text, blocks = render.applied_message(outcome, readiness, timeout_s=timeout)
-        await self._update(row.channel, row.message_ts, text, blocks)
+        await self._update(outcome.plan.id, row.channel, row.message_ts, text, blocks)
 
     async def _post_plan(self, plan: Plan, channel: str) -> None:
+        """Store the plan's message (and its field diff, in its thread) for delivery."""
         second = self._promotion.config.needs_second_person(plan.target.environment)
         text, blocks = render.plan_message(plan, second_person=second)
-        try:
-            ts = await self._post(channel, text, blocks)
-        except SlackError as err:
-            raise BotError(
-                f"Plan {plan.id} is ready, but it could not be posted in this channel ({err}). "
-                "Invite the bot to the channel and run the command again."
-            ) from None
-        await self._promotion.attach_message(plan.id, channel=channel, ts=ts)
+        name = PLAN_MESSAGE + plan.id
+        await self._notices.enqueue(channel, text, blocks, name=name)
         if plan.changes:
             text, blocks = render.diff_reply(plan)
-            try:
-                await self._slack.post_message(channel, text, blocks, thread_ts=ts)
-            except SlackError:
-                # The plan says what changes in one line; the full diff is a convenience.
-                log.warning("could not post a plan's field diff", exc_info=True)
-
-    # -- Slack plumbing ----------------------------------------------------------------
-
-    async def _post(self, channel: str, text: str, blocks: Sequence[kit.Block]) -> str:
-        for attempt in range(1, POST_ATTEMPTS + 1):
-            try:
-                return await self._slack.post_message(channel, text, blocks)
-            except RateLimited as err:
-                if attempt == POST_ATTEMPTS:
-                    raise
-                await asyncio.sleep(min(err.retry_after_s, MAX_RETRY_WAIT_S))
-        raise AssertionError("unreachable")
+            await self._notices.enqueue(channel, text, blocks, thread_of=name, key=f"{name}:diff")
 
     async def _update(
-        self, channel: str, ts: str | None, text: str, blocks: Sequence[kit.Block]
+        self,
+        plan_id: str,
+        channel: str,
+        ts: str | None,
+        text: str,
+        blocks: Sequence[kit.Block],
     ) -> None:
-        if ts is None:
-            await self._post(channel, text, blocks)
-            return
-        for attempt in range(1, POST_ATTEMPTS + 1):
-            try:
-                await self._slack.update_message(channel, ts, text, blocks)
-                return
-            except RateLimited as err:
-                if attempt == POST_ATTEMPTS:
-                    log.warning("could not update a promotion message", exc_info=True)
-                    return
-                await asyncio.sleep(min(err.retry_after_s, MAX_RETRY_WAIT_S))
-            except SlackError:
-                log.warning("could not update a promotion message", exc_info=True)
-                return
+        """An edit of the plan's message, after its post when that is not delivered yet."""
+        await self._notices.enqueue_update(PLAN_MESSAGE + plan_id, channel, text, blocks, ts=ts)
 
 
 def _plan_id(click: Click) -> str:
@@ -252,8 +237,8 @@ def _reason(view: Mapping[str, Any]) -> str:
     return str(entry.get("value") or "")
 
 
-def listeners(*, promotion: PromotionService, slack: SlackApi) -> Listeners:
-    handler = PromotionHandler(promotion, slack=slack)
+def listeners(*, promotion: PromotionService, slack: SlackApi, notices: NoticeOutbox) -> Listeners:
+    handler = PromotionHandler(promotion, slack=slack, notices=notices)
     return Listeners(
         subcommands=(
             Subcommand(

@@ -32,7 +32,9 @@ def listeners(services: Services) -> list[Listeners]:
             review_cron=settings.exceptions.review_cron,
         ),
         doctor.listeners(doctor=services.doctor),
-        promotion.listeners(promotion=services.promotion, slack=services.slack),
+        promotion.listeners(
+            promotion=services.promotion, slack=services.slack, notices=services.notices
+        ),
         backup.listeners(
             backups=services.backups,
             slack=services.slack,
