@@ -4,6 +4,10 @@ nightly backup and monthly evidence jobs.
 Backups report in the reports channel: one message that is updated as each environment is
 read, then turned into the summary, with the bundle attached in its thread. Restore plans
 are posted there too, so a second admin can confirm a production restore.
+
+All of it goes through the notice outbox: stored first, paced, retried through Slack's
+failures and never posted twice. Progress edits not yet sent are replaced by newer ones (the
+summary replaces them all); the bundle waits for the message whose thread it goes in.
 """
 
 from __future__ import annotations
@@ -11,18 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+import uuid
 from datetime import datetime
-from typing import TypeVar
 
 from bot.backup.bundle import EnvironmentBackup
 from bot.backup.evidence import previous_month
 from bot.backup.service import BackupReport, BackupService, EvidenceReport
 from bot.clock import Clock
 from bot.errors import BotError
+from bot.notices.outbox import NoticeOutbox
 from bot.scheduler import JobSpec
 from bot.settings import BackupSettings
-from bot.slack_api import RateLimited, SlackApi, SlackError
 from bot.store.audit_trail import AuditTrail
 from handlers.listener import Action, Answer, Click, Invocation, Listeners, Reply, Subcommand
 from handlers.render import backup as render
@@ -30,10 +33,11 @@ from handlers.render import kit
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 ENVIRONMENT = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PLAN_ID = re.compile(r"^rp-[0-9a-f]{12}$")
-SLACK_ATTEMPTS = 4
+BACKUP_MESSAGE = "backup:"
+EVIDENCE_MESSAGE = "evidence:"
+RESTORE_MESSAGE = "restore:"
 
 
 class BackupHandler:
@@ -41,13 +45,13 @@ class BackupHandler:
         self,
         backups: BackupService,
         *,
-        slack: SlackApi,
+        notices: NoticeOutbox,
         audit: AuditTrail,
         clock: Clock,
         reports: str | None,
     ) -> None:
         self._backups = backups
-        self._slack_api = slack
+        self._notices = notices
         self._audit = audit
         self._clock = clock
         self._reports = reports
@@ -82,53 +86,36 @@ class BackupHandler:
         """Back up, reporting progress and the summary in the reports channel."""
         names = environments or self._backups.environments
         states: dict[str, EnvironmentBackup | None] = dict.fromkeys(names)
-        ts: str | None = None
-        if self._reports:
+        channel = self._reports
+        name = BACKUP_MESSAGE + uuid.uuid4().hex
+        if channel:
             text, blocks = render.progress(states, by=by)
-            ts = await self._slack(
-                lambda: self._slack_api.post_message(self._reports or "", text, blocks),
-                retry=True,
-            )
+            await self._notices.enqueue(channel, text, blocks, name=name)
 
         async def progress(env: str, result: EnvironmentBackup | None) -> None:
             states[env] = result
-            if ts is None or result is None:
+            if not channel or result is None:
                 return
             text, blocks = render.progress(states, by=by)
-            # Best effort: a rate-limited progress update is skipped, the summary follows.
-            await self._slack(
-                lambda: self._slack_api.update_message(self._reports or "", ts, text, blocks)
-            )
+            # An interim line: replaced by the next one, or by the summary, if not sent yet.
+            await self._notices.enqueue_update(name, channel, text, blocks)
 
         report = await self._backups.backup(
             environments, trigger=trigger, actor=actor, progress=progress
         )
-        if self._reports:
-            await self._publish(report, ts, by=by)
-        return report
-
-    async def _publish(self, report: BackupReport, ts: str | None, *, by: str) -> None:
-        channel = self._reports or ""
-        text, blocks = render.summary(report, by=by)
-        if ts is None:
-            ts = await self._slack(
-                lambda: self._slack_api.post_message(channel, text, blocks), retry=True
-            )
-        else:
-            await self._slack(
-                lambda: self._slack_api.update_message(channel, ts, text, blocks), retry=True
-            )
-        archive = await asyncio.to_thread(report.tarball)
-        await self._slack(
-            lambda: self._slack_api.upload_file(
+        if channel:
+            text, blocks = render.summary(report, by=by)
+            await self._notices.enqueue_update(name, channel, text, blocks)
+            archive = await asyncio.to_thread(report.tarball)
+            await self._notices.enqueue_file(
                 channel,
                 f"{report.id}.tar.gz",
                 archive,
                 title=f"Backup bundle {report.id}",
-                thread_ts=ts,
-            ),
-            retry=True,
-        )
+                thread_of=name,
+                key=f"{name}:bundle",
+            )
+        return report
 
     # -- /policy restore ---------------------------------------------------------------
 
@@ -140,13 +127,10 @@ class BackupHandler:
         blocks = render.plan(view)
         counts = view.plan.counts
         if self._reports and counts["created"] + counts["changed"]:
-            await self._slack(
-                lambda: self._slack_api.post_message(
-                    self._reports or "",
-                    render.plan_title(view),
-                    [*blocks, kit.context([f"Asked by <@{inv.user}>"])],
-                ),
-                retry=True,
+            await self._notices.enqueue(
+                self._reports,
+                render.plan_title(view),
+                [*blocks, kit.context([f"Asked by <@{inv.user}>"])],
             )
             return [
                 kit.section(
@@ -179,8 +163,8 @@ class BackupHandler:
         if click.ephemeral or not channel or not ts:
             await click.respond(blocks=blocks, text=text, replace_original=True)
             return
-        await self._slack(
-            lambda: self._slack_api.update_message(channel, ts, text, blocks), retry=True
+        await self._notices.enqueue_update(
+            f"{RESTORE_MESSAGE}{channel}:{ts}", channel, text, blocks, ts=ts
         )
 
     # -- /policy audit -----------------------------------------------------------------
@@ -213,47 +197,28 @@ class BackupHandler:
             return
         channel = self._reports
         title, blocks = render.evidence(report, by=by)
-        ts = await self._slack(
-            lambda: self._slack_api.post_message(channel, title, blocks), retry=True
+        name = EVIDENCE_MESSAGE + uuid.uuid4().hex
+        await self._notices.enqueue(channel, title, blocks, name=name)
+        await self._notices.enqueue_file(
+            channel,
+            f"evidence-{report.pack.month}.md",
+            report.pack.report,
+            title=title,
+            thread_of=name,
+            key=f"{name}:pack",
         )
-        await self._slack(
-            lambda: self._slack_api.upload_file(
-                channel,
-                f"evidence-{report.pack.month}.md",
-                report.pack.report,
-                title=title,
-                thread_ts=ts,
-            ),
-            retry=True,
-        )
-
-    # -- Slack -------------------------------------------------------------------------
-
-    async def _slack(self, call: Callable[[], Awaitable[T]], *, retry: bool = False) -> T | None:
-        """Run a Slack call; waits out 429s when `retry`; failures are logged, not raised."""
-        for attempt in range(SLACK_ATTEMPTS if retry else 1):
-            try:
-                return await call()
-            except RateLimited as err:
-                if not retry or attempt == SLACK_ATTEMPTS - 1:
-                    return None
-                await asyncio.sleep(min(err.retry_after_s, 30.0))
-            except SlackError:
-                log.warning("Slack call for a backup message failed", exc_info=True)
-                return None
-        return None
 
 
 def listeners(
     *,
     backups: BackupService,
-    slack: SlackApi,
+    notices: NoticeOutbox,
     audit: AuditTrail,
     clock: Clock,
     reports: str | None,
     schedule: BackupSettings,
 ) -> Listeners:
-    handler = BackupHandler(backups, slack=slack, audit=audit, clock=clock, reports=reports)
+    handler = BackupHandler(backups, notices=notices, audit=audit, clock=clock, reports=reports)
     jobs = []
     if schedule.cron and schedule.targets:
         jobs.append(JobSpec("backup.nightly", handler.nightly, cron=schedule.cron))

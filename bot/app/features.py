@@ -37,7 +37,7 @@ def listeners(services: Services) -> list[Listeners]:
         ),
         backup.listeners(
             backups=services.backups,
-            slack=services.slack,
+            notices=services.notices,
             audit=services.audit,
             clock=services.clock,
             reports=settings.slack.channels.reports,
@@ -45,7 +45,7 @@ def listeners(services: Services) -> list[Listeners]:
         ),
         digest.listeners(
             service=build_digest(services),
-            slack=services.slack,
+            notices=services.notices,
             channel=settings.digest_channel(),
             settings=settings.digest,
         ),

@@ -413,7 +413,17 @@ async def _answer(bot: RunningBot, emulator: SlackEmulator, text: str, user: str
         assert time.monotonic() < deadline, f"no answer to /policy {text}"
         await asyncio.sleep(0.05)
     payload = emulator.responses[before].payload
+    await _delivered(bot)
     return _text(payload.get("blocks") or []) or str(payload.get("text"))
+
+
+async def _delivered(bot: RunningBot) -> None:
+    """Wait until the notice outbox owes nothing: the reports channel's messages and files
+    go out through it, after the command has answered."""
+    deadline = time.monotonic() + 90
+    while (await bot.services.notices.states()).get("pending", 0):
+        assert time.monotonic() < deadline, await bot.services.notices.states()
+        await asyncio.sleep(0.05)
 
 
 def _text(blocks: list[dict[str, Any]]) -> str:
@@ -623,6 +633,7 @@ async def test_nightly_job_backs_up_every_environment(
     assert await bot.services.scheduler.fire(
         "backup.nightly", datetime(2026, 11, 28, 2, tzinfo=UTC)
     )
+    await _delivered(bot)
     text = _text(slack_emulator.parents(REPORTS)[-1].blocks)
     assert "3 environments" in text and "started by the nightly schedule" in text
     assert text.startswith("⚠️ Backup b-") and "incomplete: staging failed" in text.splitlines()[0]

@@ -3,6 +3,8 @@ channel and its details in the thread."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +58,7 @@ async def test_the_daily_job_posts_a_parent_and_its_details_in_the_thread(
     jobs = {j.name: j.cron for j in bot.services.scheduler.jobs}
     assert jobs["digest.daily"] == "0 8 * * 1-5"
     assert await bot.services.scheduler.fire("digest.daily", SLOT)
+    await delivered(bot)  # through the notice outbox, after the job
     [parent] = slack_emulator.parents(REPORTS)
     assert parent.text.startswith("🔴 Daily digest · 1 environment · first digest: 0 failing")
     [reply] = slack_emulator.replies(REPORTS, parent.ts)[-1:]
@@ -63,4 +66,13 @@ async def test_the_daily_job_posts_a_parent_and_its_details_in_the_thread(
     assert "*Requests waiting over a day:* none" in reply.text
     # Another replica firing the same slot posts nothing more.
     assert not await bot.services.scheduler.fire("digest.daily", SLOT)
+    await delivered(bot)
     assert len(slack_emulator.parents(REPORTS)) == 1
+
+
+async def delivered(bot: RunningBot) -> None:
+    """Wait until the notice outbox owes nothing."""
+    deadline = time.monotonic() + 30
+    while (await bot.services.notices.states()).get("pending", 0):
+        assert time.monotonic() < deadline, await bot.services.notices.states()
+        await asyncio.sleep(0.05)
