@@ -227,8 +227,11 @@ function drawModal() {
   const layer = $("modal-layer");
   const views = page.state.views;
   const view = views[views.length - 1];
-  const key = view ? `${view.id}:${view.hash}:${JSON.stringify(view.errors)}` : "";
-  if (key === page.shownModal) return;
+  const key = view ? `${view.id}:${view.hash}` : "";
+  if (view && key === page.shownModal) {
+    showErrors(layer.querySelector(".modal.view"), view.errors);
+    return;
+  }
   page.shownModal = key;
   for (const old of layer.querySelectorAll(".modal.view")) old.remove();
   if (!view) { layer.hidden = !layer.children.length; return; }
@@ -272,6 +275,20 @@ function drawModal() {
   box.append(title, body, footer);
   layer.prepend(box);
   layer.hidden = false;
+}
+
+// The bot's `errors` answer, under each input, keeping what the person typed (as Slack does).
+function showErrors(form, errors) {
+  if (!form) return;
+  for (const old of form.querySelectorAll(".bk-error")) old.remove();
+  for (const block of form.querySelectorAll(".bk-input-block")) {
+    const error = errors[block.dataset.blockId];
+    if (!error) continue;
+    const note = document.createElement("div");
+    note.className = "bk-error";
+    note.textContent = error;
+    block.appendChild(note);
+  }
 }
 
 function drawWorld() {
