@@ -272,6 +272,30 @@ async def test_status_help_refresh_and_two_tabs(playground: Playground, browser:
     await second.type("/policy status production")
     await rita.ephemeral("production · 3 policies").wait_for()
 
+    # App Home, published by the bot when the tab opens.
+    await rita.page.click("[data-testid=nav-home]")
+    home = rita.page.locator("[data-testid=home]")
+    await home.locator("text=Environments").wait_for()
+    assert "production" in str(await home.text_content())
+
+
+async def test_mrkdwn_is_drawn_as_slack_draws_it(playground: Playground, browser: Browser) -> None:
+    rita = await Person.open(browser, playground.url)
+    source = (
+        "*bold* _italic_ ~gone~ `code` <https://example.com/a?b=1&amp;c=2|a link> "
+        "<@U0APPROVER1> <#C0ALERTS> :warning: &lt;script&gt;alert(1)&lt;/script&gt;"
+    )
+    drawn = await rita.page.evaluate(
+        "(text) => BlockKit.mrkdwn(text, {names: {U0APPROVER1: 'alice'}, "
+        "channelNames: {C0ALERTS: 'alerts'}})",
+        source,
+    )
+    assert "<b>bold</b>" in drawn and "<i>italic</i>" in drawn and "<s>gone</s>" in drawn
+    assert "<code>code</code>" in drawn
+    assert '<a href="https://example.com/a?b=1&amp;c=2"' in drawn and ">a link</a>" in drawn
+    assert "@alice" in drawn and "#alerts" in drawn and "⚠️" in drawn
+    assert "<script>" not in drawn and "&lt;script&gt;" in drawn
+
 
 async def test_exception_from_an_alert_then_expiry_then_promotion(
     playground: Playground, browser: Browser
@@ -337,7 +361,9 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     await plan.locator("button", has_text="Promote").click()
     confirm = rita.page.locator("[data-testid=confirm]")  # Promote into production asks first
     await confirm.locator("[data-role=confirm]").click()
-    await rita.message("Ready on production").wait_for()
+    promoted = rita.message("Ready on production")
+    await promoted.locator("[data-testid=replies]").click()
+    await rita.page.locator("[data-testid=thread]", has_text="Field-by-field diff").wait_for()
     latest = await rita.create_until(
         "refused", "production", "team-search", "crawler-2", "crawler:latest"
     )
