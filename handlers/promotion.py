@@ -62,10 +62,24 @@ class PromotionHandler:
         self._slack = slack
         self._notices = notices
         notices.on_posted(PLAN_MESSAGE, self._plan_posted)
+        notices.on_refused(PLAN_MESSAGE, self._plan_refused)
 
     async def _plan_posted(self, name: str, channel: str, ts: str) -> None:
         await self._promotion.attach_message(
             name.removeprefix(PLAN_MESSAGE), channel=channel, ts=ts
+        )
+
+    async def _plan_refused(self, name: str, channel: str, error: str) -> None:
+        """Slack would not take the plan there (the bot is not in the channel, say): the
+        promoter hears it by direct message, as the command cannot answer any more."""
+        plan_id = name.removeprefix(PLAN_MESSAGE)
+        row = await self._promotion.plan_row(plan_id)
+        text = (
+            f":warning: Plan {plan_id} is ready, but it could not be posted in <#{channel}> "
+            f"({kit.escape(error)}). Invite the bot to the channel and run the command again."
+        )
+        await self._notices.enqueue(
+            row.requested_by, text, [kit.section(text)], key=f"{name}:refused"
         )
 
     # -- commands ----------------------------------------------------------------------

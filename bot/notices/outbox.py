@@ -17,6 +17,7 @@ the post counts as delivered.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ from bot.notices.tables import FAILED, FILE, PENDING, POST, SENT, SUPERSEDED, UP
 from bot.objects import Block
 from bot.store.database import Database
 
+log = logging.getLogger(__name__)
+
 N = notices.c
 PARENT = notices.alias("parent")
 
@@ -38,6 +41,8 @@ EVENT_TYPE = "policy_bot_notice"
 
 PostedListener = Callable[[str, str, str], Awaitable[None]]
 """Told (name, channel, ts) of a named post Slack took; may raise to have it told again."""
+RefusedListener = Callable[[str, str, str], Awaitable[None]]
+"""Told (name, channel, Slack's error) of a named post Slack refused for good."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class NoticeOutbox:
         self._clock = clock
         self._listeners: list[Callable[[], None]] = []
         self._posted: list[tuple[str, PostedListener]] = []
+        self._refused: list[tuple[str, RefusedListener]] = []
 
     def on_enqueue(self, listener: Callable[[], None]) -> None:
         """Call `listener` after each new notice is committed (the sender wakes up)."""
@@ -94,6 +100,12 @@ class NoticeOutbox:
     def on_posted(self, prefix: str, listener: PostedListener) -> None:
         """Tell `listener` where each named post whose name starts with `prefix` landed."""
         self._posted.append((prefix, listener))
+
+    def on_refused(self, prefix: str, listener: RefusedListener) -> None:
+        """Tell `listener` of each named post (name starting with `prefix`) Slack refused for
+        good (`not_in_channel`, `channel_not_found`, ...): someone should hear it was not
+        posted. A listener's failure is logged; the refusal stays recorded."""
+        self._refused.append((prefix, listener))
 
     def wake(self) -> None:
         """Have the senders look again now (the clock moved, a wait is over)."""
@@ -277,13 +289,19 @@ class NoticeOutbox:
         """Slack refused it for good (no such channel, invalid blocks): kept for diagnosis.
         Edits and replies waiting for a refused post fail with it."""
         await self._finish(notice, owner, state=FAILED, error=error[:2000])
-        if notice.name is not None and not notice.is_update:
+        if notice.name is not None and notice.op == POST:
             async with self._db.begin() as conn:
                 await conn.execute(
                     notices.update()
                     .where(N.after_key == notice.name, N.state == PENDING)
                     .values(state=FAILED, error=f"its message was not posted: {error}"[:2000])
                 )
+            for prefix, listener in self._refused:
+                if notice.name.startswith(prefix):
+                    try:
+                        await listener(notice.name, notice.channel, error)
+                    except Exception:  # the refusal is recorded; telling it is best effort
+                        log.exception("telling a refused post failed", extra={"notice": notice.id})
 
     async def retry_at(
         self,

@@ -169,3 +169,22 @@ async def wait_for_async(condition: Callable[[], Awaitable[bool]], *, timeout: f
     while not await condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def test_a_plan_slack_refuses_to_post_is_told_to_the_promoter(
+    bot: RunningBot, slack_emulator: SlackEmulator, apis: dict[str, Any], clock: ShiftedClock
+) -> None:
+    """The bot is not in the channel the command came from: the plan cannot be posted there,
+    and the promoter hears so by direct message (the command has long answered)."""
+    clock.offset = TEN_DAYS
+    seeded("staging", apis, seed.legacy_cluster_policy("closed-channel-policy", action="Audit"))
+    closed = "C0CLOSED"
+    slack_emulator.add_channel(closed, "closed", is_private=True, is_member=False)
+    interaction = await bot.slack.command(
+        "/policy", "promote closed-channel-policy", user=OWNER1, channel=closed
+    )
+    assert interaction.response.status == 200
+    dm = "D" + OWNER1[1:]
+    (told,) = await wait_for(lambda: slack_emulator.messages(dm), what="the DM")
+    assert "could not be posted in <#C0CLOSED> (channel_not_found)" in told.text
+    assert slack_emulator.messages(closed) == []

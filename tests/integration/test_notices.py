@@ -268,3 +268,32 @@ async def test_a_post_whose_answer_was_lost_is_found_and_not_posted_again(
     assert told == [request.ts]
     assert slack_emulator.calls("conversations.history")
     assert slack_emulator.calls("conversations.replies")
+
+
+async def test_a_file_whose_upload_answer_was_lost_is_found_by_name_not_uploaded_again(
+    slack_emulator: SlackEmulator, slack: SlackApi, database: Database
+) -> None:
+    """Slack completes the upload (the file is shared in the thread), then answers 500: the
+    bot finds the file by its name in that thread and does not upload it a second time."""
+    outbox = NoticeOutbox(database, clock=SYSTEM_CLOCK)
+    sender = sender_for(outbox, slack)
+    await outbox.enqueue(THREADS, "backup summary", name="backup:7:progress")
+    await outbox.enqueue_file(
+        THREADS, "b-7.tar.gz", b"bundle", title="Backup bundle b-7", thread_of="backup:7:progress"
+    )
+    slack_emulator.fail_next("files.completeUploadExternal", after_effect=True)
+    await sender.start()
+    try:
+        await until(lambda: slack_emulator.calls("conversations.replies"), "a look in the thread")
+        deadline = time.monotonic() + WAIT_S
+        while await outbox.states() != {"sent": 2}:
+            assert time.monotonic() < deadline, await outbox.states()
+            await asyncio.sleep(0.05)
+    finally:
+        await sender.stop()
+    (summary,) = slack_emulator.parents(THREADS)
+    shared = [f for f in slack_emulator.files if f.completed]
+    assert [(f.filename, f.thread_ts, f.content) for f in shared] == [
+        ("b-7.tar.gz", summary.ts, b"bundle")
+    ]
+    assert len(slack_emulator.calls("files.completeUploadExternal")) == 1
