@@ -115,6 +115,14 @@ class Messenger(Protocol):
     ) -> str: ...
 
 
+class DirectMessages(Protocol):
+    """The durable way to a person's DMs (`bot.notices.outbox.NoticeOutbox`)."""
+
+    async def enqueue(
+        self, channel: str, text: str, blocks: Sequence[dict[str, Any]] | None = None
+    ) -> bool: ...
+
+
 class NotAllowed(BotError):
     """The person clicked something their role does not allow; the message says who may."""
 
@@ -263,10 +271,18 @@ BoltListener = Callable[..., Awaitable[None]]
 class Plumbing:
     """Acknowledge first, authorise, run on the task group, answer errors."""
 
-    def __init__(self, *, tasks: Spawner, slack: Messenger, roles: Authority | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tasks: Spawner,
+        slack: Messenger,
+        roles: Authority | None = None,
+        dms: DirectMessages | None = None,
+    ) -> None:
         self._tasks = tasks
         self._slack = slack
         self._roles = roles
+        self._dms = dms
 
     def answering(self, respond: Respond, *, channel: str | None, user: str) -> Respond:
         """`respond` that falls back to chat.postEphemeral (to `user` in `channel`) when the
@@ -471,6 +487,8 @@ class Plumbing:
         try:
             if click.channel:
                 await self._slack.post_ephemeral(click.channel, click.user, text)
+            elif self._dms is not None:
+                await self._dms.enqueue(click.user, text)  # stored: Slack down delays it only
             else:
                 await self._slack.post_message(click.user, text)
         except SlackError:

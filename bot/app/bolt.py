@@ -29,7 +29,9 @@ def build_bolt(services: Services, listeners: Sequence[Listeners]) -> AsyncApp:
         request_verification_enabled=http_mode,
         logger=logging.getLogger("slack_bolt"),
     )
-    plumbing = Plumbing(tasks=services.tasks, slack=services.slack, roles=services.roles)
+    plumbing = Plumbing(
+        tasks=services.tasks, slack=services.slack, roles=services.roles, dms=services.notices
+    )
     command = PolicyCommand(
         [sub for group in listeners for sub in group.subcommands],
         plumbing=plumbing,
