@@ -88,7 +88,12 @@ async def _main(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     _say(FIRST_LINE)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_main(args))
+    except Exception as exc:  # the world could not start: say why, without a traceback
+        _say(f"the playground could not start: {type(exc).__name__}: {exc}")
+        _say("(the clusters' binaries come from `make kube kyverno`, Alertmanager from Debian)")
+        return 1
     _say("stopped")
     return 0

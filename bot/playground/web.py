@@ -132,7 +132,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     seen = ""
     woken = asyncio.Event()
-    world._listeners.append(woken.set)
+    world.subscribe(woken.set)
     try:
         while True:
             woken.clear()
@@ -158,7 +158,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass
     finally:
-        world._listeners.remove(woken.set)
+        world.unsubscribe(woken.set)
     return response
 
 

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from bot.app import Services, build_app, build_services
 from bot.clock import SYSTEM_CLOCK
@@ -32,7 +34,7 @@ from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.playground.slack_signed_client import SignedSlackClient
 from bot.settings import Settings, parse_settings
 from tests.kube.controlplane import Assets, ControlPlane
-from tests.kube.kyverno import Kyverno, build_assets
+from tests.kube.kyverno import Kyverno, KyvernoAssets, build_assets
 from tests.servers import alertmanager as am
 
 LADDER = ("dev", "qac", "staging", "production")
@@ -138,6 +140,12 @@ class World:
     revision: int = 0
     _listeners: list[Callable[[], None]] = field(default_factory=list)
 
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[], None]) -> None:
+        self._listeners.remove(listener)
+
     def changed(self) -> None:
         """Something outside Slack changed (a cluster, the clock): pages re-read."""
         self.revision += 1
@@ -175,8 +183,9 @@ def _built(script: str, what: str) -> Path:
 
 
 @contextlib.contextmanager
-def _environment(name: str, kube: Assets, workdir: Path) -> Any:
-    kyverno_assets = build_assets()
+def _environment(
+    name: str, kube: Assets, kyverno_assets: KyvernoAssets, workdir: Path
+) -> Iterator[Environment]:
     plane = ControlPlane.start(kube, workdir / name / "plane", crd_dir=kyverno_assets.crd_dir)
     try:
         kyverno = Kyverno.start(kyverno_assets, plane, workdir / name / "kyverno")
@@ -189,10 +198,14 @@ def _environment(name: str, kube: Assets, workdir: Path) -> Any:
 
 
 async def _start_environment(
-    stack: contextlib.ExitStack, name: str, kube: Assets, workdir: Path, production: bool
+    stack: contextlib.ExitStack,
+    name: str,
+    assets: tuple[Assets, KyvernoAssets],
+    workdir: Path,
+    production: bool,
 ) -> Environment:
     def start() -> Environment:
-        environment: Environment = stack.enter_context(_environment(name, kube, workdir))
+        environment: Environment = stack.enter_context(_environment(name, *assets, workdir))
         sample.populate(environment.kyverno, production=production)
         return environment
 
@@ -266,6 +279,7 @@ async def running_world(
     timings: dict[str, float] = {}
     names = environment_names(environments)
     kube = Assets.from_directory(await asyncio.to_thread(_built, "tools/kubebins/build.sh", "kube"))
+    assets = (kube, await asyncio.to_thread(build_assets))
     alertmanager_binary = am.find_binary()
     with contextlib.ExitStack() as clusters:
         async with contextlib.AsyncExitStack() as stack:
@@ -276,7 +290,7 @@ async def running_world(
             jira = await stack.enter_async_context(JiraEmulator(mode="server", projects=("SEC",)))
             progress(f"starting {len(names)} control planes with Kyverno: {', '.join(names)}")
             planes = await asyncio.gather(
-                *(_start_environment(clusters, n, kube, workdir, n == names[-1]) for n in names)
+                *(_start_environment(clusters, n, assets, workdir, n == names[-1]) for n in names)
             )
             timings["clusters"] = time.monotonic() - started
             by_name = {e.name: e for e in planes}
@@ -333,20 +347,16 @@ class _BotSite:
     def __init__(self, port: int) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self._runner: Any = None
+        self._runner: web.AppRunner | None = None
 
     @classmethod
     async def bind(cls) -> _BotSite:
-        import socket
-
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = int(probe.getsockname()[1])
         return cls(port)
 
-    async def serve(self, app: Any) -> None:
-        from aiohttp import web
-
+    async def serve(self, app: web.Application) -> None:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -354,7 +364,3 @@ class _BotSite:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-def describe(world: World) -> str:
-    return json.dumps({k: round(v, 1) for k, v in world.timings.items()})
