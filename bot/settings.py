@@ -151,6 +151,9 @@ class JiraSettings(_Frozen):
     project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,9}$")
     issue_type: str = "Task"
     timeout_s: float = Field(default=10.0, gt=0, le=120)
+    search_lag_s: float = Field(default=120.0, ge=0, le=3600)
+    """How long JIRA's search may take to list a new issue (Cloud's is eventually consistent):
+    after a create that got no answer, no second ticket is filed within this time."""
     user: str | None = None
     api_token: SecretStr | None = None
     token: SecretStr | None = None

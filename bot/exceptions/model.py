@@ -132,6 +132,8 @@ class ExceptionRequest:
     requester_channel: str | None = None
     jira_key: str | None = None
     ticket: str | None = None
+    ticket_tried_at: datetime | None = None
+    """When a create got no answer from JIRA (the ticket may exist but not be searchable)."""
     approver: str | None = None
     claimed_at: datetime | None = None
     decided_at: datetime | None = None

@@ -52,6 +52,7 @@ from bot.exceptions.model import (
 )
 from bot.exceptions.ports import Audit, Event, Notifier, Roles, Tickets
 from bot.exceptions.store import DuplicateRequestId, RequestStore
+from bot.exceptions.ticketing import file_ticket
 from bot.exceptions.validation import check_against_policy
 from bot.jira.adapter import TicketDraft, TicketNotFound
 from bot.kinds import Family, Kind
@@ -59,6 +60,7 @@ from bot.kube.errors import Conflict, Invalid, NotFound
 from bot.policies import parse_time
 from bot.ports.cluster import Cluster
 from bot.settings import ExceptionSettings
+from bot.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +205,8 @@ class ExceptionService:
             return await self._fulfil(rid, approver=approver, now=now)
         except (ApprovalFailed, Refused):
             raise
+        except StoreUnavailable:
+            raise  # nothing to release in a store that is down: the claim's lease lapses
         except Exception:
             log.exception("approval failed unexpectedly", extra={"request": rid})
             await self._release(
@@ -274,8 +278,8 @@ class ExceptionService:
                 ) from None
             key = found.key
         else:
-            ticket = await self.tickets.ensure(self._draft(request, expires_at))
-            key = ticket.key
+            draft = self._draft(request, expires_at)
+            key = await file_ticket(self.tickets, self.store, request, draft, now=self.clock.now())
         await self.store.set_ticket(request.id, key)
         return key
 

@@ -110,7 +110,11 @@ class RequestStore:
         return bool(result.rowcount)
 
     async def set_ticket(self, rid: RequestId, ticket: str) -> None:
-        await self._update(rid, None, ticket=ticket)
+        await self._update(rid, None, ticket=ticket, ticket_tried_at=None)
+
+    async def set_ticket_tried(self, rid: RequestId, at: datetime) -> None:
+        """Remember a create JIRA did not answer (see `ExceptionRequest.ticket_tried_at`)."""
+        await self._update(rid, None, ticket_tried_at=at)
 
     async def release(self, rid: RequestId, *, approver: str, error: str) -> bool:
         """Back to `pending` after a failed approval, with the error shown on the message."""
@@ -345,6 +349,7 @@ def _request(row: Any) -> ExceptionRequest:
         requester_channel=row.requester_channel,
         jira_key=row.jira_key,
         ticket=row.ticket,
+        ticket_tried_at=row.ticket_tried_at,
         approver=row.approver,
         claimed_at=row.claimed_at,
         decided_at=row.decided_at,

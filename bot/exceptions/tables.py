@@ -84,7 +84,15 @@ def _review_item_columns_v1() -> list[sa.Column[Any]]:
     ]
 
 
-exception_requests = sa.Table("exception_requests", metadata, *_request_columns_v1())
+def _request_columns_v2() -> list[sa.Column[Any]]:
+    """Added by r0005: when a ticket was filed without an answer from JIRA, so that a retry
+    does not file a second one while JIRA's search has not listed the first yet."""
+    return [sa.Column("ticket_tried_at", UtcDateTime(), nullable=True)]
+
+
+exception_requests = sa.Table(
+    "exception_requests", metadata, *_request_columns_v1(), *_request_columns_v2()
+)
 exception_reminders = sa.Table("exception_reminders", metadata, *_reminder_columns_v1())
 exception_reviews = sa.Table("exception_reviews", metadata, *_review_columns_v1())
 exception_review_items = sa.Table("exception_review_items", metadata, *_review_item_columns_v1())

@@ -8,7 +8,9 @@ sleep up to a minute, twice `Retry-After`); this module retries a few times itse
 where it is safe: 429 and 502/503/504 answers and refused connections, which JIRA never
 processed, and read timeouts of reads. A create that timed out is never blindly repeated:
 `ensure` searches for the request's fingerprint label before creating, so clicking Approve
-again finds the ticket an earlier attempt made instead of filing a second one.
+again finds the ticket an earlier attempt made instead of filing a second one; a create that
+got no answer raises `TicketOutcomeUnknown`, because JIRA Cloud's search is eventually
+consistent and may not list that ticket yet (the caller remembers the attempt).
 
 Cloud (`JIRA_USER` + `JIRA_API_TOKEN`, basic auth) and Data Center (`JIRA_TOKEN`, a personal
 access token sent as Bearer) differ in authentication and in the search endpoint; the
@@ -58,6 +60,20 @@ class TicketsUnavailable(TicketTrackerError):
         super().__init__(
             f"JIRA is not reachable right now ({reason}). Nothing was changed; "
             "try again in a minute."
+        )
+        self.reason = reason
+
+
+class TicketOutcomeUnknown(TicketsUnavailable):
+    """A change JIRA may have made although its answer never came (a create or comment that
+    timed out): repeating it blindly could make it twice."""
+
+    def __init__(self, reason: str) -> None:
+        TicketTrackerError.__init__(
+            self,
+            f"JIRA is not reachable right now ({reason}); it may have made the change all "
+            "the same. Nothing else was changed; try again in a minute: the bot first looks "
+            "for what JIRA already has.",
         )
         self.reason = reason
 
@@ -131,6 +147,10 @@ class JiraTickets:
     def browse_url(self, key: str) -> str:
         return f"{self.base_url}/browse/{key}"
 
+    @property
+    def search_lag_s(self) -> float:
+        return self._settings.search_lag_s
+
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         client = self._client
@@ -140,8 +160,14 @@ class JiraTickets:
     # -- operations --------------------------------------------------------------------
 
     async def ensure(self, draft: TicketDraft) -> Ticket:
-        """The request's ticket: the one carrying its fingerprint label, else a new one."""
-        return await self._run(partial(self._ensure, draft), idempotent=False)
+        """The request's ticket: the one carrying its fingerprint label, else a new one.
+
+        Raises TicketOutcomeUnknown when the create got no answer: the issue may exist, and
+        JIRA Cloud's search may not list it for a while (see `find`)."""
+        existing = await self.find(draft.fingerprint)
+        if existing is not None:
+            return existing
+        return await self._run(partial(self._create, draft), idempotent=False)
 
     async def find(self, fingerprint: str) -> Ticket | None:
         return await self._run(partial(self._find, fingerprint), idempotent=True)
@@ -206,10 +232,7 @@ class JiraTickets:
             return None
         return self._ticket(issues[0])
 
-    def _ensure(self, draft: TicketDraft) -> Ticket:
-        existing = self._find(draft.fingerprint)
-        if existing is not None:
-            return existing
+    def _create(self, draft: TicketDraft) -> Ticket:
         description = draft.description
         if draft.quoted:
             description += f"\n\n{_noformat(draft.quoted)}"
@@ -274,7 +297,10 @@ class JiraTickets:
                 self._deadline_s,
             )
         except TimeoutError:
-            raise TicketsUnavailable(f"no answer within {self._deadline_s:.0f} s") from None
+            reason = f"no answer within {self._deadline_s:.0f} s"
+            if not idempotent:
+                raise TicketOutcomeUnknown(reason) from None
+            raise TicketsUnavailable(reason) from None
         except RuntimeError as err:  # executor shut down: the bot is stopping
             raise TicketsUnavailable(str(err)) from None
 
@@ -297,7 +323,9 @@ class JiraTickets:
                     raise TicketsUnavailable(_reason(err)) from None
                 wait = min(self._max_wait_s, 0.5 * 2.0 ** (attempt - 1))
             except requests.exceptions.Timeout as err:
-                if not idempotent or attempt >= self._attempts:
+                if not idempotent:
+                    raise TicketOutcomeUnknown(_reason(err)) from None
+                if attempt >= self._attempts:
                     raise TicketsUnavailable(_reason(err)) from None
                 wait = 0.0
             except requests.exceptions.RequestException as err:

@@ -597,6 +597,34 @@ async def test_jira_down_leaves_the_request_pending_and_a_retry_succeeds(w: Worl
     assert outcomes == ["error", "error", "ok"]
 
 
+async def test_a_ticket_jira_has_not_listed_yet_is_not_filed_twice(w: World) -> None:
+    """JIRA Cloud's search is eventually consistent: after a create whose answer was lost,
+    the ticket exists but the label search does not find it yet. Approve again must wait for
+    it, not file a second ticket."""
+    rid, ts = await file_request(w)
+    w.jira.search_lags = True
+    w.jira.fail(None, path=r"/issue$", method="POST", times=1, delay_s=5, after=True)
+    await click(w, "exception_approve", APPROVER, ts)
+    await eventually(lambda: ephemeral_texts(w, APPROVER), timeout=30)
+    assert "it may have made the change all the same" in ephemeral_texts(w, APPROVER)[0]
+    assert len(w.jira.issues) == 1 and ours(w.plane, rid) == []
+
+    await click(w, "exception_approve", APPROVER, ts)
+    await eventually(lambda: len(ephemeral_texts(w, APPROVER)) >= 2, timeout=30)
+    assert (
+        "JIRA has not yet listed the ticket the bot may have filed"
+        in (ephemeral_texts(w, APPROVER)[1])
+    )
+    assert len(w.jira.calls("POST", r"/issue$")) == 1 and ours(w.plane, rid) == []
+    assert await request_state(w, rid) is State.PENDING
+
+    w.jira.index()  # the search catches up
+    await click(w, "exception_approve", APPROVER, ts)
+    await eventually(lambda: "Approved by" in message_text(w.slack.message(APPROVALS, ts)))
+    assert len(w.jira.calls("POST", r"/issue$")) == 1 and len(w.jira.issues) == 1
+    assert len(ours(w.plane, rid)) == 1
+
+
 async def test_a_restart_between_request_and_approval_loses_nothing(
     plane: ControlPlane,
     slack_emulator: SlackEmulator,
