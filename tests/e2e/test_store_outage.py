@@ -9,7 +9,6 @@ by its label (no second one) and the one PolicyException is created.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -40,13 +39,8 @@ from tests.e2e.test_exceptions import (
 from tests.e2e.test_exceptions import clock as clock
 from tests.harness import running_bot
 from tests.kube.controlplane import ControlPlane
-from tests.servers.postgres import (
-    REQUIRE_ENV,
-    PostgresNotInstalled,
-    PostgresServer,
-    check_installed,
-    running_postgres,
-)
+from tests.servers.fixtures import postgres_or_skip
+from tests.servers.postgres import PostgresServer
 from tests.timeline import MovableClock
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres]
@@ -57,13 +51,7 @@ __all__ = ["clock", "jira", "plane"]  # the exception suite's fixtures, shared
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of this test's own: killing the session's would break every other test."""
-    try:
-        bin_dir = check_installed()
-    except PostgresNotInstalled as missing:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{missing} ({REQUIRE_ENV}=1)")
-        pytest.skip(str(missing))
-    with running_postgres(bin_dir) as server:
+    with postgres_or_skip() as server:
         yield server
 
 

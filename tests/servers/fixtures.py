@@ -8,6 +8,7 @@ sets it: a green CI run must have exercised PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,9 +26,10 @@ from tests.servers.postgres import (
 )
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the whole session (starts in well under a second)."""
+@contextlib.contextmanager
+def postgres_or_skip() -> Iterator[PostgresServer]:
+    """A server of its own, or the test skipped (failed under POLICY_BOT_REQUIRE_POSTGRES=1)
+    when no binaries are installed."""
     try:
         bin_dir = check_installed()
     except PostgresNotInstalled as missing:
@@ -35,6 +37,13 @@ def postgres_server() -> Iterator[PostgresServer]:
             pytest.fail(f"{missing} ({REQUIRE_ENV}=1)")
         pytest.skip(str(missing))
     with running_postgres(bin_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole session (starts in well under a second)."""
+    with postgres_or_skip() as server:
         yield server
 
 
