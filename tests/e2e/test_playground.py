@@ -342,7 +342,7 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     # Past its expiry the bot removes the exception; the same workload is refused again.
     await rita.page.fill("#days", "8")
     await rita.page.click("[data-testid=advance-clock]")
-    await rita.page.locator("[data-testid=clock]", has_text="8 days ahead").wait_for()
+    await rita.page.locator("[data-testid=clock][data-advanced='8']").wait_for()
     # The clock's answer comes after the bot's expiry sweep ran at the new time.
     objects = await rita.objects("production")
     assert "policyexception" not in objects.lower(), objects
@@ -384,6 +384,6 @@ def test_ctrl_c_leaves_no_process(playground: Playground) -> None:
     assert len(tree) >= 5, tree  # etcd, kube-apiserver and Kyverno per environment, Alertmanager
     code = playground.stop()
     assert code == 0, "\n".join(playground.lines[-30:])
-    assert playground.lines[-1] == "stopped"
+    assert "stopped" in playground.lines[-3:], playground.lines[-3:]
     left = {p for p in tree if alive(p)}
     assert not left, f"still running after Ctrl-C: {left}"

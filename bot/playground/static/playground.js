@@ -399,7 +399,10 @@ function wire() {
   });
   $("fire-alert").addEventListener("click", () => api("/api/world/alert", { ...worldTarget(), status: "firing" }));
   $("resolve-alert").addEventListener("click", () => api("/api/world/alert", { ...worldTarget(), status: "resolved" }));
-  $("advance").addEventListener("click", () => api("/api/world/clock", { days: Number($("days").value) }));
+  $("advance").addEventListener("click", async () => {
+    const answer = await api("/api/world/clock", { days: Number($("days").value) });
+    $("clock").dataset.advanced = String(answer.offset_days);  // the sweeps have run by now
+  });
   $("show-objects").addEventListener("click", async () => {
     $("objects").textContent = "reading…";
     const answer = await api(`/api/world/objects?environment=${encodeURIComponent($("env").value)}`);
