@@ -190,3 +190,31 @@ async def test_an_answer_the_response_url_refuses_comes_as_an_ephemeral_message(
     )
     assert len(fallback) == 1
     assert "hand-made" in message_text(fallback[0])  # the register, as it would have come
+
+
+async def test_a_quarterly_review_due_during_an_outage_is_posted_once_and_acts(w: World) -> None:
+    """The review job runs while Slack is down: the review is posted once Slack is back, its
+    place is recorded, and Keep on it edits that very message."""
+    rid, ts = await file_request(w)
+    await click(w, "exception_approve", APPROVER, ts)
+    await eventually_state(w, rid, "active")
+    await settled(w)
+    parents = len(w.slack.parents(APPROVALS))
+    w.clock.advance(timedelta(days=3))
+    w.slack.set_outage(503)
+    assert await w.bot.services.scheduler.fire("exceptions.review")
+    await failed_calls(w, "chat.postMessage")
+    after_the_outage(w)
+    await settled(w)
+    (review,) = w.slack.parents(APPROVALS)[parents:]
+    assert "Quarterly exception review · 1 active" in message_text(review)
+    await w.bot.slack.block_action(
+        "exception_keep",
+        user=APPROVER,
+        channel=APPROVALS,
+        message_ts=review.ts,
+        block_id=f"review:{rid}",
+        value=rid,
+    )
+    await eventually(lambda: "Kept by" in message_text(w.slack.message(APPROVALS, review.ts)))
+    assert len(w.slack.parents(APPROVALS)) == parents + 1
