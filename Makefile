@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= $(POLICY_BOT_CONFIG)
 
-.PHONY: run screenshots test test-dates lint unit deps system-deps kube helm kyverno bench clean
+.PHONY: run screenshots test test-dates lint unit deps system-deps kube helm kyverno bench soak clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -65,6 +65,11 @@ test-dates: deps
 
 bench: deps system-deps kube
 	$(PY) -m bench
+
+# The chaos soak (not part of `make test`): SOAK_MINUTES (10) of every flow under injected
+# faults, then the invariants; exits non-zero when one is violated. SOAK_SEED repeats a schedule.
+soak: deps system-deps kube kyverno
+	$(PY) -m soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
