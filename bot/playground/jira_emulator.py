@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import itertools
 import json
 import re
@@ -184,6 +185,7 @@ class JiraEmulator:
 
     async def start(self) -> None:
         app = web.Application()
+        app.router.add_get("/browse/{key}", self._browse)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -271,6 +273,26 @@ class JiraEmulator:
         return issue
 
     # -- dispatch --------------------------------------------------------------------------
+
+    async def _browse(self, request: web.Request) -> web.Response:
+        """The issue page a person opens from a link (not the REST API, so not recorded)."""
+        issue = self.issues.get(request.match_info["key"])
+        if issue is None:
+            return web.Response(status=404, text="no such issue")
+        text = html.escape
+        description = str(issue.fields.get("description") or "")
+        comments = "".join(
+            f"<li><small>{text(c.created)}</small><br>{text(c.body)}</li>" for c in issue.comments
+        )
+        page = (
+            f"<!doctype html><title>{text(issue.key)}</title>"
+            f"<body style='font-family:sans-serif;max-width:760px;margin:2em auto'>"
+            f"<p>{text(issue.key)} · {text(issue.status)}</p>"
+            f"<h1>{text(str(issue.fields.get('summary', '')))}</h1>"
+            f"<pre style='white-space:pre-wrap'>{text(description)}</pre>"
+            f"<p>Labels: {text(', '.join(issue.labels))}</p><h2>Comments</h2><ul>{comments}</ul>"
+        )
+        return web.Response(text=page, content_type="text/html")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -327,7 +327,12 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     await request.locator("button", has_text="Approve").click()
     link = request.locator("a", has_text=re.compile(r"SEC-\d+")).first
     await link.wait_for()
-    assert "/browse/SEC-" in str(await link.get_attribute("href"))
+    href = str(await link.get_attribute("href"))
+    assert "/browse/SEC-" in href
+    ticket = await browser.new_page()  # the link opens the ticket, as on JIRA
+    await ticket.goto(href)
+    assert "require-team-label" in str(await ticket.locator("body").text_content())
+    await ticket.close()
     await rita.shot("approved")
 
     # The PolicyException is in the cluster and the refused workload is admitted.
