@@ -157,7 +157,7 @@ class NoticeSender:
 
     async def _send(self, notice: Notice) -> None:
         try:
-            posted = await self._find(notice) if notice.maybe_posted else None
+            posted = await self._look(notice) if notice.maybe_posted else None
             if posted is None:
                 await self._pacer.acquire(notice.channel)
                 posted = await self._deliver_one(notice)
@@ -220,6 +220,19 @@ class NoticeSender:
             thread_ts=notice.thread_ts,
             metadata=notice.metadata(),
         )
+
+    async def _look(self, notice: Notice) -> Posted | None:
+        """`_find`, except that a lookup Slack refuses (a missing history scope, a public
+        channel the bot posts to without being in it) posts again: a possible second copy
+        is better than a message never sent."""
+        try:
+            return await self._find(notice)
+        except SlackRejected as err:
+            log.warning(
+                "could not look for a post whose answer was lost; posting it again",
+                extra={"notice": notice.id, "channel": notice.channel, "error": err.error},
+            )
+            return None
 
     async def _find(self, notice: Notice) -> Posted | None:
         """The post of an earlier attempt, if it landed (edits are simply sent again)."""

@@ -297,3 +297,21 @@ async def test_a_file_whose_upload_answer_was_lost_is_found_by_name_not_uploaded
         ("b-7.tar.gz", summary.ts, b"bundle")
     ]
     assert len(slack_emulator.calls("files.completeUploadExternal")) == 1
+
+
+async def test_a_lookup_slack_refuses_posts_again_rather_than_lose_the_message(
+    slack_emulator: SlackEmulator, slack: SlackApi, database: Database
+) -> None:
+    """The answer was lost and the history cannot be read (an install without the history
+    scopes): the notice is posted again, a possible second copy rather than none."""
+    outbox = NoticeOutbox(database, clock=SYSTEM_CLOCK)
+    sender = sender_for(outbox, slack)
+    slack_emulator.fail_next("chat.postMessage", after_effect=True)
+    slack_emulator.fail_next("conversations.history", "missing_scope", status=200)
+    await outbox.enqueue(THREADS, "owed")
+    await sender.start()
+    try:
+        await until(lambda: len(slack_emulator.parents(THREADS)) == 2, "the second copy")
+    finally:
+        await sender.stop()
+    assert await outbox.states() == {"sent": 1}

@@ -27,6 +27,11 @@ SCOPES = {
     "files_getUploadURLExternal": "files:write",
     "files_completeUploadExternal": "files:write",
     "conversations_info": "channels:read",
+    # Finding a post whose answer was lost: public channels (and groups:history, im:history
+    # for private channels and DMs, which the manifests ask for alongside).
+    "conversations_history": "channels:history",
+    "conversations_replies": "channels:history",
+    "conversations_open": "im:write",
 }
 
 
