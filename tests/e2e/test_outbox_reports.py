@@ -160,3 +160,30 @@ async def test_an_outage_when_the_digest_fires_loses_and_doubles_nothing(
     assert not await bot.services.scheduler.fire("digest.daily", SLOT)
     await delivered(bot)
     assert len(slack_emulator.parents(reports)) == 1
+
+
+@pytest.mark.kube
+async def test_an_outage_during_an_evidence_pack_loses_and_doubles_nothing(
+    backup_bot: RunningBot, slack_emulator: SlackEmulator, clock: ShiftedClock
+) -> None:
+    bot = backup_bot
+    month = datetime.now(UTC).strftime("%Y-%m")
+    interaction = await bot.slack.command("/policy", "help", user=ADMIN, channel=CHANNEL)
+    assert interaction.response.status == 200  # Bolt has met Slack before it goes down
+    slack_emulator.set_outage(503)
+    interaction = await bot.slack.command(
+        "/policy", f"audit evidence {month}", user=ADMIN, channel=CHANNEL
+    )
+    assert interaction.response.status == 200
+    await wait_for(
+        lambda: [r for r in slack_emulator.responses if r.status == 503 and "Evidence" in str(r)],
+        what="the command's answer in the outage",
+    )
+    assert slack_emulator.parents(REPORTS) == [] and slack_emulator.files == []
+    after_the_outage(bot, slack_emulator, clock)
+
+    await delivered(bot)
+    (pack,) = slack_emulator.parents(REPORTS)
+    assert f"Evidence pack {month}" in pack.text
+    uploads = [f for f in slack_emulator.files if f.completed]
+    assert [(f.filename, f.thread_ts) for f in uploads] == [(f"evidence-{month}.md", pack.ts)]
