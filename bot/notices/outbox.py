@@ -185,6 +185,7 @@ class NoticeOutbox:
                 .where(sa.or_(N.claimed_until.is_(None), N.claimed_until < now))
                 .values(state=SUPERSEDED, claimed_by=None, claimed_until=None)
             )
+            after = name if ts is None else None
             await conn.execute(
                 notices.insert().values(
                     channel=channel,
@@ -192,11 +193,11 @@ class NoticeOutbox:
                     blocks=list(blocks) if blocks is not None else None,
                     op=UPDATE,
                     message_key=name,
-                    after_key=name if ts is None else None,
+                    after_key=after,
                     target_ts=ts,
-                    state=PENDING,
                     attempts=0,
                     created_at=now,
+                    **await self._state_after(conn, after),
                 )
             )
         self.wake()
@@ -218,15 +219,31 @@ class NoticeOutbox:
     async def _insert(self, **values: Any) -> bool:
         try:
             async with self._db.begin() as conn:
+                state = await self._state_after(conn, values.get("after_key"))
                 await conn.execute(
                     notices.insert().values(
-                        state=PENDING, attempts=0, created_at=self._clock.now(), **values
+                        attempts=0, created_at=self._clock.now(), **values, **state
                     )
                 )
         except IntegrityError:
             return False
         self.wake()
         return True
+
+    @staticmethod
+    async def _state_after(conn: Any, after_key: str | None) -> dict[str, Any]:
+        """Pending, unless the post it waits for was refused: then it can never go."""
+        if after_key is not None:
+            refused = (
+                await conn.execute(
+                    sa.select(N.error).where(
+                        N.op == POST, N.message_key == after_key, N.state == FAILED
+                    )
+                )
+            ).first()
+            if refused is not None:
+                return {"state": FAILED, "error": f"its message was not posted: {refused.error}"}
+        return {"state": PENDING}
 
     async def claim(self, *, owner: str, lease_s: float, limit: int = 50) -> list[Notice]:
         """Lease up to `limit` due notices, oldest first; an edit or a thread reply only once

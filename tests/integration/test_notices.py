@@ -315,3 +315,34 @@ async def test_a_lookup_slack_refuses_posts_again_rather_than_lose_the_message(
     finally:
         await sender.stop()
     assert await outbox.states() == {"sent": 1}
+
+
+async def test_edits_and_replies_of_a_refused_post_fail_with_it_and_never_linger(
+    slack_emulator: SlackEmulator, slack: SlackApi, database: Database
+) -> None:
+    """Slack refuses a named post for good: what waited for it fails with it, and what is
+    stored for it afterwards fails at once instead of waiting for ever."""
+    outbox = NoticeOutbox(database, clock=SYSTEM_CLOCK)
+    refused: list[tuple[str, str]] = []
+
+    async def told(name: str, channel: str, error: str) -> None:
+        refused.append((name, error))
+
+    outbox.on_refused("plan:", told)
+    slack_emulator.fail_next("chat.postMessage", "channel_not_found", status=200)
+    await outbox.enqueue(THREADS, "the plan", name="plan:1")
+    await outbox.enqueue_update("plan:1", THREADS, "the plan, edited before it was posted")
+    sender = sender_for(outbox, slack)
+    await sender.start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while await outbox.states() != {"failed": 2}:
+            assert time.monotonic() < deadline, await outbox.states()
+            await asyncio.sleep(0.05)
+    finally:
+        await sender.stop()
+    await outbox.enqueue_update("plan:1", THREADS, "an edit after the refusal")
+    await outbox.enqueue(THREADS, "a reply after the refusal", thread_of="plan:1")
+    assert await outbox.states() == {"failed": 4}
+    assert refused == [("plan:1", "channel_not_found")]
+    assert slack_emulator.messages(THREADS) == []
