@@ -335,6 +335,13 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     await ticket.close()
     await rita.shot("approved")
 
+    # The alert resolves through Alertmanager; the bot updates its message in place.
+    await rita.page.click("[data-testid=resolve-alert]")
+    await rita.go("alerts")
+    resolved = rita.message("RESOLVED")
+    await resolved.wait_for()
+    assert "require-team-label" in str(await resolved.text_content())
+
     # The PolicyException is in the cluster and the refused workload is admitted.
     admitted = await rita.create_until(
         "admitted", "production", "team-payments", "ledger", "nginx:1.27"
