@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -43,6 +44,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def _say(line: str) -> None:
     print(line, flush=True)
+
+
+def _check_port(port: int) -> None:
+    """Fail at once, not after the world started, when the page's port is taken."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise SystemExit(f"port {port} on 127.0.0.1 is taken ({exc}); try --port") from exc
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -88,6 +98,7 @@ async def _main(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     _say(FIRST_LINE)
+    _check_port(args.port)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_main(args))
