@@ -296,8 +296,16 @@ class NoticeOutbox:
             for prefix, listener in self._posted:
                 if notice.name.startswith(prefix):
                     await listener(notice.name, channel or notice.channel, ts)
+        # A shared file's bytes (a backup bundle) are Slack's now: the row keeps its name.
+        dropped = {"file_content": None} if notice.is_file else {}
         await self._finish(
-            notice, owner, state=SENT, sent_at=self._clock.now(), sent_ts=ts, sent_channel=channel
+            notice,
+            owner,
+            state=SENT,
+            sent_at=self._clock.now(),
+            sent_ts=ts,
+            sent_channel=channel,
+            **dropped,
         )
         if notice.name is not None and not notice.is_update:
             self.wake()  # its edits and thread replies may go now

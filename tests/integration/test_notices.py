@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 
 from bot.clock import SYSTEM_CLOCK
 from bot.notices.outbox import NoticeOutbox
 from bot.notices.sender import NoticeSender
+from bot.notices.tables import notices
 from bot.pacing import ChannelPacer
 from bot.playground.slack_emulator import SlackEmulator
 from bot.slack_api import SlackApi
@@ -297,6 +299,9 @@ async def test_a_file_whose_upload_answer_was_lost_is_found_by_name_not_uploaded
         ("b-7.tar.gz", summary.ts, b"bundle")
     ]
     assert len(slack_emulator.calls("files.completeUploadExternal")) == 1
+    async with database.connect() as conn:  # the bytes are not kept once Slack has them
+        kept = (await conn.execute(sa.select(notices.c.file_content))).scalars().all()
+    assert kept == [None, None]
 
 
 async def test_a_lookup_slack_refuses_posts_again_rather_than_lose_the_message(
