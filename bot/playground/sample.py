@@ -10,9 +10,9 @@ violate the audit-only rules, so reports and alerts have something to say.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from bot.clock import SYSTEM_CLOCK
 from tests.kube import seed
 from tests.kube.kyverno import Kyverno
 
@@ -103,9 +103,9 @@ def populate(kyverno: Kyverno, *, production: bool) -> None:
                 kyverno.apply(workload.manifest())
 
 
-def alert(environment: str, target: Workload, *, firing: bool) -> dict[str, Any]:
+def alert(environment: str, target: Workload, *, firing: bool, now: datetime) -> dict[str, Any]:
     """What Prometheus would push to Alertmanager for the team-label violation of `target`."""
-    now = SYSTEM_CLOCK.now().isoformat()
+    moment = now.isoformat()
     alert: dict[str, Any] = {
         "labels": {
             "alertname": "KyvernoPolicyViolation",
@@ -121,8 +121,8 @@ def alert(environment: str, target: Workload, *, firing: bool) -> dict[str, Any]
             "summary": f"{target.namespace}/{target.name} has no team label",
             "description": "validation error: label `team` is required.",
         },
-        "startsAt": now,
+        "startsAt": moment,
     }
     if not firing:
-        alert["endsAt"] = now
+        alert["endsAt"] = moment
     return alert

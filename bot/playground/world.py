@@ -167,7 +167,9 @@ class World:
         self.changed()
 
     async def alert(self, environment: str, target: sample.Workload, *, firing: bool) -> None:
-        await self.alertmanager.push([sample.alert(environment, target, firing=firing)])
+        # Alertmanager keeps the real time, whatever the bot's clock says.
+        now = SYSTEM_CLOCK.now()
+        await self.alertmanager.push([sample.alert(environment, target, firing=firing, now=now)])
 
 
 def _built(script: str, what: str) -> Path:

@@ -24,7 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("bot", "handlers")
 CLOCK_MODULE = "bot/clock.py"
-COMPOSITION_ROOTS = frozenset({"bot/app/serve.py", "bot/app/cli.py"})
+COMPOSITION_ROOTS = frozenset({"bot/app/serve.py", "bot/app/cli.py", "bot/playground/world.py"})
+OUTSIDE_WORLD = frozenset(
+    {
+        "bot/playground/jira_emulator.py",
+        "bot/playground/slack_emulator.py",
+        "bot/playground/slack_signed_client.py",
+    }
+)
+"""The emulators stand for Slack and JIRA, whose clocks are the world's, not the bot's: they
+may read the machine's time (ruff's per-file-ignores say the same)."""
 FORBIDDEN = frozenset(
     {
         "datetime.datetime.now",
@@ -68,7 +77,7 @@ def violations(source: str, path: str) -> Iterator[str]:
     tree = ast.parse(source, filename=path)
     imported = _qualified_names(tree)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and path != CLOCK_MODULE:
+        if isinstance(node, ast.Call) and path != CLOCK_MODULE and path not in OUTSIDE_WORLD:
             parts = _dotted(node.func)
             if parts and parts[0] in imported:
                 qualified = ".".join([imported[parts[0]], *parts[1:]])
