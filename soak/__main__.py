@@ -1,6 +1,7 @@
 """`python -m soak`: SOAK_MINUTES (10) of flows under faults, then the invariants.
 
 SOAK_FAULTS (comma-separated kinds of `soak.faults.RATES`) limits the faults to those.
+SOAK_KEEP=DIR keeps the world's files (the replicas' logs among them) in DIR, which must not exist.
 SOAK_SEED picks the fault schedule (random when unset; printed, so a run can be repeated).
 Exits 1 when an invariant is violated. Not a test: `make test` does not run it.
 """
@@ -85,8 +86,14 @@ def main() -> int:
         print(f"SOAK_FAULTS: unknown {sorted(unknown)}; known: {', '.join(faults.RATES)}")
         return 2
     began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="policy-bot-soak-") as workdir:
-        tally = asyncio.run(soak(minutes, seed, kinds, Path(workdir)))
+    keep = os.environ.get("SOAK_KEEP")
+    if keep:  # the replicas' logs, the backups, PostgreSQL's and the cluster's files stay
+        workdir = Path(keep)
+        workdir.mkdir(parents=True, exist_ok=False)
+        tally = asyncio.run(soak(minutes, seed, kinds, workdir))
+    else:
+        with tempfile.TemporaryDirectory(prefix="policy-bot-soak-") as tmp:
+            tally = asyncio.run(soak(minutes, seed, kinds, Path(tmp)))
     print(tally.report(seed=seed, minutes=minutes, took_s=time.monotonic() - began))
     return 1 if tally.violations else 0
 

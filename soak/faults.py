@@ -106,9 +106,10 @@ async def _postgres_crash(stage: Stage, fault: Fault) -> None:
 
 
 async def _replica_kill(stage: Stage, fault: Fault) -> None:
-    await stage.kill(fault.target)
-    await asyncio.sleep(fault.hold_s)
-    await stage.start_again(fault.target)
+    async with stage.replicas[fault.target].lock:
+        await stage.kill(fault.target)
+        await asyncio.sleep(fault.hold_s)
+        await stage.start_again(fault.target)
 
 
 INJECT: dict[str, Callable[[Stage, Fault], Awaitable[None]]] = {
@@ -133,8 +134,17 @@ async def run_schedule(stage: Stage, faults: list[Fault], tally: Tally, started:
             await asyncio.sleep(delay)
         print(f"fault{fault.line()}", flush=True)
         tally.faults[fault.kind] += 1
-        running.append(asyncio.create_task(INJECT[fault.kind](stage, fault)))
+        running.append(asyncio.create_task(_inject(stage, fault)))
     await asyncio.gather(*running)
+
+
+async def _inject(stage: Stage, fault: Fault) -> None:
+    """One fault; one that cannot be undone (a replica that will not start) is said, and
+    `heal` tries again after the flows."""
+    try:
+        await INJECT[fault.kind](stage, fault)
+    except Exception as exc:
+        print(f"fault{fault.line()} did not end cleanly: {exc!s:.300}", flush=True)
 
 
 async def index_jira(stage: Stage, stop: asyncio.Event) -> None:
@@ -152,5 +162,6 @@ async def heal(stage: Stage) -> None:
     if stage.api_cut:
         await stage.restore_api()
     for name, replica in stage.replicas.items():
-        if not replica.process.alive:
-            await stage.start_again(name)
+        async with replica.lock:
+            if not replica.process.alive:
+                await stage.start_again(name)

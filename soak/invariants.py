@@ -8,6 +8,7 @@ bot's command line, as an operator would.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import sys
@@ -26,9 +27,9 @@ from bot.notices.tables import PENDING, POST, SENT, notices
 from bot.playground.slack_emulator import Message
 from bot.playground.world import CHANNELS, PEOPLE
 from bot.store.audit_trail import AuditTrail
-from soak.stage import Stage
+from soak.stage import PROMOTED, Stage
 from soak.tally import Tally
-from soak.users import APPROVALS, REQUESTER, Script
+from soak.users import APPROVALS, REQUESTER, Script, promoted_mode
 from tests.kube.kyverno import EXCEPTION_NAMESPACE
 
 ALERTS = CHANNELS["alerts"]
@@ -201,8 +202,64 @@ async def check_audit(stage: Stage, tally: Tally) -> list[Entry]:
     return await AuditTrail(stage.database, clock=SYSTEM_CLOCK).entries()
 
 
+def check_backups(stage: Stage, script: Script, tally: Tally, entries: list[Entry]) -> None:
+    """Each backup that ran left its bundle in the directory target and its file in Slack once;
+    the figures say how many acknowledged commands never ran (their replica was killed)."""
+    runs = [e for e in entries if e.action == "backup.run" and e.target]
+    tally.messages["backups acknowledged"] = script.backups_acknowledged
+    tally.messages["backups run"] = len(runs)
+    bundles = [p.name for p in stage.backups.iterdir()]
+    for entry in runs:
+        bid = str(entry.target)
+        tally.check(
+            "backup bundle in the dir target",
+            any(name.startswith(bid) for name in bundles),
+            f"{bid} ({entry.outcome}) not among {bundles}",
+        )
+        shared = [f for f in stage.slack.files if f.completed and f.filename == f"{bid}.tar.gz"]
+        tally.check(
+            "backup file shared once", len(shared) == 1, f"{bid}: shared {len(shared)} times"
+        )
+
+
+def check_promotion(stage: Stage, tally: Tally, entries: list[Entry]) -> None:
+    """The cluster holds the mode of the last change the audit trail records: no write the
+    trail lacks (a crash between the two), none it claims that did not happen."""
+    changes = [
+        e
+        for e in entries
+        if e.target == f"ClusterPolicy/{PROMOTED}"
+        and e.outcome == "applied"
+        and e.action in ("promotion.apply", "promotion.demote")
+    ]
+    tally.messages["promotions applied"] = sum(e.action == "promotion.apply" for e in changes)
+    tally.messages["demotions applied"] = sum(e.action == "promotion.demote" for e in changes)
+    want = "Audit"
+    if changes and changes[-1].action == "promotion.apply":
+        want = "Enforce"
+    held = promoted_mode(stage)
+    tally.check(
+        "promoted policy's mode is the last audited change",
+        held == want,
+        f"{PROMOTED} is {held} in the cluster, the audit trail says {want} "
+        f"({len(changes)} changes audited)",
+    )
+    modes = [e.action for e in changes]
+    alternating = all(a != b for a, b in itertools.pairwise(modes))
+    tally.check(
+        "promotions and demotions alternate in the audit trail",
+        alternating,
+        f"audited changes in order: {modes}",
+    )
+
+
 async def check_all(stage: Stage, script: Script, tally: Tally) -> None:
+    # Acknowledgements after Slack's 3 s (the person saw an error): a figure, not an
+    # invariant, as a loaded machine makes them too.
+    tally.messages["acknowledgements later than 3 s"] = len(stage.slack.late_acks)
     entries = await check_audit(stage, tally)
+    check_backups(stage, script, tally, entries)
+    check_promotion(stage, tally, entries)
     await check_requests(stage, tally, entries)
     await check_alerts(stage, script, tally)
     await check_notices(stage, tally)

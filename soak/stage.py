@@ -28,6 +28,7 @@ from bot.playground.world import CHANNELS, PEOPLE
 from bot.store import Database, open_database
 from tests.deploy.process import BotProcess
 from tests.harness import TcpProxy, kubeconfig_via
+from tests.kube import seed
 from tests.kube.controlplane import ControlPlane
 from tests.kube.kyverno import EXCEPTION_NAMESPACE, Kyverno, build_assets
 from tests.servers.child import free_port
@@ -40,6 +41,8 @@ WEBHOOK_TOKEN = "soak-alertmanager-token"
 JIRA_TIMEOUT_S = 5
 JIRA_SEARCH_LAG_S = 20
 REPLICAS = ("a", "b")
+PROMOTED = "soak-promotable"
+"""The policy the promoter moves between Audit and Enforce in `dev`, and back."""
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Replica:
     process: BotProcess
     client: SignedSlackClient
     restarts: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held from a kill to the restart: two faults never restart one replica twice."""
 
 
 @dataclass
@@ -118,7 +123,9 @@ def write_config(path: Path, *, port: int, kubeconfig: Path, jira: str, backups:
             "channels": {k: v for k, v in CHANNELS.items() if k != "general"},
             "roles": {
                 "approvers": {"users": approvers},
-                "promoters": {"users": admin},
+                # The only environment is the last rung, "production": a second promoter
+                # confirms what the first asked for.
+                "promoters": {"users": [*admin, approvers[0]]},
                 "admins": {"users": admin},
             },
         },
@@ -129,6 +136,12 @@ def write_config(path: Path, *, port: int, kubeconfig: Path, jira: str, backups:
             "project": "SEC",
             "timeout_s": JIRA_TIMEOUT_S,
             "search_lag_s": JIRA_SEARCH_LAG_S,
+        },
+        "promotion": {
+            "stages": [{"environment": ENVIRONMENT, "mode": m} for m in ("Audit", "Enforce")],
+            "gates": [{"type": "max_failures", "max": 1000}],  # none would mean the defaults
+            "readiness_timeout_s": 30,
+            "readiness_poll_s": 0.5,
         },
         "backup": {
             "cron": None,
@@ -149,6 +162,10 @@ def _start_cluster(workdir: Path) -> tuple[ControlPlane, Kyverno]:
         raise
     try:
         sample.populate(kyverno, production=False)
+        rule = seed.require_label_rule("check-owner-label", label="owner", kinds=("Pod",))
+        rule["match"]["any"][0]["resources"]["namespaces"] = ["soak-*"]  # blocks nobody
+        kyverno.apply(seed.legacy_cluster_policy(PROMOTED, action="Audit", rules=[rule]))
+        kyverno.wait_policy_ready(PROMOTED, None)
     except BaseException:
         kyverno.stop(remove_webhooks=False)
         plane.stop()

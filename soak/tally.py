@@ -38,6 +38,10 @@ class Tally:
             f"messages: expected {m['expected']}, delivered {m['delivered']}, "
             f"duplicated {m['duplicated']}, missing {m['expected'] - m['delivered']}"
         )
+        core = ("expected", "delivered", "duplicated")
+        others = [f"{k} {n}" for k, n in sorted(m.items()) if k not in core]
+        if others:
+            lines.append("also: " + ", ".join(others))
         checked = sum(self.invariants.values())
         lines.append(f"invariants: checked {checked}, violated {len(self.violations)}")
         lines += [f"  {k}: {n}" for k, n in sorted(self.invariants.items())]

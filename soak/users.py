@@ -22,8 +22,9 @@ from bot.clock import SYSTEM_CLOCK
 from bot.exceptions.model import State
 from bot.exceptions.store import RequestStore
 from bot.playground import sample
+from bot.playground.slack_emulator import Message
 from bot.playground.world import CHANNELS, PEOPLE
-from soak.stage import ENVIRONMENT, WEBHOOK_TOKEN, Replica, Stage
+from soak.stage import ENVIRONMENT, PROMOTED, WEBHOOK_TOKEN, Replica, Stage
 from soak.tally import Tally
 from tests.alert_samples import alert, payload
 
@@ -86,9 +87,14 @@ async def file_request(stage: Stage, n: int) -> str:
     )
     if opened.status != 200:
         raise FlowFailed(f"/policy exception answered {opened.status}")
-    await until(
-        lambda: any(v.user == REQUESTER for v in stage.slack.views[views:]), "the form opened"
-    )
+    told = len(stage.slack.ephemeral(user=REQUESTER))
+    try:
+        await until(
+            lambda: any(v.user == REQUESTER for v in stage.slack.views[views:]), "the form opened"
+        )
+    except FlowFailed as exc:
+        said = [e.text for e in stage.slack.ephemeral(user=REQUESTER)[told:]]
+        raise FlowFailed(f"{exc} (acknowledged {opened.text[:80]!r}, then said {said})") from None
     view = next(v for v in reversed(stage.slack.views) if v.user == REQUESTER)
     values = {
         "environment": ENVIRONMENT,
@@ -222,6 +228,83 @@ async def alert_flow(stage: Stage, script: Script, n: int) -> None:
     script.groups[policy] = up
 
 
+def promoted_mode(stage: Stage) -> str:
+    """The mode the cluster holds for the promoted policy (read past the proxy)."""
+    listed = stage.plane.kubectl("get", "clusterpolicies.kyverno.io", PROMOTED, "-o", "json")
+    return str(json.loads(listed.stdout)["spec"]["validationFailureAction"])
+
+
+async def mode_becomes(stage: Stage, want: str, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while await asyncio.to_thread(promoted_mode, stage) != want:
+        if time.monotonic() > deadline:
+            raise FlowFailed(f"{what}: not within {timeout:g} s")
+        await asyncio.sleep(1)
+
+
+async def promotion_flow(stage: Stage, script: Script, n: int) -> None:
+    """The promoter moves the policy to Enforce (a plan, Promote clicked by a second promoter)
+    or demotes it to Audit."""
+    mode = await asyncio.to_thread(promoted_mode, stage)
+    if mode == "Enforce":
+        asked = {e.ts for e in stage.slack.ephemeral(GENERAL, ADMIN)}
+        answer = await replica(stage).client.command(
+            "/policy", f"demote {PROMOTED} {ENVIRONMENT}", user=ADMIN, channel=GENERAL
+        )
+        if answer.status != 200:
+            raise FlowFailed(f"/policy demote answered {answer.status}")
+
+        def prompt() -> str | None:  # production asks first
+            return next(
+                (
+                    e.ts
+                    for e in stage.slack.ephemeral(GENERAL, ADMIN)
+                    if e.ts not in asked and "demote_confirm" in str(e.blocks)
+                ),
+                None,
+            )
+
+        await until(prompt, "the demote prompt")
+        clicked = await replica(stage).client.block_action(
+            "demote_confirm", user=ADMIN, channel=GENERAL, message_ts=prompt(), ephemeral=True
+        )
+        if clicked.status != 200:
+            raise FlowFailed(f"Demote answered {clicked.status}")
+        await mode_becomes(stage, "Audit", "the demotion in the cluster")
+        return
+    before = {m.ts for m in stage.slack.parents(GENERAL)}
+    answer = await replica(stage).client.command(
+        "/policy", f"promote {PROMOTED}", user=ADMIN, channel=GENERAL
+    )
+    if answer.status != 200:
+        raise FlowFailed(f"/policy promote answered {answer.status}")
+
+    def plan() -> Message | None:
+        return next(
+            (
+                m
+                for m in stage.slack.parents(GENERAL)
+                if m.ts not in before and m.text.startswith("Promotion plan")
+            ),
+            None,
+        )
+
+    await until(plan, "the promotion plan")
+    posted = plan()
+    assert posted is not None
+    told = len(stage.slack.ephemeral(user=APPROVER))
+    clicked = await replica(stage).client.block_action(
+        "promote_confirm", user=APPROVER, channel=GENERAL, message_ts=posted.ts
+    )
+    if clicked.status != 200:
+        raise FlowFailed(f"Promote answered {clicked.status}")
+    try:
+        await mode_becomes(stage, "Enforce", "the promotion in the cluster")
+    except FlowFailed as exc:
+        said = [e.text[:100] for e in stage.slack.ephemeral(user=APPROVER)[told:]]
+        raise FlowFailed(f"{exc} (the promoter was told {said})") from None
+
+
 Flow = Callable[[Stage, Script, int], Awaitable[None]]
 FLOWS: dict[str, tuple[Flow, float]] = {
     # kind: (flow, mean seconds between rounds)
@@ -229,6 +312,7 @@ FLOWS: dict[str, tuple[Flow, float]] = {
     "alert notification": (alert_flow, 5.0),
     "/policy status": (status_flow, 12.0),
     "/policy backup": (backup_flow, 45.0),
+    "promotion / demotion": (promotion_flow, 20.0),
 }
 
 
