@@ -33,11 +33,13 @@ async def quiet(stage: Stage, deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
             async with stage.database.connect() as conn:
-                busy = await conn.scalar(
+                notes = await conn.scalar(
                     sa.select(sa.func.count()).where(notices.c.state == PENDING)
-                ) + await conn.scalar(
+                )
+                alerts = await conn.scalar(
                     sa.select(sa.func.count()).where(alert_messages.c.pending.is_(True))
                 )
+            busy = (notes or 0) + (alerts or 0)
         except Exception as exc:  # the store was just restarted: ask again
             print(f"  waiting for the outboxes: {exc!s:.120}", flush=True)
             busy = 1

@@ -226,7 +226,12 @@ async def running_stage(workdir: Path, rng: random.Random) -> AsyncIterator[Stag
             client = SignedSlackClient(process.url, SIGNING_SECRET, slack, timeout=15)
             stack.push_async_callback(client.close)
             replicas[name] = Replica(name, config, bot_port, home, process, client)
-        stack.callback(lambda: [r.process.kill() for r in replicas.values()])
+
+        def kill_all() -> None:
+            for replica in replicas.values():
+                replica.process.kill()
+
+        stack.callback(kill_all)
         await asyncio.gather(*(r.process.wait_until_ready(timeout=180) for r in replicas.values()))
         database = await open_database(store_url)
         stack.push_async_callback(database.close)
