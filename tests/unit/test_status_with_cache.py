@@ -3,7 +3,7 @@ and an environment that cannot be listed shows the cache's last known state "as 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +14,7 @@ from bot.ladder import Ladder
 from bot.policies import Mode
 from bot.ports.snapshot import Snapshot
 from bot.reports import Tally
-from bot.status.service import CachedSnapshot, StatusService
+from bot.status.service import CachedSnapshot, CacheHealth, StatusService
 from handlers.render import status as render
 from tests.unit.status_samples import policy
 
@@ -58,6 +58,9 @@ class Cache:
     def cached(self, name: str, kinds: Sequence[Kind] | None = None) -> CachedSnapshot | None:
         self.asked.append((name, kinds))
         return self.answer
+
+    def health(self) -> Mapping[str, CacheHealth]:
+        return {}  # status answers never read it; /readyz does
 
 
 def cached_snapshot() -> Snapshot:
