@@ -58,7 +58,7 @@ async def soak(minutes: float, seed: int, kinds: list[str], workdir: Path) -> Ta
     async with running_stage(workdir, rng) as stage:
         print(f"world ready; soaking for {minutes:g} min", flush=True)
         stop = asyncio.Event()
-        started = time.monotonic()
+        started = stage.started = time.monotonic()
         people = [
             asyncio.create_task(users.person(stage, script, tally, kind, stop))
             for kind in users.FLOWS

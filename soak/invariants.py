@@ -33,6 +33,7 @@ from soak.users import APPROVALS, REQUESTER, Script, promoted_mode
 from tests.kube.kyverno import EXCEPTION_NAMESPACE
 
 ALERTS = CHANNELS["alerts"]
+WORD_END = r"\b"
 OUTCOMES = {State.ACTIVE, State.DENIED, State.FAILED}
 
 
@@ -50,6 +51,17 @@ def policy_exceptions(stage: Stage) -> list[dict[str, Any]]:
         "get", "policyexceptions.kyverno.io", "-n", EXCEPTION_NAMESPACE, "-o", "json", timeout=60
     )
     return list(json.loads(listed.stdout)["items"])
+
+
+def posts_of(stage: Stage, pattern: str) -> str:
+    """The chat.postMessage calls whose parameters match `pattern`: when (emulator clock),
+    HTTP status and error, so a duplicate can be laid next to the fault schedule."""
+    found = [
+        f"t+{c.at - stage.started:.0f}s:{c.status}:{c.error or 'ok'}"
+        for c in stage.slack.calls("chat.postMessage")
+        if re.search(pattern, json.dumps(c.params, default=str))
+    ]
+    return "posts " + ", ".join(found)
 
 
 async def check_requests(stage: Stage, tally: Tally, entries: list[Entry]) -> None:
@@ -137,7 +149,11 @@ async def check_alerts(stage: Stage, script: Script, tally: Tally) -> None:
         tally.messages["expected"] += 1
         tally.messages["delivered"] += min(1, len(mine))
         tally.messages["duplicated"] += max(0, len(mine) - 1)
-        tally.check("alert group has one parent", len(mine) == 1, f"{policy}: {len(mine)} parents")
+        tally.check(
+            "alert group has one parent",
+            len(mine) == 1,
+            f"{policy}: {len(mine)} parents; {posts_of(stage, re.escape(policy) + WORD_END)}",
+        )
         if len(mine) == 1:
             want = "FIRING" if firing else "RESOLVED"
             tally.check(
@@ -175,7 +191,8 @@ async def check_notices(stage: Stage, tally: Tally) -> None:
         tally.check(
             "notice delivered exactly once",
             state == SENT and seen[row_id] == 1,
-            f"notice {row_id} ({state}) to {channel} found {seen[row_id]} times: {text[:80]!r}",
+            f"notice {row_id} ({state}) to {channel} found {seen[row_id]} times: {text[:80]!r}; "
+            f"{posts_of(stage, rf'outbox_id[^0-9]+{row_id}[^0-9]')}",
         )
 
 

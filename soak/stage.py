@@ -75,6 +75,8 @@ class Stage:
     env: dict[str, str]
     backups: Path
     api_cut: bool = False
+    started: float = 0.0
+    """When the flows began (time.monotonic, the emulators' clock): the schedule's t+0."""
     rng: random.Random = field(default_factory=random.Random)
 
     def live(self) -> list[Replica]:
