@@ -110,7 +110,8 @@ def _text(payload: dict[str, Any]) -> str:
     return str(payload.get("text") or "") + "\n" + blocks_text(payload.get("blocks") or [])
 
 
-HUNG = "Environment *staging* is unreachable (timed out)"
+# A call's 2 s timeout, or on a loaded machine the 6 s budget that races the third of them.
+HUNG = "Environment *staging* is unreachable ("
 SLOW = "Environment *production* is unreachable ("  # a call's timeout, or the 15 s budget
 
 
@@ -132,7 +133,7 @@ async def test_every_command_answers_naming_the_slow_and_showing_the_healthy(
 async def test_a_hung_cluster_cannot_hold_up_the_others(world: World) -> None:
     # Six overviews at once, each waiting on the hung and the slow environment ...
     answers = await asyncio.gather(*(ask(world, "status") for _ in range(6)))
-    assert all("*dev*" in text and HUNG in text for _, _, text in answers)
+    assert all("*dev*" in text and HUNG in text for _, _, text in answers), answers
     # ... leave nothing behind that holds up the healthy one: each environment has its own
     # workers, and the hung calls ended at their timeouts. (The bound only catches a wait
     # for staging's or production's budget, which a loaded machine cannot reach on dev.)
