@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from bot.alerts.state import AlertGroup, GroupChange
 from bot.alerts.webhook import Alert
 from bot.objects import Block
+from bot.slack_api import MessageMatch, Posted
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,25 @@ class SlackPoster(Protocol):
     async def update_message(
         self, channel: str, ts: str, text: str, blocks: Sequence[Block] | None = None
     ) -> None: ...
+
+    async def post_tracked(
+        self,
+        channel: str,
+        text: str,
+        blocks: Sequence[Block] | None = None,
+        *,
+        thread_ts: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Posted: ...
+
+    async def find_posted(
+        self,
+        channel: str,
+        *,
+        event_type: str,
+        match: MessageMatch,
+        thread_ts: str | None = None,
+    ) -> Posted | None: ...
 
 
 class ViolationChecker(Protocol):

@@ -26,7 +26,7 @@ from datetime import timedelta
 
 from bot.alerts import metrics
 from bot.alerts.outbox import Claim, Outbox
-from bot.alerts.ports import MessageRenderer, SlackPoster, ViolationChecker
+from bot.alerts.ports import MessageRenderer, RenderedMessage, SlackPoster, ViolationChecker
 from bot.alerts.state import AlertGroup, change_since
 from bot.alerts.webhook import Alert
 from bot.clock import Clock
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 # chat.update errors after which the parent is gone for good and a new one is posted.
 _PARENT_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+ALERT_EVENT = "policy_bot_alert"
+"""The metadata event type of the relay's messages: with the group and the part, it finds a
+message whose post landed although Slack's answer was lost."""
 
 
 class AlertSender:
@@ -289,25 +292,67 @@ class AlertSender:
             claim.sent_alerts, view, still_failing=expired, silence_was=claim.sent_silence
         )
         if change:
-            for reply in self._renderer.replies(view, change, now=self._clock.now()):
-                await self._pacer.acquire(group.channel)
-                await self._slack.post_message(
-                    group.channel, reply.text, reply.blocks, thread_ts=group.parent_ts
-                )
+            replies = self._renderer.replies(view, change, now=self._clock.now())
+            for number, reply in enumerate(replies):
+                part = f"v{claim.version}-{number}"
+                await self._post_once(claim, reply, part=part, thread_ts=group.parent_ts)
                 metrics.DELIVERIES.labels("reply").inc()
         await self._outbox.complete(claim, parent_ts=group.parent_ts, expired_failing=expired)
 
     async def _post_parent(self, claim: Claim, group: AlertGroup) -> None:
         message = self._renderer.parent(group, now=self._clock.now())
-        await self._pacer.acquire(group.channel)
-        ts = await self._slack.post_message(group.channel, message.text, message.blocks)
+        ts = await self._post_once(claim, message, part="parent")
         metrics.DELIVERIES.labels("parent").inc()
         # The parent lists the first resources; the thread holds every one of them.
-        for page in self._renderer.full_list(group, now=self._clock.now()):
-            await self._pacer.acquire(group.channel)
-            await self._slack.post_message(group.channel, page.text, page.blocks, thread_ts=ts)
+        for number, page in enumerate(self._renderer.full_list(group, now=self._clock.now())):
+            await self._post_once(claim, page, part=f"list-{number}", thread_ts=ts)
             metrics.DELIVERIES.labels("reply").inc()
         await self._outbox.complete(claim, parent_ts=ts, expired_failing=group.expired_failing)
+
+    async def _post_once(
+        self,
+        claim: Claim,
+        message: RenderedMessage,
+        *,
+        part: str,
+        thread_ts: str | None = None,
+    ) -> str:
+        """Post `message` carrying metadata that names it (the group and which part). After
+        a failed attempt, whose post may have landed with its answer lost (a 5xx or a timeout
+        after Slack took it), look for it first: found, it is not posted twice."""
+        channel = claim.group.channel
+        payload = {"group": claim.group.id, "part": part}
+        if claim.attempts > 0:
+            try:
+                found = await self._slack.find_posted(
+                    channel,
+                    event_type=ALERT_EVENT,
+                    match=lambda p: p == payload,
+                    thread_ts=thread_ts,
+                )
+            except SlackRejected as err:
+                # A channel the bot posts to without being in it cannot be read back: a
+                # possible second copy is better than an alert never shown.
+                log.warning(
+                    "could not look for an alert message whose answer was lost",
+                    extra={"message_id": claim.group.id, "error": err.error},
+                )
+                found = None
+            if found is not None:
+                log.info(
+                    "an alert message whose answer was lost had been posted; not posting again",
+                    extra={"message_id": claim.group.id, "part": part},
+                )
+                return found.ts
+        await self._pacer.acquire(channel)
+        posted = await self._slack.post_tracked(
+            channel,
+            message.text,
+            message.blocks,
+            thread_ts=thread_ts,
+            metadata={"event_type": ALERT_EVENT, "event_payload": payload},
+        )
+        return posted.ts
 
     async def _still_failing(self, ended: list[Alert]) -> frozenset[str]:
         if self._checker is None:

@@ -182,6 +182,31 @@ async def test_server_errors_back_off_and_post_exactly_once(
     assert len(slack_emulator.parents(ALERTS_CHANNEL)) == 1
 
 
+async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    """Slack takes the parent, then a list page of its thread, then a later thread reply,
+    and each time answers 500: the relay finds each by its metadata and posts none twice."""
+    first = [alert(f"app-{i:02d}", namespace="ns-1") for i in range(20)]
+    slack_emulator.fail_next("chat.postMessage", after_effect=True)
+    async with running_relay(slack_emulator, store_url) as relay:
+        assert await post(relay, group("big", first)) == 200
+        await wait_for_messages(slack_emulator, parents=1, replies=1, timeout=15)
+        await relay.wait_idle()
+        [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+        assert len(slack_emulator.replies(ALERTS_CHANNEL, parent.ts)) == 1  # the full list
+        slack_emulator.fail_next("chat.postMessage", after_effect=True)
+        more = [alert(f"late-{i}", namespace="ns-9") for i in range(3)]
+        assert await post(relay, group("big", first + more)) == 200  # three more fire
+        await wait_for_messages(slack_emulator, parents=1, replies=2, timeout=15)
+        await relay.wait_idle()
+    posts = slack_emulator.calls("chat.postMessage")
+    assert [c.status for c in posts].count(500) == 2
+    assert len(slack_emulator.parents(ALERTS_CHANNEL)) == 1
+    replies = [r.text for r in slack_emulator.replies(ALERTS_CHANNEL, parent.ts)]
+    assert len(replies) == 2 and len(set(replies)) == 2, replies
+
+
 async def test_a_deleted_parent_is_posted_again(
     slack_emulator: SlackEmulator, store_url: str
 ) -> None:
