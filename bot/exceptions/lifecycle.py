@@ -18,7 +18,7 @@ from bot.exceptions.authority import SELF_REVIEW, Refused
 from bot.exceptions.manifests import BOT, EXPIRES_AT, MANAGED_BY, REQUEST_ID
 from bot.exceptions.model import ExceptionRequest, RequestId, Review, State
 from bot.exceptions.ports import Event
-from bot.exceptions.service import ExceptionService, already
+from bot.exceptions.service import CLAIM_LEASE, ExceptionService, already
 from bot.kinds import Family
 from bot.policies import parse_time
 
@@ -53,7 +53,33 @@ class Lifecycle:
         await self._sweep_orphans(now)
         for request in await self._store.unposted(created_before=now - UNPOSTED_GRACE):
             await self._svc.post(request)
+        await self._release_interrupted(now)
         return expired
+
+    async def _release_interrupted(self, now: datetime) -> None:
+        """Approvals whose process died or lost its database part-way stay `approving`; once
+        their claim has lapsed, they go back to `pending` and their message says so, so that
+        anyone can finish them (Approve picks up the ticket and PolicyException made so far)."""
+        for request in await self._store.requests([State.APPROVING]):
+            claimed_at = request.claimed_at
+            if claimed_at is None or claimed_at > now - CLAIM_LEASE:
+                continue
+            error = (
+                f"The approval by <@{request.approver}> was interrupted before it finished "
+                "(the bot restarted or lost its database). What it made so far is kept: "
+                "click Approve to finish it."
+            )
+            if not await self._store.release_stale(request.id, claimed_at=claimed_at, error=error):
+                continue  # it finished, or somebody took it over, meanwhile
+            released = await self._svc.load(request.id)
+            await self._audit(
+                released,
+                BOT,
+                "exception.approve",
+                outcome="interrupted",
+                details={"approver": request.approver, "ticket": request.ticket},
+            )
+            await self._svc.notifier.refresh_request(released)
 
     async def _end(
         self, request: ExceptionRequest, state: State, *, by: str, now: datetime
@@ -270,12 +296,13 @@ class Lifecycle:
         actor: str,
         action: str,
         *,
+        outcome: str = "ok",
         details: dict[str, object] | None = None,
     ) -> None:
         await self._svc.audit.append(
             actor=actor,
             action=action,
-            outcome="ok",
+            outcome=outcome,
             environment=request.environment,
             target=request.id,
             details={

@@ -128,6 +128,19 @@ class RequestStore:
             error=error[:2000],
         )
 
+    async def release_stale(self, rid: RequestId, *, claimed_at: datetime, error: str) -> bool:
+        """Back to `pending` from an approval claimed at `claimed_at` that never finished;
+        False when it finished or was taken over since."""
+        return await self._update(
+            rid,
+            State.APPROVING,
+            extra=[T.c.claimed_at == claimed_at],
+            state=State.PENDING.value,
+            approver=None,
+            claimed_at=None,
+            error=error[:2000],
+        )
+
     async def activate(
         self,
         rid: RequestId,

@@ -4,7 +4,9 @@ resumes once the database is back.
 The bot runs on its own PostgreSQL server, which the test kills outright (SIGKILL to the
 server and every backend: no shutdown, open transactions cut) while JIRA is filing the ticket,
 so the bot holds a ticket it cannot record. After the restart, Approve again finds that ticket
-by its label (no second one) and the one PolicyException is created.
+by its label (no second one) and the one PolicyException is created. Before that, the sweep
+puts the cut-off approval back to pending once its claim has lapsed, and its message says so:
+it does not stay half-done unnoticed.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ __all__ = ["clock", "jira", "plane"]  # the exception suite's fixtures, shared
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of this test's own: killing the session's would break every other test."""
-    with postgres_or_skip() as server:
+    with postgres_or_skip(durable=True) as server:
         yield server
 
 
@@ -88,8 +90,14 @@ async def test_postgres_killed_mid_approval_leaves_nothing_half_done_and_resumes
     assert len(w.jira.issues) == 1 and ours(w.plane, rid) == []  # a ticket, no exception
 
     postgres.start_again()
-    # The interrupted approval's claim is left in the store; it lapses after its lease.
+    assert await request_state(w, rid) is State.APPROVING  # claimed by an approval cut off
+    # Once its claim has lapsed, the sweep puts it back and its message says what happened.
     w.clock.advance(timedelta(minutes=3))
+    assert await w.bot.services.scheduler.fire("exceptions.expiry")
+    assert await request_state(w, rid) is State.PENDING
+    await eventually(
+        lambda: "was interrupted before it finished" in message_text(w.slack.message(APPROVALS, ts))
+    )
     await click(w, "exception_approve", APPROVER, ts)
     await eventually(lambda: "Approved by" in message_text(w.slack.message(APPROVALS, ts)))
     assert await request_state(w, rid) is State.ACTIVE

@@ -27,16 +27,16 @@ from tests.servers.postgres import (
 
 
 @contextlib.contextmanager
-def postgres_or_skip() -> Iterator[PostgresServer]:
+def postgres_or_skip(*, durable: bool = False) -> Iterator[PostgresServer]:
     """A server of its own, or the test skipped (failed under POLICY_BOT_REQUIRE_POSTGRES=1)
-    when no binaries are installed."""
+    when no binaries are installed; `durable`: see `running_postgres`."""
     try:
         bin_dir = check_installed()
     except PostgresNotInstalled as missing:
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{missing} ({REQUIRE_ENV}=1)")
         pytest.skip(str(missing))
-    with running_postgres(bin_dir) as server:
+    with running_postgres(bin_dir, durable=durable) as server:
         yield server
 
 

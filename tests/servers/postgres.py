@@ -179,8 +179,13 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres(bin_dir: Path | None = None) -> Iterator[PostgresServer]:
-    """Start a fresh server for the duration of the block; always stopped and removed."""
+def running_postgres(
+    bin_dir: Path | None = None, *, durable: bool = False
+) -> Iterator[PostgresServer]:
+    """Start a fresh server for the duration of the block; always stopped and removed.
+
+    `durable` keeps `synchronous_commit` on, for a test that `crash()`es the server: a
+    commit then survives the crash as in production (off, the last ~200 ms are lost)."""
     bin_dir = bin_dir or find_bin_dir()
     account = _service_account()
     workdir = Path(tempfile.mkdtemp(prefix="policy-bot-pg-"))
@@ -196,7 +201,7 @@ def running_postgres(bin_dir: Path | None = None) -> Iterator[PostgresServer]:
         log_path = workdir / "postgres.log"
         for attempt in range(2):  # the free port may be taken before postgres binds it
             port = _free_port()
-            process = _start(bin_dir, data, sockets, port, log_path, account)
+            process = _start(bin_dir, data, sockets, port, log_path, account, durable)
             try:
                 _wait_ready(process, data, port, log_path)
                 break
@@ -211,7 +216,9 @@ def running_postgres(bin_dir: Path | None = None) -> Iterator[PostgresServer]:
             workdir=workdir,
             log_path=log_path,
             _process=process,
-            _spawn=functools.partial(_start, bin_dir, data, sockets, port, log_path, account),
+            _spawn=functools.partial(
+                _start, bin_dir, data, sockets, port, log_path, account, durable
+            ),
         )
         yield server
     finally:
@@ -288,13 +295,14 @@ def _start(
     port: int,
     log_path: Path,
     account: pwd.struct_passwd | None,
+    durable: bool = False,
 ) -> subprocess.Popen[bytes]:
     settings = {
         "listen_addresses": "127.0.0.1",
         "port": str(port),
         "unix_socket_directories": str(sockets),
         "fsync": "off",
-        "synchronous_commit": "off",
+        "synchronous_commit": "on" if durable else "off",
         "full_page_writes": "off",
         "max_connections": "200",
         "shared_buffers": "32MB",
