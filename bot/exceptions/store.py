@@ -118,23 +118,19 @@ class RequestStore:
 
     async def release(self, rid: RequestId, *, approver: str, error: str) -> bool:
         """Back to `pending` after a failed approval, with the error shown on the message."""
-        return await self._update(
-            rid,
-            State.APPROVING,
-            extra=[T.c.approver == approver],
-            state=State.PENDING.value,
-            approver=None,
-            claimed_at=None,
-            error=error[:2000],
-        )
+        return await self._back_to_pending(rid, T.c.approver == approver, error)
 
     async def release_stale(self, rid: RequestId, *, claimed_at: datetime, error: str) -> bool:
         """Back to `pending` from an approval claimed at `claimed_at` that never finished;
         False when it finished or was taken over since."""
+        return await self._back_to_pending(rid, T.c.claimed_at == claimed_at, error)
+
+    async def _back_to_pending(self, rid: RequestId, claim: Any, error: str) -> bool:
+        """End the approval whose claim matches `claim`; its error shows on the message."""
         return await self._update(
             rid,
             State.APPROVING,
-            extra=[T.c.claimed_at == claimed_at],
+            extra=[claim],
             state=State.PENDING.value,
             approver=None,
             claimed_at=None,

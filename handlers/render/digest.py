@@ -54,30 +54,26 @@ def details(digest: Digest) -> DigestMessage:
         lines.append(_change("Fixed policies", digest.fixed_policies))
         lines.append(_change("New failing namespaces", digest.new_namespaces))
         lines.append(_change("Fixed namespaces", digest.fixed_namespaces))
-    if digest.expiring:
-        lines.append(
-            "*Exceptions expiring within 7 days:* "
-            + ", ".join(
+    lines.append(
+        _listed(
+            "Exceptions expiring within 7 days",
+            [
                 f"{kit.escape(e.policy)} in {kit.escape(e.environment)} "
                 f"({e.request_id}, {e.expires_at:%d %b})"
-                for e in digest.expiring[:MAX_NAMED]
-            )
-            + _more(len(digest.expiring))
+                for e in digest.expiring
+            ],
         )
-    else:
-        lines.append("*Exceptions expiring within 7 days:* none")
-    if digest.pending:
-        lines.append(
-            "*Requests waiting over a day:* "
-            + ", ".join(
+    )
+    lines.append(
+        _listed(
+            "Requests waiting over a day",
+            [
                 f"{p.request_id} {kit.escape(p.policy)} in {kit.escape(p.environment)} "
                 f"from <@{p.requester}> ({_age(digest.at, p.created_at)})"
-                for p in digest.pending[:MAX_NAMED]
-            )
-            + _more(len(digest.pending))
+                for p in digest.pending
+            ],
         )
-    else:
-        lines.append("*Requests waiting over a day:* none")
+    )
     if digest.health:
         lines.append(
             "*Kyverno health:* "
@@ -147,3 +143,10 @@ def _age(now: datetime, then: datetime) -> str:
     if days >= 1:
         return f"{days} day{'s' if days != 1 else ''}"
     return f"{int((now - then).total_seconds() // 3600)} h"
+
+
+def _listed(label: str, items: list[str]) -> str:
+    """`*label:*` and the first MAX_NAMED items, how many more, or `none`."""
+    if not items:
+        return f"*{label}:* none"
+    return f"*{label}:* " + ", ".join(items[:MAX_NAMED]) + _more(len(items))
