@@ -27,6 +27,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.playground.slack_emulator import (
     ACK_DEADLINE,
+    TIER_REQUESTS_PER_MINUTE,
     EphemeralMessage,
     RateLimits,
     SlackEmulator,
@@ -555,22 +556,39 @@ async def test_rate_limit_answers_429_then_the_sdk_retry_handler_succeeds(
     assert statuses == [200, 429, 200, 429, 200]
 
 
-async def test_rate_limits_can_be_switched_off_and_tiers_on(
+async def test_tier_limits_are_on_by_default_and_per_method(
     slack_emulator: SlackEmulator, client: AsyncWebClient
 ) -> None:
-    slack_emulator.set_rate_limits(RateLimits.off())
-    for i in range(10):
-        await client.chat_postMessage(channel=CHANNEL, text=f"burst {i}")
-    assert slack_emulator.ratelimited_count() == 0
-
-    slack_emulator.set_rate_limits(tiers=True, tier_requests_per_minute={2: 2})
+    assert slack_emulator.rate_limits.tiers
     slack_emulator.add_usergroup("S0G", "g", [])
-    for _ in range(2):
+    # Tier 2: 20 calls a minute, a minute's worth at once, then one every 3 s.
+    for _ in range(20):
         await client.usergroups_users_list(usergroup="S0G")
     with pytest.raises(SlackApiError) as err:
         await client.usergroups_users_list(usergroup="S0G")
     assert err.value.response.status_code == 429
+    assert int(err.value.response.headers["Retry-After"]) == 3
+    assert slack_emulator.ratelimited_count("usergroups.users.list") == 1
+    # Each method has its own budget: conversations.info (Tier 3) is untouched.
+    await client.conversations_info(channel=CHANNEL)
+
+    slack_emulator.set_rate_limits(tier_requests_per_minute={**TIER_REQUESTS_PER_MINUTE, 3: 2})
+    for _ in range(2):
+        await client.conversations_info(channel=CHANNEL)
+    with pytest.raises(SlackApiError) as err:
+        await client.conversations_info(channel=CHANNEL)
     assert int(err.value.response.headers["Retry-After"]) == 30
+
+
+async def test_rate_limits_can_be_switched_off(
+    slack_emulator: SlackEmulator, client: AsyncWebClient
+) -> None:
+    slack_emulator.set_rate_limits(RateLimits.off())
+    slack_emulator.add_usergroup("S0G", "g", [])
+    for i in range(25):
+        await client.chat_postMessage(channel=CHANNEL, text=f"burst {i}")
+        await client.usergroups_users_list(usergroup="S0G")
+    assert slack_emulator.ratelimited_count() == 0
 
 
 async def test_default_burst_then_one_message_per_second(
@@ -1027,6 +1045,10 @@ async def test_modal_opened_by_command_then_submitted(
 
 
 async def test_socket_mode_with_a_real_bolt_handler(slack_emulator: SlackEmulator) -> None:
+    # The test reconnects at once; apps.connections.open is Tier 1 (one a minute, and the SDK
+    # honours the 429 by waiting its Retry-After), which would only add a real-time minute to
+    # a test of the reconnection itself: Tier 1 allows the two connections here.
+    slack_emulator.set_rate_limits(tier_requests_per_minute={**TIER_REQUESTS_PER_MINUTE, 1: 2})
     bolt = AsyncApp(
         client=AsyncWebClient(token=BOT_TOKEN, base_url=slack_emulator.base_url),
         signing_secret=SIGNING_SECRET,
