@@ -55,6 +55,7 @@ from bench import profiling, storm_plan, versions
 from bench.figures import Target, ms, percentile
 from bench.storm_plan import ALERTS, PER_GROUP, Event
 from bot.clock import SYSTEM_CLOCK
+from bot.playground.alertmanager import find_binary, rfc3339, running_alertmanager, slack_receiver
 from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.settings import parse_settings
 from bot.slack_api import SlackApi
@@ -62,7 +63,6 @@ from bot.store import AuditTrail, open_database
 from handlers.alert_relay import AlertRelay
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN
 from tests.harness import slack_env
-from tests.servers.alertmanager import find_binary, rfc3339, running_alertmanager, slack_receiver
 
 CHANNEL = "C0STORM"
 TIMERS = {"group_wait": "30s", "group_interval": "1m", "repeat_interval": "4h"}
@@ -319,7 +319,7 @@ async def relay_side(
 
 
 def _webhook_config(url: str) -> dict[str, Any]:
-    from tests.servers.alertmanager import webhook_receiver
+    from bot.playground.alertmanager import webhook_receiver
 
     return webhook_receiver(url, token=WEBHOOK_TOKEN, **TIMERS)
 

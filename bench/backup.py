@@ -33,13 +33,13 @@ from bench.figures import Runs, Target
 from bot.backup.service import BackupService
 from bot.clock import SYSTEM_CLOCK
 from bot.kube.gateway import ClusterGateway
+from bot.playground import seed
+from bot.playground.control_plane import Assets, ControlPlane
+from bot.playground.kyverno import crd_directory
 from bot.settings import parse_settings
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import open_database
-from tests.kube import seed
-from tests.kube.controlplane import Assets, ControlPlane
 from tests.kube.fixtures import TEST_PLANE_CRDS
-from tests.kube.kyverno import crd_directory
 
 ROOT = Path(__file__).parent.parent
 BOT_CLI = (sys.executable, "-m", "bot", "backup")

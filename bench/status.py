@@ -40,15 +40,15 @@ import yaml
 from bench import profiling, storm_plan, versions
 from bench.alert_storm import storm_alerts
 from bench.figures import Runs, Target
+from bot.playground import seed
+from bot.playground.alertmanager import find_binary as find_alertmanager
+from bot.playground.alertmanager import running_alertmanager, webhook_receiver
+from bot.playground.control_plane import Assets, ControlPlane
+from bot.playground.kyverno import crd_directory
 from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.playground.slack_signed_client import SignedSlackClient
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
-from tests.kube import seed
-from tests.kube.controlplane import Assets, ControlPlane
 from tests.kube.fixtures import TEST_PLANE_CRDS
-from tests.kube.kyverno import crd_directory
-from tests.servers.alertmanager import find_binary as find_alertmanager
-from tests.servers.alertmanager import running_alertmanager, webhook_receiver
 
 ROOT = Path(__file__).parent.parent
 POLICIES = 500

@@ -24,13 +24,13 @@ from bot.exceptions.model import State
 from bot.exceptions.store import RequestStore
 from bot.notices.outbox import EVENT_TYPE
 from bot.notices.tables import PENDING, POST, SENT, notices
+from bot.playground.kyverno import EXCEPTION_NAMESPACE
 from bot.playground.slack_emulator import Message
 from bot.playground.world import CHANNELS, PEOPLE
 from bot.store.audit_trail import AuditTrail
 from soak.stage import PROMOTED, Stage
 from soak.tally import Tally
 from soak.users import APPROVALS, REQUESTER, Script, promoted_mode
-from tests.kube.kyverno import EXCEPTION_NAMESPACE
 
 ALERTS = CHANNELS["alerts"]
 WORD_END = r"\b"

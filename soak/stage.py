@@ -20,18 +20,17 @@ from urllib.parse import urlsplit
 import yaml
 
 from bench.status import assets as kube_assets
-from bot.playground import sample
+from bot.playground import sample, seed
+from bot.playground.child import free_port
+from bot.playground.control_plane import ControlPlane
 from bot.playground.jira_emulator import PAT, JiraEmulator
+from bot.playground.kyverno import EXCEPTION_NAMESPACE, Kyverno, build_assets
 from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.playground.slack_signed_client import SignedSlackClient
 from bot.playground.world import CHANNELS, PEOPLE
 from bot.store import Database, open_database
 from tests.deploy.process import BotProcess
 from tests.harness import TcpProxy, kubeconfig_via
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
-from tests.kube.kyverno import EXCEPTION_NAMESPACE, Kyverno, build_assets
-from tests.servers.child import free_port
 from tests.servers.postgres import PostgresServer, running_postgres
 
 ENVIRONMENT = "dev"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tests.kube import seed
-from tests.kube.kyverno import Kyverno
+from bot.playground import seed
+from bot.playground.kyverno import Kyverno
 
 PLAYGROUND_LABEL = "playground.policy-bot.io/sample"
 KYVERNO_NAMESPACE = "kyverno"

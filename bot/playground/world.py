@@ -3,8 +3,8 @@
 Every part is the real one the tests run against: an etcd + kube-apiserver per environment with
 Kyverno's four controllers deciding admission, the Alertmanager binary routing to the bot's
 webhook, and the Slack and JIRA emulators. The control-plane, Kyverno and Alertmanager starters
-are the test suite's own (``tests/kube``, ``tests/servers``): the playground runs from a checkout,
-where ``make kube helm kyverno`` has built and cached their binaries.
+are this package's (``control_plane``, ``kyverno``, ``alertmanager``), which the tests share: the
+playground runs from a checkout, where ``make kube kyverno`` has built and cached their binaries.
 
 The bot is built by the composition root like in production; its settings point Slack at the
 emulator, the environments at the planes and the store at SQLite in a temporary directory. Its
@@ -28,14 +28,14 @@ from aiohttp import web
 
 from bot.app import Services, build_app, build_services
 from bot.clock import SYSTEM_CLOCK
+from bot.playground import alertmanager as am
 from bot.playground import sample
+from bot.playground.control_plane import Assets, ControlPlane
 from bot.playground.jira_emulator import PAT, JiraEmulator
+from bot.playground.kyverno import Kyverno, KyvernoAssets, build_assets, on_a_plane_of_its_own
 from bot.playground.slack_emulator import RateLimits, SlackEmulator
 from bot.playground.slack_signed_client import SignedSlackClient
 from bot.settings import Settings, parse_settings
-from tests.kube.controlplane import Assets, ControlPlane
-from tests.kube.kyverno import Kyverno, KyvernoAssets, build_assets
-from tests.servers import alertmanager as am
 
 LADDER = ("dev", "qac", "staging", "production")
 BOT_TOKEN = "xoxb-playground"
@@ -188,15 +188,10 @@ def _built(script: str, what: str) -> Path:
 def _environment(
     name: str, kube: Assets, kyverno_assets: KyvernoAssets, workdir: Path
 ) -> Iterator[Environment]:
-    plane = ControlPlane.start(kube, workdir / name / "plane", crd_dir=kyverno_assets.crd_dir)
-    try:
-        kyverno = Kyverno.start(kyverno_assets, plane, workdir / name / "kyverno")
-        try:
-            yield Environment(name, kyverno)
-        finally:
-            kyverno.stop(remove_webhooks=False)
-    finally:
-        plane.stop()
+    with on_a_plane_of_its_own(
+        kyverno_assets, kube, workdir / name, remove_webhooks=False
+    ) as kyverno:
+        yield Environment(name, kyverno)
 
 
 async def _start_environment(

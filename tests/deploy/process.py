@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.servers.child import die_with_parent, log_tail
+from bot.playground.child import die_with_parent, log_tail
 
 LOG_TAIL_LINES = 40
 RO_ROOT_SCRIPT = 'mount --bind /tmp /tmp && mount -o remount,bind,ro / && exec "$@"'

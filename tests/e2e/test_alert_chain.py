@@ -27,13 +27,15 @@ import aiohttp
 import pytest
 
 from bot.clock import SYSTEM_CLOCK
+from bot.playground import alertmanager as am
+from bot.playground import prometheus as prom
+from bot.playground import seed
+from bot.playground.kyverno import Kyverno
 from bot.playground.slack_emulator import Message, SlackEmulator
 from tests.deploy.helm import Helm, documents, only
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
-from tests.kube import seed
-from tests.kube.kyverno import Kyverno
-from tests.servers import alertmanager as am
-from tests.servers import prometheus as prom
+from tests.servers.alertmanager import require_binary as require_alertmanager
+from tests.servers.prometheus import require_binary as require_prometheus
 
 pytestmark = [
     pytest.mark.kube,
@@ -137,8 +139,8 @@ async def test_audit_violation_reaches_the_alerts_channel_through_prometheus(
     slack_emulator: SlackEmulator,
     tmp_path: Path,
 ) -> None:
-    prometheus_bin = prom.require_binary()
-    alertmanager_bin = am.require_binary()
+    prometheus_bin = require_prometheus()
+    alertmanager_bin = require_alertmanager()
     rules = await asyncio.to_thread(chart_rules, tmp_path / "helm")
     await asyncio.to_thread(kyverno.apply, audit_policy(policy_name, namespace))
     await asyncio.to_thread(kyverno.wait_policy_ready, policy_name)

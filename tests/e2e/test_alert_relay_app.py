@@ -12,10 +12,10 @@ import pytest
 import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
+from bot.playground.slack_emulator import SlackEmulator
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
 
@@ -44,7 +44,6 @@ async def bot(
     )
     with control_plane.api_client() as api:
         seed.apply_objects(api, [seed.namespace("relay-payments"), failing])
-    slack_emulator.set_rate_limits(RateLimits.off())
     settings = bot_settings(
         slack_emulator,
         store_url=f"sqlite:///{tmp_path}/state.db",

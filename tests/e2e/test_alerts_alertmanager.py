@@ -20,20 +20,20 @@ import pytest
 from slack_bolt.async_app import AsyncApp
 
 from bot.clock import SYSTEM_CLOCK
+from bot.playground.alertmanager import (
+    Alertmanager,
+    StartAlertmanager,
+    alertmanager_starter,
+    rfc3339,
+    webhook_receiver,
+)
 from bot.playground.slack_emulator import Message, SlackEmulator
 from bot.playground.slack_signed_client import SignedSlackClient
 from bot.slack_api import build_web_client
 from bot.store import AuditTrail
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.harness import ALERTS_CHANNEL, WEBHOOK_TOKEN, RunningRelay, relay_settings, running_relay
-from tests.servers.alertmanager import (
-    Alertmanager,
-    StartAlertmanager,
-    alertmanager_starter,
-    require_binary,
-    rfc3339,
-    webhook_receiver,
-)
+from tests.servers.alertmanager import require_binary
 
 pytestmark = [pytest.mark.alertmanager, pytest.mark.timeout(60)]
 

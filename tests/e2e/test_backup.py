@@ -35,13 +35,13 @@ from bot.backup.bundle import MANIFEST, read_bundle
 from bot.backup.service import BackupService
 from bot.clock import SYSTEM_CLOCK
 from bot.kube.gateway import ClusterGateway
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
+from bot.playground.slack_emulator import SlackEmulator
 from bot.settings import Settings
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import Database, open_database
 from tests.harness import RunningBot, bot_settings, kubeconfig_via, running_bot
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
 
 pytestmark = pytest.mark.kube
@@ -474,7 +474,6 @@ async def test_backup_command_reports_progress_failures_and_changes(
     assert await _last_backup(bot, "staging") is None
 
     # Nothing changed: a backup, but no commit.
-    slack_emulator.set_rate_limits(RateLimits.off())
     await _answer(bot, slack_emulator, "backup dev")
     assert len(_commits(remote)) == 1
     text = _text(slack_emulator.parents(REPORTS)[-1].blocks)
@@ -516,7 +515,6 @@ async def _last_backup(bot: RunningBot, env: str) -> datetime | None:
 async def test_restore_needs_an_admin_and_a_second_one_for_production(
     bot: RunningBot, slack_emulator: SlackEmulator, planes: dict[str, ControlPlane]
 ) -> None:
-    slack_emulator.set_rate_limits(RateLimits.off())
     await _answer(bot, slack_emulator, "backup dev")
     backup_id = slack_emulator.files[-1].filename.removesuffix(".tar.gz")
     refused = await _answer(bot, slack_emulator, f"restore {backup_id} production", user=ENGINEER)
@@ -537,7 +535,6 @@ async def test_restore_needs_an_admin_and_a_second_one_for_production(
 async def test_production_restore_with_two_admins(
     bot: RunningBot, slack_emulator: SlackEmulator, planes: dict[str, ControlPlane]
 ) -> None:
-    slack_emulator.set_rate_limits(RateLimits.off())
     target = planes["target"]
     # production (the target plane) holds what the round trip restored; drift one policy.
     with target.api_client() as api:
@@ -596,7 +593,6 @@ async def test_production_restore_with_two_admins(
 async def test_evidence_pack_and_chain_check(
     bot: RunningBot, slack_emulator: SlackEmulator, tmp_path: Path
 ) -> None:
-    slack_emulator.set_rate_limits(RateLimits.off())
     month = datetime.now(UTC).strftime("%Y-%m")
     first = await _answer(bot, slack_emulator, "audit verify")
     assert "no entries yet" in first and "0 chain heads published" in first
@@ -627,7 +623,6 @@ async def test_evidence_pack_and_chain_check(
 async def test_nightly_job_backs_up_every_environment(
     bot: RunningBot, slack_emulator: SlackEmulator
 ) -> None:
-    slack_emulator.set_rate_limits(RateLimits.off())
     jobs = {j.name: j.cron for j in bot.services.scheduler.jobs}
     assert jobs["backup.nightly"] == "0 2 * * *" and jobs["evidence.monthly"] == "0 3 1 * *"
     assert await bot.services.scheduler.fire(

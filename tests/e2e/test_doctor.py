@@ -28,12 +28,12 @@ from bot.clock import SYSTEM_CLOCK
 from bot.doctor.model import DoctorReport, Verdict
 from bot.doctor.service import DoctorService
 from bot.kube.gateway import ClusterGateway
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
 from bot.playground.slack_emulator import SlackEmulator, validate_blocks
 from bot.ports.helm_values import BackedUpValues
 from bot.settings import Environment
 from tests.harness import RunningBot, bot_settings, running_bot
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
 
 pytestmark = pytest.mark.kube

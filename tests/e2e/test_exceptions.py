@@ -22,13 +22,13 @@ import pytest
 import pytest_asyncio
 
 from bot.exceptions.model import State
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
 from bot.playground.jira_emulator import PAT, JiraEmulator
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground.slack_emulator import SlackEmulator
 from bot.settings import Settings, parse_settings
 from tests.emulators.fixtures import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
 from tests.harness import RunningBot, SlowProxy, running_bot
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
 from tests.timeline import MovableClock, suite_start
 
@@ -159,7 +159,6 @@ class World:
 
 
 def _people(emulator: SlackEmulator) -> None:
-    emulator.set_rate_limits(RateLimits.off())
     emulator.add_channel(CHANNEL, "platform")
     emulator.add_channel(APPROVALS, "security-approvals")
     for user, name in (
@@ -1220,7 +1219,6 @@ async def test_every_notice_reaches_the_requester_under_slacks_rate_limit(w: Wor
     """Slack takes about one message a second per channel (a burst of three). Two requests
     filed and approved at once owe the requester four DMs within a second: the fourth used to
     meet a 429 and be lost; now all four arrive, paced."""
-    w.slack.set_rate_limits(RateLimits())  # Slack's per-channel limit, on
     first, first_ts = await file_request(w)
     second, second_ts = await file_request(w, names="billing-*")
     await asyncio.gather(

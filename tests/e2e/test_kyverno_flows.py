@@ -30,11 +30,11 @@ import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
 from bot.exceptions.model import State
+from bot.playground import seed
 from bot.playground.jira_emulator import PAT, JiraEmulator
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground.kyverno import Kyverno
+from bot.playground.slack_emulator import SlackEmulator
 from tests.harness import RunningBot, blocks_text, bot_settings, running_bot
-from tests.kube import seed
-from tests.kube.kyverno import Kyverno
 from tests.timeline import MovableClock
 
 pytestmark = [pytest.mark.kube, pytest.mark.kyverno]
@@ -123,7 +123,6 @@ async def w(
         },
         secrets={"JIRA_TOKEN": PAT},
     )
-    slack_emulator.set_rate_limits(RateLimits.off())
     slack_emulator.add_channel(CHANNEL, "platform")
     slack_emulator.add_channel(APPROVALS, "security-approvals")
     for user, name in ((REQUESTER, "sam"), (APPROVER, "lee")):

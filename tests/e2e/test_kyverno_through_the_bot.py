@@ -20,11 +20,11 @@ import pytest
 import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
-from bot.playground.slack_emulator import Message, RateLimits, SlackEmulator
+from bot.playground import seed
+from bot.playground.control_plane import Assets
+from bot.playground.kyverno import Kyverno, KyvernoAssets, on_a_plane_of_its_own
+from bot.playground.slack_emulator import Message, SlackEmulator
 from tests.harness import RunningBot, blocks_text, bot_settings, running_bot
-from tests.kube import seed
-from tests.kube.controlplane import Assets
-from tests.kube.kyverno import Kyverno, KyvernoAssets, on_a_plane_of_its_own
 
 pytestmark = [pytest.mark.kube, pytest.mark.kyverno]
 
@@ -74,7 +74,6 @@ async def bot_on(
             },
         },
     )
-    emulator.set_rate_limits(RateLimits.off())
     emulator.add_channel(CHANNEL, "platform")
     emulator.add_channel(REPORTS, "policy-reports")
     for user, name in ((OWNER1, "ana"), (OWNER2, "ben")):

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bot.playground import seed
 from bot.playground.slack_emulator import Message, SlackEmulator
 from tests.e2e.test_promotion import (
     CHANNEL,
@@ -39,7 +40,6 @@ from tests.e2e.test_promotion import (
     wait_for,
 )
 from tests.harness import RunningBot
-from tests.kube import seed
 
 pytestmark = pytest.mark.kube
 

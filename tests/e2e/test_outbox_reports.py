@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground.control_plane import ControlPlane
+from bot.playground.slack_emulator import SlackEmulator
 from tests.e2e.test_backup import REPORTS, _environment, _text, planes
 from tests.e2e.test_digest import _kubeconfig
 from tests.e2e.test_promotion import ShiftedClock
 from tests.harness import RunningBot, bot_settings, running_bot
-from tests.kube.controlplane import ControlPlane
 
 __all__ = ["planes"]  # the backup module's control planes, shared
 
@@ -84,7 +84,6 @@ async def backup_bot(
             "backup": {"targets": [{"type": "dir", "path": str(tmp_path / "backups")}]},
         },
     )
-    slack_emulator.set_rate_limits(RateLimits.off())
     for channel in (CHANNEL, REPORTS):
         slack_emulator.add_channel(channel)
     slack_emulator.add_user(ADMIN, "ada")
@@ -96,7 +95,6 @@ async def backup_bot(
 async def digest_bot(
     slack_emulator: SlackEmulator, tmp_path: Path, clock: ShiftedClock
 ) -> AsyncIterator[RunningBot]:
-    slack_emulator.set_rate_limits(RateLimits.off())
     settings = bot_settings(
         slack_emulator,
         store_url=f"sqlite:///{tmp_path}/state.db",

@@ -24,10 +24,10 @@ import pytest
 import pytest_asyncio
 from kubernetes import client as k8s
 
-from bot.playground.slack_emulator import EphemeralMessage, Message, RateLimits, SlackEmulator
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
+from bot.playground.slack_emulator import EphemeralMessage, Message, SlackEmulator
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
 
 pytestmark = pytest.mark.kube
@@ -122,7 +122,6 @@ async def start_bot(
             "promotion": {**PROMOTION, "readiness_timeout_s": readiness_timeout_s},
         },
     )
-    emulator.set_rate_limits(RateLimits.off())
     emulator.add_channel(CHANNEL, "platform")
     for user, name in ((OWNER1, "ana"), (OWNER2, "ben"), (ADMIN, "ada"), (ENGINEER, "sam")):
         emulator.add_user(user, name)

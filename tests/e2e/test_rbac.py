@@ -28,8 +28,10 @@ from bot.clock import SYSTEM_CLOCK
 from bot.errors import ClusterForbidden
 from bot.kinds import Family, Kind
 from bot.kube.gateway import ClusterGateway
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
 from bot.playground.jira_emulator import PAT, JiraEmulator
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground.slack_emulator import SlackEmulator
 from bot.policy_ref import PolicyRef
 from bot.promotion.config import load_promotion_config
 from bot.promotion.records import PromotionStore
@@ -38,8 +40,6 @@ from bot.settings import Environment
 from bot.status.cache import EnvironmentCache
 from tests.deploy.helm import REPO_ROOT
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
 from tests.timeline import MovableClock
 
@@ -154,7 +154,6 @@ async def jira() -> AsyncIterator[JiraEmulator]:
 async def bot(
     planes: Planes, slack_emulator: SlackEmulator, jira: JiraEmulator, tmp_path: Path
 ) -> AsyncIterator[tuple[RunningBot, MovableClock]]:
-    slack_emulator.set_rate_limits(RateLimits.off())
     slack_emulator.add_channel(CHANNEL, "platform")
     for user, name in ((REQUESTER, "sam"), (APPROVER, "lee"), (OWNER1, "ola"), (OWNER2, "kim")):
         slack_emulator.add_user(user, name)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from bot.clock import SYSTEM_CLOCK
+from bot.playground.control_plane import ControlPlane
 from bot.playground.slack_emulator import SlackEmulator
 from tests.harness import bot_settings, running_bot
-from tests.kube.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
 

@@ -22,7 +22,9 @@ import pytest
 import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
+from bot.playground.slack_emulator import SlackEmulator
 from tests.harness import (
     HungServer,
     RunningBot,
@@ -32,8 +34,6 @@ from tests.harness import (
     kubeconfig_via,
     running_bot,
 )
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
 
@@ -80,7 +80,6 @@ async def world(
         settings = bot_settings(
             slack_emulator, store_url=f"sqlite:///{tmp_path}/state.db", environments=environments
         )
-        slack_emulator.set_rate_limits(RateLimits.off())
         slack_emulator.add_channel(CHANNEL, "platform")
         slack_emulator.add_user(USER, "sam")
         async with running_bot(settings, slack_emulator, clock=SYSTEM_CLOCK) as bot:

@@ -20,11 +20,11 @@ import pytest
 import pytest_asyncio
 
 from bot.clock import SYSTEM_CLOCK
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
 from bot.playground.slack_emulator import SlackEmulator
 from bot.playground.slack_signed_client import Signing
 from tests.harness import RunningBot, TcpProxy, bot_settings, kubeconfig_via, running_bot
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
 
 pytestmark = pytest.mark.kube

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from bot.exceptions.model import State
+from bot.playground.control_plane import ControlPlane
 from bot.playground.jira_emulator import JiraEmulator
 from bot.playground.slack_emulator import SlackEmulator
 from tests.e2e.test_exceptions import (
@@ -40,7 +41,6 @@ from tests.e2e.test_exceptions import (
 )
 from tests.e2e.test_exceptions import clock as clock
 from tests.harness import running_bot
-from tests.kube.controlplane import ControlPlane
 from tests.servers.fixtures import postgres_or_skip
 from tests.servers.postgres import PostgresServer
 from tests.timeline import MovableClock

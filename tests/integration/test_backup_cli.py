@@ -20,11 +20,11 @@ import yaml
 from bot.backup.bundle import MANIFEST, tarball
 from bot.backup.targets import read_directory
 from bot.clock import SYSTEM_CLOCK
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import open_database
 from tests.harness import kubeconfig_via
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,13 +16,13 @@ import pytest
 import yaml
 
 from bot.clock import SYSTEM_CLOCK
+from bot.playground.child import free_port
+from bot.playground.control_plane import ControlPlane
 from bot.playground.jira_emulator import PAT, JiraEmulator
 from bot.playground.slack_emulator import SlackEmulator
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import open_database
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
-from tests.kube.controlplane import ControlPlane
-from tests.servers.child import free_port
 
 ROOT = Path(__file__).parent.parent.parent
 

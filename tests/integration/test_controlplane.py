@@ -23,8 +23,9 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from tests.kube import controlplane, seed
-from tests.kube.controlplane import ControlPlane, PortInUseError
+from bot.playground import control_plane as controlplane
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane, PortInUseError
 from tests.kube.fixtures import REPO_ROOT, ControlPlaneFactory
 
 pytestmark = pytest.mark.kube
@@ -366,7 +367,7 @@ def test_server_side_apply_conflicts_between_field_managers(
 _HOLD_PLANE = """
 import sys, time
 from pathlib import Path
-from tests.kube.controlplane import Assets, ControlPlane
+from bot.playground.control_plane import Assets, ControlPlane
 plane = ControlPlane.start(Assets.from_directory(Path(sys.argv[1])), Path(sys.argv[2]))
 print(" ".join(str(c.popen.pid) for c in plane._children), flush=True)
 time.sleep(600)

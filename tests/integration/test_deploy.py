@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.playground import seed
+from bot.playground.child import free_port
+from bot.playground.control_plane import ControlPlane
 from bot.playground.slack_emulator import SlackEmulator
 from bot.playground.slack_signed_client import SignedSlackClient
 from bot.settings import parse_settings
 from tests.deploy.helm import REPO_ROOT, Helm, RenderError, documents, only
 from tests.deploy.process import BotProcess, read_only_root
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
-from tests.servers.child import free_port
 from tests.servers.prometheus import require_promtool
 
 pytestmark = pytest.mark.kube

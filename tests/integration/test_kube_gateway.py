@@ -11,9 +11,9 @@ from bot.errors import ClusterForbidden, ClusterUnavailable
 from bot.kinds import Family, Kind
 from bot.kube.errors import Conflict, Invalid
 from bot.kube.gateway import ClusterGateway
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
 from bot.settings import Environment
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
 

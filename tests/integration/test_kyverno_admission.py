@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.kube import seed
-from tests.kube.kyverno import Kyverno
+from bot.playground import seed
+from bot.playground.kyverno import Kyverno
 
 pytestmark = [pytest.mark.kube, pytest.mark.kyverno]
 

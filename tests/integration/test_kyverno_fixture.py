@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.kube.controlplane import Assets, ControlPlane
+from bot.playground.control_plane import Assets, ControlPlane
+from bot.playground.kyverno import COMPONENTS, Kyverno, KyvernoAssets, KyvernoError
 from tests.kube.fixtures import default_crds
-from tests.kube.kyverno import COMPONENTS, Kyverno, KyvernoAssets, KyvernoError
 
 pytestmark = [pytest.mark.kube, pytest.mark.kyverno]
 

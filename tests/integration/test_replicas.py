@@ -31,7 +31,10 @@ import yaml
 
 from bot.alerts.tables import alert_messages
 from bot.clock import SYSTEM_CLOCK
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground import seed
+from bot.playground.child import free_port
+from bot.playground.control_plane import ControlPlane
+from bot.playground.slack_emulator import SlackEmulator
 from bot.store import Database, open_database
 from bot.store.audit_trail import AuditTrail
 from bot.store.scheduled_runs import scheduled_runs
@@ -39,10 +42,7 @@ from tests.alert_samples import alert, payload
 from tests.deploy.process import BotProcess
 from tests.emulators.fixtures import BOT_TOKEN, SIGNING_SECRET
 from tests.harness import CHANNELS
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import ControlPlaneFactory
-from tests.servers.child import free_port
 from tests.servers.postgres import PostgresServer
 
 pytestmark = [pytest.mark.kube, pytest.mark.postgres]
@@ -186,7 +186,6 @@ async def test_two_replicas_share_the_work_without_doing_it_twice(
     slack_emulator: SlackEmulator,
     tmp_path: Path,
 ) -> None:
-    slack_emulator.set_rate_limits(RateLimits.off())
     unused = tmp_path / "unused.db"
     env = {
         "SLACK_BOT_TOKEN": BOT_TOKEN,

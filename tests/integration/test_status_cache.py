@@ -26,12 +26,12 @@ from bot.kinds import Kind
 from bot.kube.errors import Expired
 from bot.kube.gateway import ClusterGateway
 from bot.ladder import Ladder
+from bot.playground import seed
+from bot.playground.control_plane import ControlPlane
 from bot.ports.cluster import WatchEvent
 from bot.settings import Environment
 from bot.status.cache import EnvironmentCache, is_newer
 from bot.status.service import StatusService
-from tests.kube import seed
-from tests.kube.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
 

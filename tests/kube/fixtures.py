@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.kube.controlplane import Assets, ControlPlane, ControlPlaneError, install_reaper
-from tests.kube.kyverno import KyvernoUnavailable, crd_directory
+from bot.playground.control_plane import Assets, ControlPlane, ControlPlaneError, install_reaper
+from bot.playground.kyverno import KyvernoUnavailable, crd_directory
 from tests.servers.child import built_by, skip_or_fail
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from bot.doctor.migration import policy_apis
 from bot.doctor.model import Finding, Gap, KyvernoHealth, Verdict
 from bot.doctor.reader import deployment_from_object
 from bot.helm import decode_releases, decode_revision, values_drift
+from bot.playground import seed
 from bot.ports.helm_values import BackedUpValues
-from tests.kube import seed
 
 DATA = Path(__file__).parents[1] / "data" / "doctor"
 CHART_FILTERS = (DATA / "resource-filters-chart-3.9.0.txt").read_text()

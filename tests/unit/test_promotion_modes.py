@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.kinds import KIND_SPECS, Family, Kind
 from bot.ladder import STAGE, STAGE_SINCE
+from bot.playground import seed
 from bot.policies import Mode, policy_from_object
 from bot.promotion.modes import (
     changes,
@@ -17,7 +18,6 @@ from bot.promotion.modes import (
     with_mode,
     with_stage,
 )
-from tests.kube import seed
 
 CPOL = Kind(next(s for s in KIND_SPECS if s.kind == "ClusterPolicy"), "v1")
 VPOL = Kind(next(s for s in KIND_SPECS if s.kind == "ValidatingPolicy"), "v1")

@@ -17,6 +17,7 @@ from bot.errors import BotError, ClusterUnavailable
 from bot.kinds import KIND_SPECS, Kind
 from bot.kube.errors import Conflict, NotFound
 from bot.ladder import Ladder, MinDays, Stage
+from bot.playground import seed
 from bot.policies import Mode
 from bot.policy_ref import PolicyRef
 from bot.promotion.config import PromotionConfig
@@ -26,7 +27,6 @@ from bot.roles import RoleChecker
 from bot.settings import RoleMembers, Roles
 from bot.store import Database
 from bot.store.audit_trail import AuditTrail
-from tests.kube import seed
 from tests.timeline import suite_start
 
 CPOL = Kind(next(s for s in KIND_SPECS if s.kind == "ClusterPolicy"), "v1")

@@ -23,11 +23,11 @@ from bot.kinds import KIND_SPECS, Kind
 from bot.kube.errors import Expired
 from bot.ladder import Ladder
 from bot.objects import Obj
+from bot.playground import seed
 from bot.ports.cluster import Listing, WatchEvent
 from bot.reports import Tally
 from bot.status.cache import EnvironmentCache, KindState, StatusCache, is_newer
 from bot.status.service import CacheHealth, StatusService
-from tests.kube import seed
 
 
 def kind(group: str, name: str, version: str) -> Kind:

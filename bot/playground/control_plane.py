@@ -1,4 +1,5 @@
-"""Start and stop a real etcd + kube-apiserver, the way controller-runtime's envtest does.
+"""Start and stop a real etcd + kube-apiserver, the way controller-runtime's envtest does: the
+playground's clusters and the tests'.
 
 There is no controller-manager, scheduler or kubelet: namespaces never finish terminating, no
 garbage collection runs, no default ServiceAccounts exist and Pods stay Pending. Tests create the
@@ -46,8 +47,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tests.kube.pki import ControlPlanePKI
-from tests.servers.child import log_tail
+from bot.playground.child import log_tail
+from bot.playground.pki import ControlPlanePKI
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

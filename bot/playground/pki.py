@@ -1,4 +1,5 @@
-"""Certificates for the test control plane, in the spirit of envtest's TinyCA.
+"""Certificates for the local control plane (the playground's, the tests'), in the spirit of
+envtest's TinyCA.
 
 kube-apiserver needs a serving certificate, a CA to verify client certificates and a
 service-account signing key pair; tests need an admin client certificate (``system:masters``

@@ -1,4 +1,5 @@
-"""Realistic Kyverno objects for tests against the real API server.
+"""Realistic Kyverno objects for the real API server: what the playground's clusters and the
+tests' hold.
 
 Builders are pure functions returning plain dicts, so a test knows exactly what it seeded and can
 assert counts without reading anything back. ``apply_objects`` writes them with server-side apply
@@ -17,11 +18,11 @@ Shapes follow Kyverno v1.19 (see ``tests/data/samples``; the CRDs are the Kyvern
 - PolicyExceptions of both APIs and a Helm release Secret in Helm 3's storage format.
 
 What a running Kyverno 1.19.1 writes (``tests/integration/test_kyverno_admission.py``) differs
-from the defaults here (the bot keys results by source and policy, never by message): messages are ``validation error:
-<rule message> rule <rule> failed at path <path>`` / ``validation rule '<rule>' passed.`` /
-``rule is skipped due to policy exceptions<namespace>/<name>`` (no space, Kyverno's own
-concatenation); timestamps are the scan time. ValidatingPolicy results carry no ``rule``, the
-bare validation message, ``properties["cel.validationIndex"]`` and ``source:
+from the defaults here (the bot keys results by source and policy, never by message): messages
+are ``validation error: <rule message> rule <rule> failed at path <path>`` / ``validation rule
+'<rule>' passed.`` / ``rule is skipped due to policy exceptions<namespace>/<name>`` (no space,
+Kyverno's own concatenation); timestamps are the scan time. ValidatingPolicy results carry no
+``rule``, the bare validation message, ``properties["cel.validationIndex"]`` and ``source:
 KyvernoValidatingPolicy`` -- seed them with ``source=VALIDATING_POLICY_SOURCE`` (which gives
 that shape), never ``kyverno``.
 """
