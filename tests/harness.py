@@ -194,6 +194,7 @@ async def running_relay(
     poll_interval_s: float = 0.5,
     drain_timeout_s: float = 5.0,
     bolt: AsyncApp | None = None,
+    slack_timeout_s: float = 5.0,
 ) -> AsyncIterator[RunningRelay]:
     """The relay on 127.0.0.1:0 with its own store connection; stopped (drained) on exit.
 
@@ -202,7 +203,7 @@ async def running_relay(
     settings = settings or relay_settings(emulator)
     database = await open_database(store_url, timeout_s=2.0)
     await database.migrate(clock=SYSTEM_CLOCK)
-    slack = SlackApi.open(token=BOT_TOKEN, base_url=emulator.base_url, timeout_s=5.0)
+    slack = SlackApi.open(token=BOT_TOKEN, base_url=emulator.base_url, timeout_s=slack_timeout_s)
     relay = AlertRelay(
         settings=settings,
         database=database,

@@ -48,6 +48,9 @@ class Claim:
     sent_alerts: Mapping[str, SentMark]
     sent_silence: str | None
     attempts: int
+    resumed: bool = False
+    """An earlier delivery of the row began and was never recorded as complete (its sender
+    was killed, stopped or failed part-way): what it posted may be in Slack already."""
 
 
 @dataclass(frozen=True)
@@ -161,10 +164,16 @@ class Outbox:
             ).one_or_none()
             if row is None:
                 return None
+            # Recorded before anything is posted: a sender killed after Slack took a message
+            # leaves this behind, and its successor looks for the message first.
             await conn.execute(
                 alert_messages.update()
                 .where(m.id == row.id)
-                .values(claimed_by=owner, claimed_until=now + timedelta(seconds=lease_s))
+                .values(
+                    claimed_by=owner,
+                    claimed_until=now + timedelta(seconds=lease_s),
+                    delivering=True,
+                )
             )
         return Claim(
             group=group_from_row(row),
@@ -174,6 +183,7 @@ class Outbox:
             sent_alerts=marks_from_json(row.sent_alerts),
             sent_silence=row.sent_silence,
             attempts=row.attempts,
+            resumed=bool(row.delivering) or row.attempts > 0,
         )
 
     async def mark_updated(self, claim: Claim, *, expired_failing: Iterable[str]) -> bool:
@@ -208,6 +218,7 @@ class Outbox:
             attempts=0,
             not_before=None,
             last_error=None,
+            delivering=False,
         )
 
     async def defer(self, claim: Claim, *, delay_s: float, error: str, failed: bool = True) -> bool:

@@ -10,7 +10,10 @@ what changed since Slack's last view, however many notifications arrived in betw
 Nothing is ever dropped: 429 pauses the channel for `Retry-After`, 5xx and timeouts back off
 exponentially, and even a refusal (a bug, a missing channel) is retried with a long backoff and
 logged loudly, because the alert it carries is still real. Progress is recorded after every
-Slack call that changes what people see, so a crash repeats at most the one call in flight.
+Slack call that changes what people see, and a claim records that a delivery began before the
+first call: a sender that takes over a row whose delivery never finished (its sender killed
+after Slack took a post, its lease lapsed) looks for each message by its metadata first, so a
+crash repeats at most an edit, never a post.
 """
 
 from __future__ import annotations
@@ -317,12 +320,13 @@ class AlertSender:
         part: str,
         thread_ts: str | None = None,
     ) -> str:
-        """Post `message` carrying metadata that names it (the group and which part). After
-        a failed attempt, whose post may have landed with its answer lost (a 5xx or a timeout
-        after Slack took it), look for it first: found, it is not posted twice."""
+        """Post `message` carrying metadata that names it (the group and which part). When an
+        earlier delivery may have posted it (a failed attempt whose answer was lost, a sender
+        killed or stopped before recording what Slack took), look for it first: found, it is
+        not posted twice."""
         channel = claim.group.channel
         payload = {"group": claim.group.id, "part": part}
-        if claim.attempts > 0:
+        if claim.resumed:
             try:
                 found = await self._slack.find_posted(
                     channel,

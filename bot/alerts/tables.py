@@ -78,8 +78,19 @@ def _message_columns_v1() -> list[sa.Column[Any] | sa.Constraint | sa.Index]:
     ]
 
 
+def _message_columns_v2() -> list[sa.Column[Any] | sa.Constraint | sa.Index]:
+    """Added by r0006: a delivery began and was not recorded as complete (its sender died,
+    was stopped or failed part-way): whoever takes the row next looks for each message by
+    its metadata before posting it, since the earlier attempt may have landed."""
+    return [
+        sa.Column("delivering", sa.Boolean(), nullable=False, server_default=sa.false()),
+    ]
+
+
 alert_notifications = sa.Table("alert_notifications", metadata, *_notification_columns_v1())
-alert_messages = sa.Table("alert_messages", metadata, *_message_columns_v1())
+alert_messages = sa.Table(
+    "alert_messages", metadata, *_message_columns_v1(), *_message_columns_v2()
+)
 """The live definitions; a change here needs a revision in `bot/store/schema_history/`."""
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from bot.playground.slack_emulator import SlackEmulator
 from bot.slack_api import SLACK_RATE_LIMITED
 from tests.alert_samples import alert, payload, sample, sample_json
 from tests.harness import ALERTS_CHANNEL, WEBHOOK_TOKEN, RunningRelay, running_relay
+from tests.timeline import MovableClock
 
 HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
 
@@ -205,6 +209,33 @@ async def test_a_post_whose_answer_was_lost_is_found_not_posted_twice(
     assert len(slack_emulator.parents(ALERTS_CHANNEL)) == 1
     replies = [r.text for r in slack_emulator.replies(ALERTS_CHANNEL, parent.ts)]
     assert len(replies) == 2 and len(set(replies)) == 2, replies
+
+
+async def test_a_sender_cut_off_after_slack_took_the_parent_is_not_followed_by_a_second(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    """Slack takes the parent and its sender never hears back (as if killed before recording
+    it); once its lease has lapsed another sender takes the row over: it finds the parent by
+    its metadata, posts only the rest of the thread, and the channel shows one parent."""
+    clock = MovableClock(datetime.now(UTC))
+    alerts = [alert(f"app-{i:02d}", namespace="ns-1") for i in range(20)]
+    slack_emulator.fail_next("chat.postMessage", after_effect=True, hang=60.0)
+    async with running_relay(
+        slack_emulator, store_url, clock=clock, slack_timeout_s=120.0, drain_timeout_s=0
+    ) as first:
+        assert await post(first, group("big", alerts)) == 200
+        # The emulator wakes its waiters when it answers, and this answer hangs: poll.
+        deadline = time.monotonic() + 15
+        while not slack_emulator.parents(ALERTS_CHANNEL):
+            assert time.monotonic() < deadline, "the parent never landed"
+            await asyncio.sleep(0.05)
+        clock.advance(timedelta(minutes=5))  # the first sender's lease lapses
+        async with running_relay(slack_emulator, store_url, clock=clock) as second:
+            await wait_for_messages(slack_emulator, parents=1, replies=1, timeout=15)
+            await second.wait_idle()
+    [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+    assert len(slack_emulator.replies(ALERTS_CHANNEL, parent.ts)) == 1  # the full list
+    assert slack_emulator.calls("conversations.history")
 
 
 async def test_a_deleted_parent_is_posted_again(
