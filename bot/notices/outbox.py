@@ -18,7 +18,7 @@ the post counts as delivered.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -274,6 +274,7 @@ class NoticeOutbox:
                     .with_for_update(of=notices, skip_locked=True)
                 )
             ).all()
+            lapsed: set[int] = set()
             if rows:
                 await conn.execute(
                     notices.update()
@@ -281,12 +282,12 @@ class NoticeOutbox:
                     .values(claimed_by=owner, claimed_until=now + timedelta(seconds=lease_s))
                 )
                 # A lease that ran out: its sender died, perhaps after Slack took the post.
-                lapsed = [r.id for r in rows if r.claimed_until is not None and r.op != UPDATE]
+                lapsed = {r.id for r in rows if r.claimed_until is not None and r.op != UPDATE}
                 if lapsed:
                     await conn.execute(
                         notices.update().where(N.id.in_(lapsed)).values(maybe_posted=True)
                     )
-        return [_notice(r) for r in rows]
+        return [_notice(r, maybe_posted=r.id in lapsed) for r in rows]
 
     async def sent(
         self, notice: Notice, *, owner: str, ts: str, channel: str | None = None
@@ -348,9 +349,17 @@ class NoticeOutbox:
             maybe_posted=maybe_posted or notice.maybe_posted,
         )
 
-    async def release(self, *, owner: str) -> None:
-        """Give back what `owner` leased (at shutdown): another sender takes it at once."""
+    async def release(self, *, owner: str, cut_off: Collection[int] = ()) -> None:
+        """Give back what `owner` leased (at shutdown): another sender takes it at once.
+        `cut_off`: notices whose post was under way when the sender stopped; Slack may have
+        taken them, so the next sender looks for them first."""
         async with self._db.begin() as conn:
+            if cut_off:
+                await conn.execute(
+                    notices.update()
+                    .where(N.id.in_(list(cut_off)), N.claimed_by == owner, N.state == PENDING)
+                    .values(maybe_posted=True)
+                )
             await conn.execute(
                 notices.update()
                 .where(N.claimed_by == owner, N.state == PENDING)
@@ -397,7 +406,7 @@ class NoticeOutbox:
             )
 
 
-def _notice(row: Any) -> Notice:
+def _notice(row: Any, *, maybe_posted: bool = False) -> Notice:
     update = row.op == UPDATE
     parent_ts = row.parent_ts
     channel = str(row.channel)
@@ -413,7 +422,7 @@ def _notice(row: Any) -> Notice:
         op=str(row.op),
         name=row.message_key,
         target_ts=(row.target_ts or parent_ts) if update else None,
-        maybe_posted=bool(row.maybe_posted),
+        maybe_posted=maybe_posted or bool(row.maybe_posted),
         created_at=row.created_at,
         file_name=row.file_name,
         file_content=bytes(row.file_content) if row.file_content is not None else None,

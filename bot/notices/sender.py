@@ -5,7 +5,8 @@ else the bot posts there (Slack allows about one message a second per channel, w
 bursts); channels are served side by side. A 429 pauses the channel for as long as Slack asked
 and puts the notice back with that time; a Slack outage backs off exponentially; a refusal
 that no retry will change (`channel_not_found`, `invalid_blocks`) marks the notice failed and
-logs it. A sender that stops gives back its leases; one that is killed leaves them to expire.
+logs it. A sender that stops gives back its leases (a post it cut off past its grace marked as
+possibly landed); one that is killed leaves them to expire.
 
 Every post carries message metadata naming its outbox row. When an attempt may have landed
 although its answer never came (a 5xx or timeout after Slack took it, a sender killed in
@@ -103,6 +104,8 @@ class NoticeSender:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[int] = set()
+        """Notices whose post or upload is under way: cut off at stop, they may have landed."""
         outbox.on_enqueue(self._wake.set)
 
     async def start(self) -> None:
@@ -122,8 +125,9 @@ class NoticeSender:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         self._stopping = False
+        cut_off, self._in_flight = self._in_flight, set()
         with contextlib.suppress(StoreUnavailable):
-            await self._outbox.release(owner=self.owner)
+            await self._outbox.release(owner=self.owner, cut_off=cut_off)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -156,6 +160,12 @@ class NoticeSender:
             await self._send(notice)
 
     async def _send(self, notice: Notice) -> None:
+        if not notice.is_update:
+            self._in_flight.add(notice.id)
+        await self._attempt(notice)  # cancelled (stopped past the grace), it stays in flight
+        self._in_flight.discard(notice.id)
+
+    async def _attempt(self, notice: Notice) -> None:
         try:
             posted = await self._look(notice) if notice.maybe_posted else None
             if posted is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from bot.playground.slack_emulator import SlackEmulator
 from bot.slack_api import SlackApi
 from bot.store.database import Database, open_database
 from tests.emulators.fixtures import BOT_TOKEN
+from tests.timeline import MovableClock
 
 DM = "U0ENGINEER"
 THREADS = "C0APPROVALS"
@@ -351,3 +353,38 @@ async def test_edits_and_replies_of_a_refused_post_fail_with_it_and_never_linger
     assert await outbox.states() == {"failed": 4}
     assert refused == [("plan:1", "channel_not_found")]
     assert slack_emulator.messages(THREADS) == []
+
+
+@pytest.mark.parametrize("cut", ["lease lapses", "stopped mid-post"])
+async def test_a_sender_cut_off_after_slack_took_the_post_is_not_followed_by_a_second(
+    slack_emulator: SlackEmulator, database: Database, cut: str
+) -> None:
+    """Slack takes the post and its sender never hears back: killed (its lease lapses on the
+    clock) or stopped past its grace (its lease given back). The next sender looks for the
+    post by its metadata first, finds it, and the channel shows it once."""
+    clock = MovableClock(datetime.now(UTC))
+    slow = SlackApi.open(token=BOT_TOKEN, base_url=slack_emulator.base_url, timeout_s=120.0)
+    slack_emulator.add_channel(THREADS, "security-approvals")
+    outbox = NoticeOutbox(database, clock=clock)
+    first = NoticeSender(outbox, slow, clock=clock, pacer=ChannelPacer(rate=1.0, burst=3))
+    second = sender_for(NoticeOutbox(database, clock=clock), slow)
+    slack_emulator.fail_next("chat.postMessage", after_effect=True, hang=60.0)
+    try:
+        await outbox.enqueue(THREADS, "owed once", name="request:1")
+        await first.start()
+        await until(lambda: slack_emulator.parents(THREADS), "the post")
+        if cut == "lease lapses":
+            clock.advance(timedelta(minutes=5))
+        else:
+            await first.stop(grace_s=0.1)
+        await second.start()
+        deadline = time.monotonic() + WAIT_S
+        while await outbox.states() != {"sent": 1}:
+            assert time.monotonic() < deadline, await outbox.states()
+            await asyncio.sleep(0.05)
+    finally:
+        await second.stop()
+        await first.stop(grace_s=0.1)
+        await slow.close()
+    assert texts(slack_emulator, THREADS) == ["owed once"]
+    assert slack_emulator.calls("conversations.history")
