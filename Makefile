@@ -26,18 +26,19 @@ helm:
 kyverno:
 	tools/kyverno/build.sh >/dev/null
 
-# Without CONFIG: the playground (local clusters with Kyverno, Alertmanager, emulated Slack and
-# JIRA, the bot) and its page on http://127.0.0.1:8080/. With CONFIG: the bot itself.
+# Without CONFIG: the playground (local clusters with Kyverno, Prometheus with the chart's alert
+# rule (rendered by helm), Alertmanager, emulated Slack and JIRA, the bot) and its page on
+# http://127.0.0.1:8080/. With CONFIG: the bot itself.
 run: deps
 ifeq ($(CONFIG),)
-	@$(MAKE) --no-print-directory -s system-deps kube kyverno
+	@$(MAKE) --no-print-directory -s system-deps kube helm kyverno
 	@$(PY) -m bot playground $(PLAYGROUND_ARGS)
 else
 	$(PY) -m bot --config $(CONFIG)
 endif
 
 # The README's pictures of the playground, taken by its browser tests.
-screenshots: deps system-deps kube kyverno
+screenshots: deps system-deps kube helm kyverno
 	POLICY_BOT_SCREENSHOTS=docs/playground $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_playground.py
 
 lint: deps

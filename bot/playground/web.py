@@ -115,6 +115,7 @@ async def _state(request: web.Request) -> web.Response:
         "workloads": [{"namespace": w.namespace, "name": w.name} for w in sample.WORKLOADS],
         "clock_offset_days": world.clock.offset.total_seconds() / 86400,
         "timings": world.timings,
+        "alert_chain": world.alert_chain,
         "jira_browse": world.jira.url.rstrip("/") + "/browse/",
     }
     return web.json_response(body)

@@ -1,8 +1,13 @@
-"""The playground's world: clusters with Kyverno, Alertmanager, JIRA, Slack and the bot.
+"""The playground's world: clusters with Kyverno, Prometheus, Alertmanager, JIRA, Slack and the bot.
 
 Every part is the real one the tests run against: an etcd + kube-apiserver per environment with
-Kyverno's four controllers deciding admission, the Alertmanager binary routing to the bot's
-webhook, and the Slack and JIRA emulators. The control-plane, Kyverno and Alertmanager starters
+Kyverno's four controllers deciding admission, Prometheus scraping each Kyverno's metrics and
+evaluating the chart's alert rule, the Alertmanager binary routing to the bot's webhook, and
+the Slack and JIRA emulators. A workload that violates a policy thus alerts in #alerts the way
+it would in production: Kyverno counts the failure, Prometheus' rule fires, Alertmanager groups
+and calls the bot. Without the prometheus binary (or helm, which renders the rule) the world
+runs without that chain and says so; the side panel's Fire button pushes to Alertmanager either
+way. The control-plane, Kyverno and Alertmanager starters
 are this package's (``control_plane``, ``kyverno``, ``alertmanager``), which the tests share: the
 playground runs from a checkout, where ``make kube kyverno`` has built and cached their binaries.
 
@@ -28,8 +33,10 @@ from aiohttp import web
 
 from bot.app import Services, build_app, build_services
 from bot.clock import SYSTEM_CLOCK
+from bot.playground import alert_rule, sample
 from bot.playground import alertmanager as am
-from bot.playground import sample
+from bot.playground import prometheus as prom
+from bot.playground.child import BinaryNotInstalled
 from bot.playground.control_plane import Assets, ControlPlane
 from bot.playground.jira_emulator import PAT, JiraEmulator
 from bot.playground.kyverno import Kyverno, KyvernoAssets, build_assets, on_a_plane_of_its_own
@@ -43,6 +50,15 @@ APP_TOKEN = "xapp-playground"
 SIGNING_SECRET = "playground-signing-secret-0123456789"
 WEBHOOK_TOKEN = "playground-alertmanager-token"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRAPE_INTERVAL = "2s"
+"""Prometheus' scrape and rule evaluation interval: a demo's pace, not a production one."""
+GROUP_WAIT = "1s"
+ALERT_CHAIN = (
+    f"alert chain: Prometheus scrapes each Kyverno every {SCRAPE_INTERVAL} and evaluates the "
+    f"chart's rule as often; a workload that violates a policy alerts in #alerts within about "
+    f"10 s (Alertmanager groups for {GROUP_WAIT}), and resolves about {alert_rule.WINDOW} after "
+    "its last violation (the seeded violations alert just after start)"
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +147,9 @@ class World:
     slack: SlackEmulator
     jira: JiraEmulator
     alertmanager: am.Alertmanager
+    prometheus: prom.Prometheus | None
+    alert_chain: str
+    """What turns a violation into an alert here, or why nothing does (for the page)."""
     services: Services
     client: SignedSlackClient
     clock: ShiftedClock
@@ -207,6 +226,26 @@ async def _start_environment(
         return environment
 
     return await asyncio.to_thread(start)
+
+
+def _alert_chain_parts(workdir: Path) -> tuple[Path, dict[str, Any]] | str:
+    """The prometheus binary and the chart's rule file, or why the chain cannot run."""
+    try:
+        binary = prom.find_binary()
+        return binary, alert_rule.render(workdir / "helm")
+    except (BinaryNotInstalled, alert_rule.RuleUnavailable) as missing:
+        return str(missing)
+
+
+def prometheus_config(environments: Sequence[Environment], alertmanager_url: str) -> dict[str, Any]:
+    """Each environment's Kyverno admission controller as a target named by its environment."""
+    scrapes = []
+    for environment in environments:
+        url = environment.kyverno.metrics_url("admission-controller")
+        scrape = prom.scrape_config(f"kyverno-{environment.name}", url)
+        scrape["static_configs"][0]["labels"] = {"environment": environment.name}
+        scrapes.append(scrape)
+    return prom.server_config(scrapes, alertmanager_url=alertmanager_url, interval=SCRAPE_INTERVAL)
 
 
 def bot_settings(world_urls: dict[str, str], environments: Sequence[Environment]) -> Settings:
@@ -286,8 +325,14 @@ async def running_world(
             _workspace(slack)
             jira = await stack.enter_async_context(JiraEmulator(mode="server", projects=("SEC",)))
             progress(f"starting {len(names)} control planes with Kyverno: {', '.join(names)}")
-            planes = await asyncio.gather(
-                *(_start_environment(clusters, n, assets, workdir, n == names[-1]) for n in names)
+            planes, chain_parts = await asyncio.gather(
+                asyncio.gather(
+                    *(
+                        _start_environment(clusters, n, assets, workdir, n == names[-1])
+                        for n in names
+                    )
+                ),
+                asyncio.to_thread(_alert_chain_parts, workdir),
             )
             timings["clusters"] = time.monotonic() - started
             by_name = {e.name: e for e in planes}
@@ -295,8 +340,10 @@ async def running_world(
             receiver = am.webhook_receiver(
                 f"{bot_site.url}/alertmanager",
                 token=WEBHOOK_TOKEN,
-                group_by=("alertname", "policy_name", "environment"),
-                group_wait="1s",
+                # The side panel's alerts name `policy_name`, the chart's rule `policy` and
+                # `namespace`: each violation of a policy in a namespace is a thread of its own.
+                group_by=("alertname", "policy_name", "policy", "namespace", "environment"),
+                group_wait=GROUP_WAIT,
                 group_interval="2s",
             )
             alertmanager = await stack.enter_async_context(
@@ -304,6 +351,24 @@ async def running_world(
                     receiver, workdir / "alertmanager", binary=alertmanager_binary, log_level="warn"
                 )
             )
+            prometheus: prom.Prometheus | None = None
+            if isinstance(chain_parts, str):
+                alert_chain = (
+                    f"no alert chain ({chain_parts}): alerts come only from the side panel"
+                )
+            else:
+                binary, rules = chain_parts
+                prometheus = await stack.enter_async_context(
+                    prom.running_prometheus(
+                        prometheus_config(planes, alertmanager.url),
+                        rules,
+                        workdir / "prometheus",
+                        binary=binary,
+                        log_level="warn",
+                    )
+                )
+                alert_chain = ALERT_CHAIN
+            progress(alert_chain)
             (workdir / "backups").mkdir(exist_ok=True)
             settings = bot_settings(
                 {
@@ -328,6 +393,8 @@ async def running_world(
                 slack=slack,
                 jira=jira,
                 alertmanager=alertmanager,
+                prometheus=prometheus,
+                alert_chain=alert_chain,
                 services=services,
                 client=client,
                 clock=clock,

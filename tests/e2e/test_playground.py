@@ -1,7 +1,7 @@
 """The playground in a real browser: `python -m bot playground` driven through Debian's Chromium.
 
 The playground runs as people start it (a child process, Ctrl-C to stop), with its real
-control planes, Kyverno, Alertmanager, the emulators and the bot; Playwright drives the system
+control planes, Kyverno, Prometheus, Alertmanager, the emulators and the bot; Playwright drives the system
 Chromium (no browser download) through the page as a person would: typing commands, clicking
 the bot's buttons, filling its modal, switching people, using the world panel. Every wait is on
 what the page shows (Playwright's auto-waiting locators); the long timeouts are a safety net
@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.kube, pytest.mark.kyverno, pytest.mark.browser]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE_ENV = "POLICY_BOT_REQUIRE_BROWSER"
+REQUIRE_PROMETHEUS_ENV = "POLICY_BOT_REQUIRE_PROMETHEUS"
 START_TIMEOUT_S = 240  # a safety net under the 300 s test timeout; a warm start takes 30-60 s
 HONOURED_TIMEOUT_S = 60
 STEP_TIMEOUT_MS = int(os.environ.get("STEP_MS", "90000"))
@@ -104,6 +105,12 @@ def descendants(pid: int) -> set[tuple[int, str]]:
             found.add((child, started[child]))
             todo.append(child)
     return found
+
+
+def command(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    return ""
 
 
 def alive(process: tuple[int, str]) -> bool:
@@ -209,6 +216,14 @@ class Person:
     def message(self, text: str) -> Locator:
         return self.page.locator("#messages [data-testid=message]", has_text=text).last
 
+    def alert(self, state: str, *texts: str) -> Locator:
+        """The alert message in `state` (FIRING, RESOLVED) that shows every one of `texts`:
+        Prometheus' alerts for the seeded violations come and go in #alerts meanwhile."""
+        messages = self.page.locator("#messages [data-testid=message]", has_text=state)
+        for text in texts:
+            messages = messages.filter(has_text=text)
+        return messages.last
+
     async def create(self, environment: str, namespace: str, name: str, image: str) -> str:
         await self.page.select_option("[data-testid=env]", environment)
         await self.page.fill("#wl-namespace", namespace)
@@ -308,8 +323,9 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     # An alert for it, and the exception requested from the alert's own button.
     await rita.page.click("[data-testid=fire-alert]")
     await rita.go("alerts")
-    alert = rita.message("FIRING")
-    await alert.locator("text=team-payments Deployment/ledger").wait_for()
+    alert = rita.alert("FIRING", "team-payments Deployment/ledger")
+    await alert.wait_for()
+    alert_ts = await alert.get_attribute("data-ts")
     await rita.shot("alert")
     await alert.locator("button", has_text="Request exception").click()
     modal = rita.page.locator("[data-testid=modal]")
@@ -338,7 +354,7 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     # The alert resolves through Alertmanager; the bot updates its message in place.
     await rita.page.click("[data-testid=resolve-alert]")
     await rita.go("alerts")
-    resolved = rita.message("RESOLVED")
+    resolved = rita.page.locator(f"#messages [data-ts='{alert_ts}']", has_text="RESOLVED")
     await resolved.wait_for()
     assert "require-team-label" in str(await resolved.text_content())
 
@@ -384,6 +400,37 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     await rita.shot("promoted")
 
 
+@pytest.mark.prometheus
+async def test_a_violating_workload_alerts_through_prometheus(
+    playground: Playground, browser: Browser
+) -> None:
+    """Kyverno's counter → the chart's rule in Prometheus → Alertmanager → the bot: no push by
+    hand. team-web has no seeded violation of the team label (nor does another test make one),
+    so its alert in staging is a new one."""
+    said = [line for line in playground.lines if line.startswith(("alert chain", "no alert chain"))]
+    assert said, playground.lines
+    if not said[0].startswith("alert chain: Prometheus"):
+        skip_or_fail(said[0], REQUIRE_PROMETHEUS_ENV)
+    rita = await Person.open(browser, playground.url)
+    await rita.page.locator("[data-testid=alert-chain]", has_text="Prometheus scrapes").wait_for()
+    await rita.go("alerts")
+    ours = ("team-web Deployment — Deployment resources failed", "require-team-label", "· staging")
+    assert not await rita.alert("FIRING", *ours).count()
+
+    started = time.monotonic()
+    admitted = await rita.create("staging", "team-web", "frontend-unlabelled", "nginx:1.27")
+    assert admitted.startswith("admitted"), admitted  # staging only audits the team label
+    # The chart's rule names the policy, the rule, the kind and the namespace, never a
+    # resource (Kyverno's metrics have none), unlike the side panel's pushed alerts.
+    alert = rita.alert("FIRING", *ours)
+    await alert.wait_for()
+    print(f"violation → alert in #alerts: {time.monotonic() - started:.1f} s")
+    shown = str(await alert.text_content())
+    assert "KyvernoPolicyViolation · require-team-label · 1 resource" in shown, shown
+    assert "rule autogen-check-team-label" in shown, shown
+    await rita.shot("prometheus-alert")
+
+
 def test_every_server_listens_on_loopback_only(playground: Playground) -> None:
     pids = {pid for pid, _ in descendants(playground.process.pid)} | {playground.process.pid}
     addresses = listening_addresses(pids)
@@ -394,6 +441,8 @@ def test_every_server_listens_on_loopback_only(playground: Playground) -> None:
 def test_ctrl_c_leaves_no_process(playground: Playground) -> None:
     tree = descendants(playground.process.pid)
     assert len(tree) >= 5, tree  # etcd, kube-apiserver and Kyverno per environment, Alertmanager
+    if any(line.startswith("alert chain: Prometheus") for line in playground.lines):
+        assert "prometheus" in {command(pid) for pid, _ in tree}, tree
     code = playground.stop()
     assert code == 0, "\n".join(playground.lines[-30:])
     assert "stopped" in playground.lines[-3:], playground.lines[-3:]

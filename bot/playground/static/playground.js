@@ -305,6 +305,7 @@ function drawWorld() {
   $("clock").textContent = days ? `the bot's clock is ${+days.toFixed(2)} days ahead` : "the bot's clock is the real time";
   const t = page.state.timings;
   $("status").textContent = t.page ? `world ready in ${t.page.toFixed(1)} s` : "";
+  $("alert-chain").textContent = page.state.alert_chain || "";
 }
 
 function drawUsers() {
