@@ -12,6 +12,7 @@ import itertools
 import json
 import re
 import sys
+import time
 from collections import Counter
 from typing import Any
 
@@ -263,10 +264,18 @@ def check_promotion(stage: Stage, tally: Tally, entries: list[Entry]) -> None:
     )
     modes = [e.action for e in changes]
     alternating = all(a != b for a, b in itertools.pairwise(modes))
+    # Every promotion entry, errors and refusals included, with its time and actor: what a
+    # person needs to place a broken alternation next to the faults printed above.
+    t0 = stage.started + SYSTEM_CLOCK.now().timestamp() - time.monotonic()  # t+0, wall clock
+    trail = [
+        f"t+{e.at.timestamp() - t0:.0f}s {e.action} {e.outcome} by {e.actor}"
+        for e in entries
+        if e.target == f"ClusterPolicy/{PROMOTED}" and e.action.startswith("promotion.")
+    ]
     tally.check(
         "promotions and demotions alternate in the audit trail",
         alternating,
-        f"audited changes in order: {modes}",
+        "audited changes in order: " + "; ".join(trail),
     )
 
 
