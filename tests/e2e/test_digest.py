@@ -13,7 +13,7 @@ import pytest_asyncio
 import yaml
 
 from bot.clock import SYSTEM_CLOCK
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground.slack_emulator import SlackEmulator
 from tests.harness import CHANNELS, RunningBot, bot_settings, running_bot
 
 REPORTS = CHANNELS["reports"]
@@ -39,7 +39,6 @@ def _kubeconfig(path: Path) -> Path:
 
 @pytest_asyncio.fixture
 async def bot(slack_emulator: SlackEmulator, tmp_path: Path) -> AsyncIterator[RunningBot]:
-    slack_emulator.set_rate_limits(RateLimits.off())
     settings = bot_settings(
         slack_emulator,
         store_url=f"sqlite:///{tmp_path}/state.db",
