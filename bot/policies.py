@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 
 from bot.kinds import Family, Kind
 from bot.objects import ObjView as Obj
@@ -79,7 +80,7 @@ class Policy:
         """Identity across kinds: legacy and CEL policies may share a name."""
         return (self.family is Family.LEGACY_POLICY, self.ref)
 
-    @property
+    @cached_property  # the fields are frozen; status counts modes on every answer
     def mode(self) -> Mode:
         """Enforce or Audit when every rule and override agrees, otherwise mixed."""
         actions = {a for r in self.rules for a in r.actions}

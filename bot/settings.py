@@ -274,6 +274,9 @@ class StatusSettings(_Frozen):
     stale_after_s: float = Field(default=0.0, ge=0, le=3600)
     """How long the cache may still answer, saying "as of", while a watch is broken; 0: a
     broken watch means a fresh list, so an unreachable cluster is named at once."""
+    health_every_s: float = Field(default=60.0, gt=0, le=3600)
+    """With the cache, how often each environment's Kyverno health line is read in the
+    background; the overview shows it "as of" once it is three times as old."""
 
 
 class DigestSettings(_Frozen):

@@ -46,6 +46,7 @@ from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.slack_api import SlackApi
 from bot.status.cache import StatusCache
+from bot.status.health import HealthCache
 from bot.status.service import StatusService
 from bot.store.audit_trail import AuditTrail
 from bot.store.database import Database, open_database
@@ -149,17 +150,28 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         if settings.status.cache
         else None
     )
-    if status_cache is not None:
-        on_start.append(status_cache.start)
-        on_close.append(status_cache.stop)
+    # With the watch cache the overview answers from memory, Kyverno's health line too: read
+    # in the background rather than live on every answer (`/policy doctor` still reads live).
+    every = settings.status.health_every_s
+    health = (
+        HealthCache(
+            doctor.summary, list(clusters), clock=clock, refresh_every_s=every, max_age_s=3 * every
+        )
+        if status_cache is not None
+        else None
+    )
+    for part in (status_cache, health):
+        if part is not None:
+            on_start.append(part.start)
+            on_close.append(part.stop)
     status = StatusService(
         list(clusters.values()),
         clock=clock,
         ladder=promotion_config.ladder,
         stage_evidence=StageHistory(PromotionStore(database), clusters).evidence,
         answer_within_s=budgets,
-        health=doctor.summary,
-        last_backup=Catalog(database).last_success,
+        health=health.summary if health is not None else doctor.summary,
+        last_backup=Catalog(database).last_successes,
         cache=status_cache,
     )
     backups = _backups(settings, clusters, database, audit, clock, roles=roles, status=status)

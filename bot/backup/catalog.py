@@ -175,6 +175,19 @@ class Catalog:
             value: datetime | None = (await conn.execute(query)).scalar_one_or_none()
         return value
 
+    async def last_successes(self) -> dict[str, datetime]:
+        """`last_success` of every environment backed up at least once, in one query."""
+        query = (
+            sa.select(
+                backup_environments.c.environment, sa.func.max(backup_environments.c.finished_at)
+            )
+            .where(backup_environments.c.ok.is_(True))
+            .group_by(backup_environments.c.environment)
+        )
+        async with self._db.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {str(environment): at for environment, at in rows if at is not None}
+
     # -- restore plans -----------------------------------------------------------------
 
     async def save_plan(self, plan: PlanRecord) -> None:

@@ -191,6 +191,9 @@ class BackupService:
         self._exceptions = exceptions
         self.targets = list(targets) if targets is not None else build_targets(settings)
         self._lock = asyncio.Lock()
+        self._values_read: dict[tuple[str, str], tuple[str, BackedUpValues | None]] = {}
+        """(environment, release) -> (backup id, its values): a bundle is read once, not on
+        every doctor run that compares the deployed values with it."""
 
     @property
     def environments(self) -> list[str]:
@@ -213,18 +216,24 @@ class BackupService:
         latest = await self.catalog.latest_good(environment)
         if latest is None:
             return None
+        known = self._values_read.get((environment, release))
+        if known is not None and known[0] == latest:
+            return known[1]
         try:
             bundle, _ = await self.load(latest, environment)
         except BotError:
             log.warning("cannot read the last backup for a values check", exc_info=True)
             return None
+        found: BackedUpValues | None = None
         status = bundle.environment_status(environment) or {}
         for entry in status.get("helm") or ():
             data = bundle.files.get(str(entry.get("file", "")))
             if entry.get("release") == release and data is not None:
                 values = load_yaml(data)
-                return BackedUpValues(latest, values if isinstance(values, dict) else {})
-        return None
+                found = BackedUpValues(latest, values if isinstance(values, dict) else {})
+                break
+        self._values_read[(environment, release)] = (latest, found)
+        return found
 
     # -- backup ------------------------------------------------------------------------
 

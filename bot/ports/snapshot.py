@@ -27,6 +27,9 @@ class HealthSummary:
     warnings: int = 0
     failures: int = 0
     problem: str | None = None  # e.g. "not installed"
+    as_of: datetime | None = None
+    """Set when the line is not of this moment but as last read then (a cached line whose
+    refresh is late or failing)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -36,7 +37,9 @@ StageEvidenceSource = Callable[[PolicyRef], Awaitable[Mapping[str, StageEvidence
 
 
 HealthSource = Callable[[str], Awaitable[HealthSummary | None]]
-BackupSource = Callable[[str], Awaitable[datetime | None]]
+BackupSource = Callable[[], Awaitable[Mapping[str, datetime]]]
+"""When each environment was last backed up successfully (environments never backed up are
+left out), read from the store once per overview."""
 
 
 @dataclass(frozen=True)
@@ -163,20 +166,23 @@ class StatusService:
         return self._clock.now()
 
     async def overview(self) -> list[Snapshot]:
-        return list(await asyncio.gather(*(self._with_health(n) for n in self._order)))
+        backups, snapshots = await asyncio.gather(
+            self._last_backups(), asyncio.gather(*(self._with_health(n) for n in self._order))
+        )
+        if self._last_backup is None:
+            return snapshots
+        return [
+            s
+            if s.error is not None
+            else replace(s, backups_known=True, last_backup=backups.get(s.environment))
+            for s in snapshots
+        ]
 
     async def _with_health(self, name: str) -> Snapshot:
-        snap, health, last_backup = await asyncio.gather(
-            self.snapshot(name), self._health_of(name), self._last_backup_of(name)
-        )
+        snap, health = await asyncio.gather(self.snapshot(name), self._health_of(name))
         if snap.error is not None:
             return snap
-        return replace(
-            snap,
-            health=health,
-            backups_known=self._last_backup is not None,
-            last_backup=last_backup,
-        )
+        return replace(snap, health=health)
 
     async def _health_of(self, name: str) -> HealthSummary | None:
         if self._health is None:
@@ -187,14 +193,14 @@ class StatusService:
         except TimeoutError:
             return None  # the snapshot says the environment is slow
 
-    async def _last_backup_of(self, name: str) -> datetime | None:
+    async def _last_backups(self) -> Mapping[str, datetime]:
         if self._last_backup is None:
-            return None
+            return {}
         try:
-            return await self._last_backup(name)
+            return await self._last_backup()
         except Exception:  # the overview never fails because the catalog did
-            log.warning("last backup lookup failed", extra={"environment": name}, exc_info=True)
-            return None
+            log.warning("last backup lookup failed", exc_info=True)
+            return {}
 
     async def environment(self, name: str) -> Snapshot:
         if name not in self._clusters:
@@ -344,7 +350,5 @@ def active_exceptions(snap: Snapshot, now: datetime) -> tuple[int, int]:
 
 
 def mode_counts(policies: Sequence[Policy]) -> Mapping[str, int]:
-    counts: dict[str, int] = {}
-    for policy in policies:
-        counts[policy.mode.value] = counts.get(policy.mode.value, 0) + 1
-    return counts
+    counts = Counter(policy.mode for policy in policies)
+    return {mode.value: n for mode, n in counts.items()}

@@ -7,6 +7,7 @@ command away. Every answer comes with a notification text that carries the figur
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -175,19 +176,18 @@ def _overview_facts(snapshots: Sequence[Snapshot], now: datetime) -> list[str]:
 def _top_failing(snapshots: Sequence[Snapshot]) -> list[str]:
     """The policies with most failures across environments, each with where they fail."""
     total: Counter[tuple[bool, str]] = Counter()
-    where: dict[tuple[bool, str], list[tuple[str, int]]] = {}
     for snap in snapshots:
         for key, counts in snap.tally.by_policy.items():
-            if counts["fail"]:
-                total[key] += counts["fail"]
-                where.setdefault(key, []).append((snap.environment, counts["fail"]))
-    ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0][1], kv[0][0]))[:TOP_FAILING]
-    return [
-        f"{kit.escape(key[1])} ("
-        + ", ".join(f"{kit.escape(env)} {n:,}" for env, n in where[key])
-        + ")"
-        for key, _ in ranked
-    ]
+            fail = counts["fail"]
+            if fail:
+                total[key] += fail
+    top = heapq.nsmallest(TOP_FAILING, total.items(), key=lambda kv: (-kv[1], kv[0][1], kv[0][0]))
+    lines = []
+    for key, _ in top:  # where each fails, in the environments' order
+        where = ((s.environment, s.tally.by_policy.get(key, Counter())["fail"]) for s in snapshots)
+        shown = ", ".join(f"{kit.escape(env)} {n:,}" for env, n in where if n)
+        lines.append(f"{kit.escape(key[1])} ({shown})")
+    return lines
 
 
 def _kyverno_line(snapshots: Sequence[Snapshot]) -> str | None:
@@ -229,6 +229,9 @@ def _kyverno_line(snapshots: Sequence[Snapshot]) -> str | None:
     parts.extend(f[2] for f in findings)
     if not findings:
         parts.append("no doctor findings")
+    read_at = [s.health.as_of for s in known if s.health is not None and s.health.as_of]
+    if read_at:
+        parts.append(f"_as of {_when(min(read_at))}_")
     return "*Kyverno:* " + " · ".join(p for p in parts if p) + " (`/policy doctor`)"
 
 
@@ -284,6 +287,8 @@ def _health_line(environment: str, health: HealthSummary) -> str:
         parts.append(_count(health.failures, "failing check"))
     if health.warnings:
         parts.append(_count(health.warnings, "warning"))
+    if health.as_of is not None:
+        parts.append(f"_as of {_when(health.as_of)}_")
     parts.append(f"`/policy doctor {environment}`")
     return " · ".join(parts)
 

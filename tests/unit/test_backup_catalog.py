@@ -31,10 +31,15 @@ async def _record(catalog: Catalog, n: int, envs: dict[str, bool]) -> str:
 async def test_last_good_backup_and_previous_manifest(database: Database) -> None:
     catalog = Catalog(database)
     assert await catalog.last_success("dev") is None
+    assert await catalog.last_successes() == {}
     first = await _record(catalog, 1, {"dev": True, "prod": True})
     second = await _record(catalog, 2, {"dev": True, "prod": False})
     assert await catalog.last_success("dev") == AT + timedelta(days=2, seconds=2)
     assert await catalog.last_success("prod") == AT + timedelta(days=1, seconds=2)
+    assert await catalog.last_successes() == {
+        "dev": AT + timedelta(days=2, seconds=2),
+        "prod": AT + timedelta(days=1, seconds=2),
+    }
     assert await catalog.latest_good("prod") == first
     previous = await catalog.previous_manifest("prod", before="b-20261199-000000")
     assert previous is not None and previous[0] == first

@@ -143,8 +143,8 @@ async def test_an_unreadable_environment_without_a_cache_is_an_error_as_before()
 async def test_the_overview_keeps_health_and_backup_on_a_cached_answer() -> None:
     cluster, cache = Cluster(), Cache(CachedSnapshot(cached_snapshot(), True, None))
 
-    async def last_backup(name: str) -> datetime | None:
-        return NOW - timedelta(hours=7)
+    async def last_backup() -> Mapping[str, datetime]:
+        return {"dev": NOW - timedelta(hours=7)}
 
     status = StatusService(
         [cluster], clock=Clock(), ladder=Ladder(()), cache=cache, last_backup=last_backup
