@@ -59,6 +59,9 @@ class ServerSettings(_Frozen):
 
 class StoreSettings(_Frozen):
     url: str = "sqlite:////var/lib/policy-bot/state.db"
+    notice_retention_days: int = Field(default=30, ge=1, le=3650)
+    """How long messages the bot sent (or Slack refused) stay in its outbox before they are
+    forgotten; a message edited later than that is edited by the ts its feature keeps."""
 
     @field_validator("url")
     @classmethod

@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -128,6 +128,7 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
         slack,
         clock=clock,
         pacer=ChannelPacer(rate=NOTICE_RATE_PER_CHANNEL, burst=NOTICE_BURST),
+        retention=timedelta(days=settings.store.notice_retention_days),
     )
     on_start.append(sender.start)
     on_close.append(sender.stop)

@@ -391,6 +391,24 @@ class NoticeOutbox:
             return None
         return max(filter(None, (row.not_before, row.claimed_until)), default=self._clock.now())
 
+    async def prune(self, *, older_than: timedelta) -> int:
+        """Forget notices finished (sent, refused, replaced) more than `older_than` ago.
+
+        A named post stays while anything not yet finished refers to it (an edit or a reply
+        waiting for its ts); messages edited long after they were posted (an exception's
+        request, a review) are edited by the ts their feature keeps. A key is free again once
+        its notice is forgotten: the retention is also how long a repeated enqueue is known."""
+        cutoff = self._clock.now() - older_than
+        waiting = sa.select(notices.c.after_key).where(N.state == PENDING, N.after_key.is_not(None))
+        async with self._db.begin() as conn:
+            gone = await conn.execute(
+                notices.delete()
+                .where(N.state.in_([SENT, FAILED, SUPERSEDED]))
+                .where(sa.func.coalesce(N.sent_at, N.created_at) < cutoff)
+                .where(sa.or_(N.message_key.is_(None), N.message_key.not_in(waiting)))
+            )
+        return int(gone.rowcount or 0)
+
     async def states(self) -> dict[str, int]:
         """How many notices are pending, sent and failed (for metrics and tests)."""
         async with self._db.connect() as conn:

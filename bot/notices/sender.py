@@ -5,7 +5,8 @@ else the bot posts there (Slack allows about one message a second per channel, w
 bursts); channels are served side by side. A 429 pauses the channel for as long as Slack asked
 and puts the notice back with that time; a Slack outage backs off exponentially; a refusal
 that no retry will change (`channel_not_found`, `invalid_blocks`) marks the notice failed and
-logs it. A sender that stops gives back its leases (a post it cut off past its grace marked as
+logs it. Notices finished longer ago than the retention are forgotten, hourly. A sender that
+stops gives back its leases (a post it cut off past its grace marked as
 possibly landed); one that is killed leaves them to expire.
 
 Every post carries message metadata naming its outbox row. When an attempt may have landed
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -91,6 +93,8 @@ class NoticeSender:
         poll_s: float = 5.0,
         backoff_base_s: float = 1.0,
         max_backoff_s: float = 300.0,
+        retention: timedelta = timedelta(days=30),
+        prune_every_s: float = 3600.0,
     ) -> None:
         self._outbox = outbox
         self._slack = slack
@@ -100,6 +104,8 @@ class NoticeSender:
         self._poll_s = poll_s
         self._backoff_base_s = backoff_base_s
         self._max_backoff_s = max_backoff_s
+        self._retention = retention
+        self._prune_every_s = prune_every_s
         self.owner = f"notices-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._stopping = False
@@ -130,9 +136,13 @@ class NoticeSender:
             await self._outbox.release(owner=self.owner, cut_off=cut_off)
 
     async def _run(self) -> None:
+        next_prune = time.monotonic() + min(self._prune_every_s, 60.0)
         while not self._stopping:
             self._wake.clear()
             try:
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + self._prune_every_s
+                    await self._outbox.prune(older_than=self._retention)
                 batch = await self._outbox.claim(owner=self.owner, lease_s=self._lease_s)
                 if batch:
                     await self._deliver(batch)

@@ -21,6 +21,7 @@ def test_minimal_config_gets_the_documented_defaults():
     settings = parse_settings(MINIMAL, ENV)
     assert settings.server.port == 3000
     assert settings.store.url == "sqlite:////var/lib/policy-bot/state.db"
+    assert settings.store.notice_retention_days == 30
     assert settings.exceptions.max_days == 90
     assert settings.exceptions.remind_days_before == (7, 1)
     assert settings.slack.bot_token.get_secret_value() == "xoxb-1"
@@ -97,6 +98,7 @@ def test_secrets_in_the_file_are_refused():
         ),
         ({**MINIMAL, "environments": [{"name": "a"}, {"name": "a"}]}, "repeated: a"),
         ({**MINIMAL, "store": {"url": "mysql://x"}}, "store.url: use sqlite:////absolute/path.db"),
+        ({**MINIMAL, "store": {"notice_retention_days": 0}}, "store.notice_retention_days"),
         (
             {**MINIMAL, "exceptions": {"default_days": 100, "max_days": 90}},
             "default_days must not exceed",
