@@ -228,7 +228,7 @@ async def _start_environment(
     return await asyncio.to_thread(start)
 
 
-def _alert_chain_parts(workdir: Path) -> tuple[Path, dict[str, Any]] | str:
+def alert_chain_parts(workdir: Path) -> tuple[Path, dict[str, Any]] | str:
     """The prometheus binary and the chart's rule file, or why the chain cannot run."""
     try:
         binary = prom.find_binary()
@@ -332,7 +332,7 @@ async def running_world(
                         for n in names
                     )
                 ),
-                asyncio.to_thread(_alert_chain_parts, workdir),
+                asyncio.to_thread(alert_chain_parts, workdir),
             )
             timings["clusters"] = time.monotonic() - started
             by_name = {e.name: e for e in planes}
