@@ -7,26 +7,31 @@ a person's Home is refreshed again from the next time they open it (until then S
 the last published view, which stays accurate up to its "updated" time).
 
 Publishing never blocks a decision: it runs on the task group and its failures are logged.
+`views.publish` is Tier 4 (about 100 calls a minute for the whole app, replicas included): a
+publish Slack answers 429 is tried again after its `Retry-After`, composed afresh, instead of
+leaving the person a Home that still shows a decided request as waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
 from bot.exceptions.model import ExceptionRequest, Review
 from bot.exceptions.ports import Event, Notifier
 from bot.home import HomeFigures, HomeService, Surroundings
-from bot.slack_api import SlackError
+from bot.slack_api import RateLimited, SlackError
 from handlers.listener import EventListener, Listeners
 from handlers.render import home as render
 
 log = logging.getLogger(__name__)
 
 APP_HOME_OPENED = "app_home_opened"
+PUBLISH_ATTEMPTS = 4
+"""A Home publish rate limited this often in a row gives up (the next open publishes it)."""
 
 
 class Publisher(Protocol):
@@ -69,7 +74,23 @@ class HomeHandler:
         await self.publish(user)
 
     async def publish(self, user: str) -> None:
-        await self._publish(await self._home.figures(user))
+        await self._paced(user, self._home.figures)
+
+    async def _paced(self, user: str, figures: Callable[[str], Awaitable[HomeFigures]]) -> None:
+        """Publish what `figures` reads for `user`; rate limited, wait as long as Slack asks
+        and read again (what the Home shows may have changed meanwhile)."""
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                await self._publish(await figures(user))
+                return
+            except RateLimited as err:
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise
+                log.info(
+                    "Home publish rate limited; trying again",
+                    extra={"user": user, "retry_after_s": err.retry_after_s},
+                )
+                await asyncio.sleep(err.retry_after_s)
 
     async def _publish(self, figures: HomeFigures) -> None:
         view = render.home_view(figures, approvals_channel=self._approvals_channel)
@@ -98,7 +119,16 @@ class HomeHandler:
             approver = await self._home.approver(user)
             if user != request.requester and not approver:
                 return
-            await self._publish(self._home.compose(user, around, approver=approver))
+            first: HomeFigures | None = self._home.compose(user, around, approver=approver)
+
+            async def figures(who: str) -> HomeFigures:
+                nonlocal first
+                if first is not None:
+                    composed, first = first, None
+                    return composed
+                return await self._home.figures(who)  # after a wait: read afresh
+
+            await self._paced(user, figures)
         except SlackError:
             log.warning("could not refresh a Home tab", extra={"user": user}, exc_info=True)
         except Exception:

@@ -106,3 +106,23 @@ async def test_approval_refreshes_the_requesters_home_with_the_active_exception(
     # The other approver's Home no longer lists it as waiting.
     await eventually(lambda: "Nothing waits for your decision." in home_text(w, APPROVER2))
     assert all(c.ok for c in w.slack.calls("views.publish"))
+
+
+async def test_a_home_refresh_slack_rate_limits_is_published_once_slack_allows(
+    w: World,
+) -> None:
+    """views.publish is Tier 4, counted for the whole app (replicas included): when Slack
+    answers a refresh 429, the refresh used to be dropped, and the requester's Home went on
+    showing an approved request as pending until they opened Home again."""
+    await open_home(w, REQUESTER)
+    rid, ts = await file_request(w)
+    await eventually(lambda: "pending since" in home_text(w, REQUESTER))
+    published = len(w.slack.calls("views.publish"))
+    w.slack.fail_next("views.publish", "ratelimited", status=429, retry_after=1)
+
+    await click(w, "exception_approve", APPROVER, ts)
+    await eventually(lambda: "active, expires" in home_text(w, REQUESTER), timeout=30)
+    assert f"`{rid}`" in home_text(w, REQUESTER)
+    refreshes = w.slack.calls("views.publish")[published:]
+    assert refreshes[0].status == 429
+    assert refreshes[-1].ok and refreshes[-1].at - refreshes[0].at >= 1.0  # after Retry-After
