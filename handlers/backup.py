@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import uuid
 from datetime import datetime
 
 from bot.backup.bundle import EnvironmentBackup
@@ -28,6 +27,7 @@ from bot.scheduler import JobSpec
 from bot.settings import BackupSettings
 from bot.store.audit_trail import AuditTrail
 from handlers.listener import Action, Answer, Click, Invocation, Listeners, Reply, Subcommand
+from handlers.refusals import outbox_name
 from handlers.render import backup as render
 from handlers.render import kit
 
@@ -87,7 +87,7 @@ class BackupHandler:
         names = environments or self._backups.environments
         states: dict[str, EnvironmentBackup | None] = dict.fromkeys(names)
         channel = self._reports
-        name = BACKUP_MESSAGE + uuid.uuid4().hex
+        name = outbox_name(BACKUP_MESSAGE, by=actor if trigger == "command" else None)
         if channel:
             text, blocks = render.progress(states, by=by)
             await self._notices.enqueue(channel, text, blocks, name=name)
@@ -178,7 +178,7 @@ class BackupHandler:
         if args[:1] == ("evidence",) and len(args) <= 2:
             month = args[1] if len(args) == 2 else previous_month(self._clock.now())
             report = await self._backups.evidence(month, actor=inv.user)
-            await self._publish_evidence(report, by=f"<@{inv.user}>")
+            await self._publish_evidence(report, by=f"<@{inv.user}>", starter=inv.user)
             title, blocks = render.evidence(report, by=f"<@{inv.user}>")
             if self._reports:
                 return [kit.section(f"{title} is in <#{self._reports}>.")]
@@ -190,14 +190,16 @@ class BackupHandler:
 
     async def monthly(self, slot: datetime) -> None:
         report = await self._backups.evidence(previous_month(slot), actor="scheduler")
-        await self._publish_evidence(report, by="the monthly schedule")
+        await self._publish_evidence(report, by="the monthly schedule", starter=None)
 
-    async def _publish_evidence(self, report: EvidenceReport, *, by: str) -> None:
+    async def _publish_evidence(
+        self, report: EvidenceReport, *, by: str, starter: str | None
+    ) -> None:
         if not self._reports:
             return
         channel = self._reports
         title, blocks = render.evidence(report, by=by)
-        name = EVIDENCE_MESSAGE + uuid.uuid4().hex
+        name = outbox_name(EVIDENCE_MESSAGE, by=starter)
         await self._notices.enqueue(channel, title, blocks, name=name)
         await self._notices.enqueue_file(
             channel,

@@ -17,6 +17,7 @@ from bot.notices.outbox import NoticeOutbox
 from bot.scheduler import JobSpec
 from bot.settings import DigestSettings
 from handlers.listener import Listeners
+from handlers.refusals import outbox_name
 from handlers.render import digest as render
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class DigestJob:
     async def run(self, slot: datetime) -> None:
         digest = await self._service.compose()
         top = render.parent(digest)
-        name = f"{DIGEST_MESSAGE}{slot.isoformat()}"
+        name = outbox_name(DIGEST_MESSAGE, by=None, unique=slot.isoformat())
         if not await self._notices.enqueue(self._channel, top.text, top.blocks, name=name):
             log.info("this slot's digest is already stored", extra={"slot": slot.isoformat()})
             return

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +36,7 @@ from handlers.listener import (
     Subcommand,
     View,
 )
+from handlers.refusals import outbox_name
 from handlers.render import kit
 from handlers.render import promotion as render
 
@@ -116,7 +116,7 @@ class PromotionHandler:
             return render.demote_unchanged(demoted)
         timeout = self._promotion.config.readiness_timeout_s
         text, blocks = render.demote_message(demoted, None, timeout_s=timeout)
-        name = DEMOTE_MESSAGE + uuid.uuid4().hex
+        name = outbox_name(DEMOTE_MESSAGE, by=user)
         await self._notices.enqueue(channel, text, blocks, name=name)
         readiness = await self._promotion.wait_ready(demoted.write)
         text, blocks = render.demote_message(demoted, readiness, timeout_s=timeout)

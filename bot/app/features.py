@@ -8,12 +8,42 @@ from __future__ import annotations
 
 from bot.app.services import Services, build_digest
 from handlers import backup, digest, doctor, exceptions, home, promotion, status
+from handlers.backup import BACKUP_MESSAGE, EVIDENCE_MESSAGE
+from handlers.digest import DIGEST_MESSAGE
 from handlers.exceptions import ExceptionHandlers
 from handlers.listener import Listeners
+from handlers.promotion import DEMOTE_MESSAGE
+from handlers.refusals import RefusalNotices
 
 
 def listeners(services: Services) -> list[Listeners]:
     settings = services.settings
+    channels = settings.slack.channels
+    refusals = RefusalNotices(
+        services.notices,
+        admins=settings.slack.roles.admins.users,
+        fallback_channels=[c for c in (channels.alerts, channels.approvals) if c],
+    )
+    refusals.watch(
+        DEMOTE_MESSAGE,
+        what="the demotion notice",
+        done="The demotion itself was made: `/policy status POLICY` shows it.",
+    )
+    refusals.watch(
+        BACKUP_MESSAGE,
+        what="the backup summary",
+        done="The backup itself ran and was stored: `/policy backup list` lists it.",
+    )
+    refusals.watch(
+        EVIDENCE_MESSAGE,
+        what="the evidence pack",
+        done="The pack itself was made: `/policy audit evidence MONTH` posts it again.",
+    )
+    refusals.watch(
+        DIGEST_MESSAGE,
+        what="the daily digest",
+        done="The next one goes there once the bot can post in that channel.",
+    )
     return [
         status.listeners(status=services.status, audit=services.audit),
         exceptions.listeners(

@@ -24,6 +24,7 @@ from bot.pacing import ChannelPacer
 from bot.playground.slack_emulator import SlackEmulator
 from bot.slack_api import SlackApi
 from bot.store.database import Database, open_database
+from handlers.refusals import RefusalNotices, outbox_name
 from tests.emulators.fixtures import BOT_TOKEN
 from tests.timeline import MovableClock
 
@@ -388,3 +389,36 @@ async def test_a_sender_cut_off_after_slack_took_the_post_is_not_followed_by_a_s
         await slow.close()
     assert texts(slack_emulator, THREADS) == ["owed once"]
     assert slack_emulator.calls("conversations.history")
+
+
+async def test_a_refused_report_is_told_once_and_a_refused_telling_tells_nobody(
+    slack_emulator: SlackEmulator, slack: SlackApi, database: Database
+) -> None:
+    """A demotion notice meant for a private channel without the bot: its starter (a user
+    Slack does not know, so the DM is refused in turn) is told once and nothing follows; the
+    same notice from scheduled work, with no admin configured, goes to another channel."""
+    private = "C0PRIVATE"
+    slack_emulator.add_channel(private, "platform-private", is_private=True, is_member=False)
+    slack_emulator.add_channel("C0ALERTS", "alerts")
+    outbox = NoticeOutbox(database, clock=SYSTEM_CLOCK)
+    refusals = RefusalNotices(outbox, admins=(), fallback_channels=("C0ALERTS", private))
+    refusals.watch("promotion-demote:", what="the demotion notice", done="It was made.")
+    sender = sender_for(outbox, slack)
+    await outbox.enqueue(private, "demoted", name=outbox_name("promotion-demote:", by="U0GHOST"))
+    await outbox.enqueue(private, "demoted", name=outbox_name("promotion-demote:", by=None))
+    await sender.start()
+    try:
+        await until(lambda: texts(slack_emulator, "C0ALERTS"), "the fallback channel's word")
+        deadline = time.monotonic() + WAIT_S
+        while await outbox.states() != {"failed": 3, "sent": 1}:
+            assert time.monotonic() < deadline, await outbox.states()
+            await asyncio.sleep(0.05)
+    finally:
+        await sender.stop()
+    (told,) = texts(slack_emulator, "C0ALERTS")
+    assert told.startswith(":warning: The demotion notice could not be posted in <#C0PRIVATE>")
+    assert "`channel_not_found`" in told and "Invite the bot" in told and "It was made." in told
+    refused_dms = [
+        c for c in slack_emulator.calls("chat.postMessage") if c.params.get("channel") == "U0GHOST"
+    ]
+    assert len(refused_dms) == 1
