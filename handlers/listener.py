@@ -14,6 +14,7 @@ wraps each one in the sequence above. A handler is then its parsing and its call
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -28,7 +29,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.errors import BotError
 from bot.roles import Role
 from bot.scheduler import JobSpec
-from bot.slack_api import SlackError
+from bot.slack_api import RateLimited, SlackError
 from bot.store.errors import StoreUnavailable
 from handlers.render import messages
 
@@ -40,6 +41,8 @@ Work = Callable[[], Awaitable[None]]
 Tell = Callable[[str], Awaitable[None]]
 FieldErrors = Mapping[str, str]
 """A modal's errors by block id, shown under the fields (the modal stays open)."""
+EPHEMERAL_ATTEMPTS = 3
+"""An ephemeral answer rate limited this often in a row is given up (and logged)."""
 
 
 Blocks = list[dict[str, Any]]
@@ -307,7 +310,7 @@ class Plumbing:
             text = str(kwargs.get("text") or "")
             blocks = kwargs.get("blocks")
             try:
-                await self._slack.post_ephemeral(channel, user, text or " ", blocks)
+                await self._post_ephemeral(channel, user, text or " ", blocks)
             except SlackError:
                 log.warning("could not answer by chat.postEphemeral either", exc_info=True)
             return None
@@ -472,12 +475,27 @@ class Plumbing:
         }[reply]
         return dataclasses.replace(click, teller=teller)
 
+    async def _post_ephemeral(
+        self, channel: str, user: str, text: str, blocks: Sequence[dict[str, Any]] | None = None
+    ) -> None:
+        """chat.postEphemeral (Tier 4, counted for the whole app): a 429 means Slack took
+        nothing, so wait as long as it asks and send again rather than leave the person
+        without the outcome of their click."""
+        for attempt in range(1, EPHEMERAL_ATTEMPTS + 1):
+            try:
+                await self._slack.post_ephemeral(channel, user, text, blocks)
+                return
+            except RateLimited as err:
+                if attempt == EPHEMERAL_ATTEMPTS:
+                    raise
+                await asyncio.sleep(err.retry_after_s)
+
     async def _ephemeral(self, click: Click, text: str) -> None:
         if not click.channel or not click.user:
             log.debug("no channel to answer a click in")
             return
         try:
-            await self._slack.post_ephemeral(click.channel, click.user, text)
+            await self._post_ephemeral(click.channel, click.user, text)
         except SlackError:
             log.warning("could not tell the user the outcome of a click", exc_info=True)
 
@@ -486,7 +504,7 @@ class Plumbing:
             return
         try:
             if click.channel:
-                await self._slack.post_ephemeral(click.channel, click.user, text)
+                await self._post_ephemeral(click.channel, click.user, text)
             elif self._dms is not None:
                 await self._dms.enqueue(click.user, text)  # stored: Slack down delays it only
             else:

@@ -485,6 +485,21 @@ async def test_deny_asks_for_a_reason_and_tells_everyone(w: World) -> None:
     assert (APPROVER, "exception.deny", "ok", rid) in await audit_actions(w)
 
 
+async def test_a_refusal_slack_rate_limits_still_reaches_the_person(w: World) -> None:
+    """chat.postEphemeral is Tier 4, counted for the whole app: a refusal Slack answered 429
+    used to be dropped (logged only), and the person who clicked was told nothing."""
+    rid, ts = await file_request(w, user=APPROVER)
+    w.slack.fail_next("chat.postEphemeral", "ratelimited", status=429, retry_after=1)
+    await click(w, "exception_approve", APPROVER, ts)
+    await eventually(lambda: ephemeral_texts(w, APPROVER), timeout=30)
+    assert ephemeral_texts(w, APPROVER) == [
+        "You requested this exception, so someone else must approve it."
+    ]
+    tries = w.slack.calls("chat.postEphemeral")
+    assert [c.status for c in tries] == [429, 200] and tries[1].at - tries[0].at >= 1.0
+    assert await request_state(w, rid) is State.PENDING
+
+
 async def test_self_approval_and_non_approvers_are_refused_and_audited(w: World) -> None:
     rid, ts = await file_request(w, user=APPROVER)
     # One click after the other, each answered before the next, as people click: the
