@@ -149,6 +149,16 @@ class Intake:
             if not isinstance(outcome, _YourTurn):
                 return outcome
             waiting.done = asyncio.get_running_loop().create_future()
+        else:
+            # The first of a storm: let the requests that arrived with it (their handlers
+            # are ready to run) join its transaction rather than wait for the next one.
+            self._writing = True
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                self._queue.remove(waiting)
+                self._hand_over()
+                raise
         self._writing = True
         try:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]

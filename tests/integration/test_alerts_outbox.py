@@ -317,3 +317,39 @@ async def test_a_cancelled_caller_does_not_stall_the_others(
     # And the intake still works afterwards.
     later = await box.store(parsed(payload([alert("later")], group_key="g-later")))
     assert later.channels == ("C0ALERTS",)
+
+
+async def test_notifications_that_arrive_together_share_one_transaction(
+    database: Database, clock: MovableClock
+) -> None:
+    """A storm's first caller waits one turn of the loop for those that came with it: one
+    commit for all of them, instead of one for the first and one for the rest."""
+    box = outbox(database, clock)
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    sa.event.listen(database.engine.sync_engine, "commit", committed)
+    try:
+        notifications = [parsed(payload([alert(f"app-{i}")], group_key=f"g{i}")) for i in range(20)]
+        results = await asyncio.gather(*(box.store(n) for n in notifications))
+    finally:
+        sa.event.remove(database.engine.sync_engine, "commit", committed)
+    assert all(r.channels == ("C0ALERTS",) for r in results)
+    assert len(commits) == 1
+    assert await count_notifications(database) == 20
+
+
+async def test_a_first_caller_cancelled_while_it_gathers_others_does_not_stall_them(
+    database: Database, clock: MovableClock
+) -> None:
+    box = outbox(database, clock)
+    notifications = [parsed(payload([alert(f"app-{i}")], group_key=f"g{i}")) for i in range(3)]
+    tasks = [asyncio.create_task(box.store(n)) for n in notifications]
+    await asyncio.sleep(0)  # the first leads and yields once; the others queue behind it
+    tasks[0].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[0], asyncio.CancelledError)
+    assert all(isinstance(r, StoreResult) and r.channels == ("C0ALERTS",) for r in done[1:])
+    assert await count_notifications(database) == 2
