@@ -8,7 +8,8 @@ retrying or the work on disk for the next sender.
 A storm delivers dozens of notifications at once (one per group, each flushed at the same
 `group_wait`), and one transaction per notification would queue them behind one another, each
 paying a synchronous commit: the last answer would wait for all of them. So concurrent calls
-share transactions: the first caller writes its notification; whoever arrives meanwhile waits
+share transactions: the first caller waits one turn of the event loop, so that the requests
+that arrived with it join its transaction, and writes them; whoever arrives meanwhile waits
 and is written, all together, in the next transaction by one of them (group commit, done by
 the callers themselves: no background task). A batch costs a handful of statements and one
 commit however many notifications it holds, and each notification is still stored atomically
