@@ -1,7 +1,10 @@
 """Who may do what: approvers, promoters and admins from the config, checked in one place.
 
 Members are listed as users and/or Slack user groups; group membership comes from
-`usergroups.users.list` and is cached, since that method is Tier 2 (about 20 calls a minute).
+`usergroups.users.list` and is cached, since that method is Tier 2 (about 20 calls a minute,
+for the whole app, replicas included). When Slack rate limits a lookup the cached answer is
+used, however old; without one, the lookup waits as long as Slack asks and tries again rather
+than refuse a member as if the group were empty.
 Admins hold every role.
 """
 
@@ -14,10 +17,13 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
 from bot.settings import RoleMembers, Roles
+from bot.slack_api import RateLimited
 
 log = logging.getLogger(__name__)
 
 MembersOf = Callable[[str], Awaitable[frozenset[str]]]
+LOOKUP_ATTEMPTS = 3
+"""A group lookup without a cached answer tries this often while Slack rate limits it."""
 
 
 class Role(StrEnum):
@@ -62,10 +68,24 @@ class RoleChecker:
             if cached and time.monotonic() - cached[0] < self._cache_s:
                 return cached[1]
             try:
-                users = await self._members_of(group)
+                users = await self._lookup(group, cached=cached is not None)
             except Exception:
                 log.warning("usergroup lookup failed", extra={"usergroup": group}, exc_info=True)
                 # A stale answer beats locking every approver out while Slack hiccups.
                 return cached[1] if cached else frozenset()
             self._cache[group] = (time.monotonic(), users)
             return users
+
+    async def _lookup(self, group: str, *, cached: bool) -> frozenset[str]:
+        for _ in range(LOOKUP_ATTEMPTS - 1):
+            try:
+                return await self._members_of(group)
+            except RateLimited as err:
+                if cached:
+                    raise
+                log.info(
+                    "usergroup lookup rate limited; trying again",
+                    extra={"usergroup": group, "retry_after_s": err.retry_after_s},
+                )
+                await asyncio.sleep(err.retry_after_s)
+        return await self._members_of(group)

@@ -277,6 +277,14 @@ class SlackApi:
             ),
         )
 
+    async def usergroup_members(self, usergroup: str) -> frozenset[str]:
+        """The user ids of a user group (usergroups.users.list, Tier 2: about 20 a minute)."""
+        response = await self._call(
+            "usergroups.users.list",
+            lambda: self._client.usergroups_users_list(usergroup=usergroup),
+        )
+        return frozenset(str(u) for u in response.get("users") or ())
+
     async def views_publish(self, user: str, view: Mapping[str, Any]) -> None:
         """Publish `view` as `user`'s App Home tab (views.publish)."""
         await self._call(

@@ -14,8 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.alerts.violations import ClusterViolations
 from bot.backup.catalog import Catalog
 from bot.backup.service import BackupService
@@ -118,7 +116,7 @@ async def build_services(settings: Settings, *, clock: Clock) -> Services:
     )
     roles = RoleChecker(
         settings.slack.roles,
-        members_of=_usergroup_members(slack.web_client),
+        members_of=slack.usergroup_members,
         cache_s=settings.slack.usergroup_cache_s,
     )
     notices = NoticeOutbox(database, clock=clock)
@@ -373,11 +371,3 @@ def _last_backup(catalog: Catalog) -> Callable[[], Awaitable[BackupSeen | None]]
 
 def _replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _usergroup_members(client: AsyncWebClient) -> Callable[[str], Awaitable[frozenset[str]]]:
-    async def members_of(group: str) -> frozenset[str]:
-        response = await client.usergroups_users_list(usergroup=group)
-        return frozenset(str(u) for u in response.get("users") or ())
-
-    return members_of

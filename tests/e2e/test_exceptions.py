@@ -118,6 +118,7 @@ def settings_for(
     *,
     jira: JiraEmulator | None,
     exceptions: dict[str, Any] | None = None,
+    roles: dict[str, Any] | None = None,
 ) -> Settings:
     document: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 3000, "shutdown_timeout_s": 5},
@@ -125,7 +126,7 @@ def settings_for(
         "slack": {
             "mode": "http",
             "channels": {"alerts": "C0ALERTS", "approvals": APPROVALS, "reports": "C0REPORTS"},
-            "roles": {"approvers": {"users": [APPROVER, APPROVER2]}},
+            "roles": roles or {"approvers": {"users": [APPROVER, APPROVER2]}},
         },
         "environments": [{"name": "dev", "kubeconfig": str(plane.kubeconfig), "timeout_s": 5}],
         "exceptions": {
@@ -498,6 +499,40 @@ async def test_a_refusal_slack_rate_limits_still_reaches_the_person(w: World) ->
     tries = w.slack.calls("chat.postEphemeral")
     assert [c.status for c in tries] == [429, 200] and tries[1].at - tries[0].at >= 1.0
     assert await request_state(w, rid) is State.PENDING
+
+
+async def test_an_approver_by_user_group_is_not_refused_when_slack_rate_limits_the_lookup(
+    plane: ControlPlane,
+    slack_emulator: SlackEmulator,
+    jira: JiraEmulator,
+    clock: MovableClock,
+    tmp_path: Path,
+) -> None:
+    """usergroups.users.list is Tier 2 (about 20 a minute for the whole app, replicas
+    included): a process's first lookup of the approvers' group answered 429 used to count as
+    an empty group, and a member of it was refused as no approver."""
+    _people(slack_emulator)
+    slack_emulator.add_usergroup("S0SECURITY", "security", [APPROVER2])
+    store = tmp_path / "state.db"
+    roles = {"approvers": {"users": [APPROVER], "usergroups": ["S0SECURITY"]}}
+    settings = settings_for(slack_emulator, plane, store, jira=jira, roles=roles)
+    async with running_bot(settings, slack_emulator, clock=clock) as bot:
+        rid, ts = await file_request(World(bot, slack_emulator, jira, plane, clock, store))
+    # A restarted process (or a replica) knows no member yet: the click asks Slack first.
+    async with running_bot(settings, slack_emulator, clock=clock) as bot:
+        w = World(bot, slack_emulator, jira, plane, clock, store)
+        asked = len(slack_emulator.calls("usergroups.users.list"))
+        slack_emulator.fail_next("usergroups.users.list", "ratelimited", status=429)
+        await click(w, "exception_approve", APPROVER2, ts)
+
+        async def approved() -> bool:
+            return await request_state(w, rid) is State.ACTIVE
+
+        await eventually_async(approved)
+        assert not any("Only approvers" in t for t in ephemeral_texts(w, APPROVER2))
+        lookups = slack_emulator.calls("usergroups.users.list")[asked:]
+        assert [c.status for c in lookups][:2] == [429, 200]
+        assert lookups[1].at - lookups[0].at >= 1.0  # after Retry-After
 
 
 async def test_self_approval_and_non_approvers_are_refused_and_audited(w: World) -> None:
