@@ -44,6 +44,10 @@ T = TypeVar("T")
 DISCOVERY_TTL_S = 60.0
 FIELD_MANAGER = "policy-bot"
 MERGE_PATCH = "application/merge-patch+json"
+AGGREGATED_DISCOVERY = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+)
+"""Every group's resources in one answer, or the plain group list from older servers."""
 WATCH_POOL_SIZE = 32
 """Connections kept for watches: one per watched kind (fewer than 20) with room to spare."""
 WATCH_READ_MARGIN_S = 30.0
@@ -271,17 +275,33 @@ class ClusterGateway:
             return self._client
 
     def _discover(self) -> tuple[Kind, ...]:
-        groups = self._get_json("/apis").get("groups", [])
+        """One request where the server offers aggregated discovery (Kubernetes ≥ 1.30: every
+        group's resources in `/apis`), else `/apis` and one request per Kyverno group version."""
+        found = self._request("GET", "/apis", [], None, accept=AGGREGATED_DISCOVERY)
         served: dict[str, dict[str, set[str]]] = {}
-        for group in groups:
+        if found.get("kind") == "APIGroupDiscoveryList":
+            for entry in found.get("items", []):
+                name = (entry.get("metadata") or {}).get("name")
+                if name not in GROUPS:
+                    continue
+                for version in entry.get("versions", []):
+                    if version.get("freshness", "Current") == "Current":
+                        plurals = {r["resource"] for r in version.get("resources", [])}
+                    else:  # an aggregated API server's list may be out of date: ask it
+                        plurals = self._plurals(f"{name}/{version['version']}")
+                    served.setdefault(name, {})[version["version"]] = plurals
+            return resolve(served)
+        for group in found.get("groups", []):
             if group.get("name") not in GROUPS:
                 continue
             for version in group.get("versions", []):
-                gv = version["groupVersion"]
-                resources = self._get_json(f"/apis/{gv}").get("resources", [])
-                plurals = {r["name"] for r in resources if "/" not in r["name"]}
+                plurals = self._plurals(version["groupVersion"])
                 served.setdefault(group["name"], {})[version["version"]] = plurals
         return resolve(served)
+
+    def _plurals(self, group_version: str) -> set[str]:
+        resources = self._get_json(f"/apis/{group_version}").get("resources", [])
+        return {r["name"] for r in resources if "/" not in r["name"]}
 
     def _pages(
         self,
@@ -352,11 +372,12 @@ class ClusterGateway:
         body: Obj | None,
         *,
         content_type: str = "application/json",
+        accept: str = "application/json",
         timeout: float | None = None,
         warnings: list[str] | None = None,
     ) -> Obj:
         api = self._api()
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         # The client JSON-encodes dict bodies itself, but only for JSON content types; an
         # apply patch (YAML content type) must arrive already encoded.
         payload: Obj | str | None = body
