@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -291,6 +290,10 @@ class DigestSettings(_Frozen):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
+        # Imported here: the scheduler is not loaded by commands that never schedule (the
+        # command-line backup and restore start faster without it).
+        from apscheduler.triggers.cron import CronTrigger
+
         try:
             CronTrigger.from_crontab(value, timezone="UTC")
         except ValueError as err:

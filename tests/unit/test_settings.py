@@ -239,7 +239,8 @@ def test_the_status_cache_is_on_by_default_and_can_be_turned_off():
 def test_the_example_config_documents_the_status_cache():
     example = Path(__file__).parent.parent.parent / "config.example.yaml"
     document = yaml.safe_load(example.read_text())
-    assert document["status"] == {"cache": True, "stale_after_s": 0}
+    assert document["status"] == {"cache": True, "stale_after_s": 0, "health_every_s": 60}
+    assert parse_settings(MINIMAL, ENV).status.health_every_s == 60  # the default it shows
 
 
 def test_the_digest_is_off_by_default_and_goes_to_the_reports_channel():
