@@ -1,7 +1,8 @@
 """Runs every benchmark and prints one table. Not a test: nothing here fails on a slow machine.
 
 `python -m bench [status] [alert_storm] [backup]` runs those suites only; `PROFILE=1` adds
-cProfile's top frames of a cold `/policy status` and of the storm's relay process;
+cProfile's top frames of a cold `/policy status` and of the storm's relay process, and, when
+py-spy is installed, its samples of a cold `python -m bot backup` (every thread, imports too);
 `STORM_SPREAD_S` shortens the spread storm's window (300 s of real time by default).
 
 The table ends with the targets (ratios of figures measured in this run, PASS or MISS), the

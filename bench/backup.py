@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bench import versions
+from bench import profiling, versions
 from bench.figures import Runs, Target
 from bot.backup.service import BackupService
 from bot.clock import SYSTEM_CLOCK
@@ -188,6 +188,16 @@ async def bot_backup(plane: ControlPlane, work: Path) -> tuple[float, int]:
     return seconds, len(report.bundle.files)
 
 
+def _profile_cold(plane: ControlPlane, work: Path) -> None:
+    """`PROFILE=1`: one more cold CLI run under py-spy (every thread, imports included)."""
+    config = work / "cli-config.yaml"  # written by the timed runs
+    argv = [*BOT_CLI, "--config", str(config), "--env", "bench", "--to", str(work / "cli-spy")]
+    frames = profiling.sampled(argv, cwd=ROOT)
+    if frames is None:
+        frames = "  py-spy is not installed (pip install py-spy): no profile"
+    PROFILES.append(("cold `python -m bot backup` (py-spy, all threads)", frames))
+
+
 def main() -> list[tuple[str, str, str, str]]:
     with tempfile.TemporaryDirectory(prefix="bench-backup-") as tmp:
         work = Path(tmp)
@@ -224,6 +234,8 @@ def main() -> list[tuple[str, str, str, str]]:
                 figures["kubectl_json_warm"].append(
                     runbook(plane, work / f"jw-{run}", cache_dir=shared, output="json")
                 )
+            if profiling.ENABLED:
+                _profile_cold(plane, work)
         finally:
             plane.stop()
         kubectl = versions.read("kubectl", plane.assets.kubectl)
@@ -281,6 +293,7 @@ _ROWS = (
 #: Filled by `main()` for `python -m bench`: the targets and the versions this suite ran.
 TARGETS: list[Target] = []
 VERSIONS: list[str] = []
+PROFILES: list[tuple[str, str]] = []
 
 
 if __name__ == "__main__":
@@ -288,4 +301,6 @@ if __name__ == "__main__":
         print(" | ".join(row))
     for target in TARGETS:
         print(target.line())
+    for title, text in PROFILES:
+        print(f"\n{title}:\n{text}")
     print("\n".join(VERSIONS))

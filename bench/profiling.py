@@ -1,4 +1,5 @@
-"""Where the time goes: an opt-in cProfile of a benchmark step (`make bench PROFILE=1`).
+"""Where the time goes: an opt-in cProfile of a benchmark step (`make bench PROFILE=1`), and
+for a whole command (its threads and imports too) py-spy's samples, when py-spy is installed.
 
 cProfile sees only the thread it runs on, in the process it runs in: the event loop's thread,
 where the bot's handlers, rendering and JSON work run (the status service, the relay); work
@@ -13,8 +14,14 @@ import cProfile
 import io
 import os
 import pstats
-from collections.abc import Iterator, Mapping
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 #: The switch: `PROFILE=1 python -m bench` (or `make bench PROFILE=1`).
@@ -81,3 +88,71 @@ def profiled(title: str, *, enabled: bool = ENABLED) -> Iterator[None]:
 def collected() -> list[tuple[str, str]]:
     """(title, top frames) of every profile taken in this process so far."""
     return list(_collected)
+
+
+def py_spy() -> str | None:
+    """py-spy's executable (on PATH or beside this interpreter), or None."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+def sampled(argv: Sequence[str], *, cwd: Path, rate: int = 250, limit: int = TOP) -> str | None:
+    """Run `argv` under py-spy, every thread sampled `rate` times a second; its busiest frames
+    (`summarise`). None when py-spy is not installed. The sampling slows the command down: its
+    timings are not the bench's timings."""
+    spy = py_spy()
+    if spy is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="bench-py-spy-") as tmp:
+        raw = Path(tmp) / "samples.txt"
+        command = [spy, "record", "--threads", "-r", str(rate), "-f", "raw", "-o", str(raw)]
+        subprocess.run(
+            [*command, "--", *argv],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+            timeout=600,
+        )
+        return summarise(raw.read_text(), rate=rate, limit=limit)
+
+
+#: Leaf frames where a thread waits (a pool worker for work, a loop in select, a lock): idle.
+SPY_IDLE = (
+    "_worker (concurrent/futures/thread.py",
+    "select (selectors.py",
+    "wait (threading.py",
+    "_wait_for_tstate_lock (threading.py",
+)
+
+
+def summarise(raw: str, *, rate: int, limit: int = TOP) -> str:
+    """py-spy's raw samples (`thread;frame;…;frame count` per line) as the busy time per
+    thread, the time under imports, and the `limit` frames with the most samples of their
+    own; waits (`SPY_IDLE`, and a thread with no Python frame) are left out and summed apart."""
+    own: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    imports = total = idle = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        samples = int(count)
+        if len(frames) < 2 or any(m in frames[-1] for m in SPY_IDLE):
+            idle += samples
+            continue
+        total += samples
+        threads[frames[0].partition(": ")[2] or frames[0]] += samples
+        own[frames[-1]] += samples
+        if any(f.startswith("_find_and_load ") for f in frames):
+            imports += samples
+    busy = ", ".join(f"{name} {n / rate:.2f} s" for name, n in threads.most_common(6))
+    lines = [
+        f"  {total / rate:.2f} s busy in all threads ({busy}); imports {imports / rate:.2f} s;"
+        f" {idle / rate:.2f} s idle waits left out",
+        f"  {'own s':>8} {'share':>6}  frame",
+    ]
+    for frame, samples in own.most_common(limit):
+        lines.append(f"  {samples / rate:8.3f} {samples / max(1, total):6.1%}  {frame}")
+    return "\n".join(lines)
