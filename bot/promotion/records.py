@@ -89,6 +89,7 @@ class PlanRow:
     state: str
     body: Mapping[str, Any]
     decided_by: str | None
+    decided_at: datetime | None
     override_by: str | None
     override_reason: str | None
     superseded_by: str | None
@@ -150,6 +151,7 @@ class PromotionStore:
             state=row["state"],
             body=row["body"],
             decided_by=row["decided_by"],
+            decided_at=row["decided_at"],
             override_by=row["override_by"],
             override_reason=row["override_reason"],
             superseded_by=row["superseded_by"],
@@ -181,6 +183,20 @@ class PromotionStore:
                 promotion_plans.update()
                 .where(promotion_plans.c.id == plan_id, promotion_plans.c.state == PENDING)
                 .values(values)
+            )
+        return bool(result.rowcount)
+
+    async def take_over(
+        self, plan_id: str, *, user: str, at: datetime, claimed_at: datetime
+    ) -> bool:
+        """Take an `applying` plan claimed at `claimed_at` (an apply that never finished) over
+        for `user`; False when it finished or somebody took it over meanwhile."""
+        p = promotion_plans.c
+        async with self._db.begin() as conn:
+            result = await conn.execute(
+                promotion_plans.update()
+                .where(p.id == plan_id, p.state == APPLYING, p.decided_at == claimed_at)
+                .values(decided_by=user, decided_at=at)
             )
         return bool(result.rowcount)
 
@@ -233,7 +249,17 @@ class PromotionStore:
         plan_id: str | None,
         resource_version: str,
     ) -> None:
+        """Record a write; a plan's write is recorded once, however often it is finished."""
+        r = promotion_records.c
         async with self._db.begin() as conn:
+            if plan_id is not None:
+                known = await conn.execute(
+                    sa.select(r.id).where(
+                        r.plan_id == plan_id, r.environment == environment, r.stage == stage
+                    )
+                )
+                if known.first() is not None:
+                    return
             await conn.execute(
                 promotion_records.insert().values(
                     at=at,

@@ -7,7 +7,11 @@ gates, with a reason. Every step is written to the audit trail.
 
 Applying re-reads every environment first and refuses a plan whose policy changed since it
 was shown, answering with a fresh plan instead. The write itself is one server-side apply
-(field manager `policy-bot`) carrying the resourceVersion it was checked against.
+(field manager `policy-bot`) carrying the resourceVersion it was checked against. An apply cut
+off after its write (its process killed, its database gone before the write was recorded)
+leaves the plan `applying`: the confirmer is told the change is made but not recorded, and a
+click on Promote once `APPLY_LEASE` has passed finishes it, recording the write it finds on
+the cluster instead of writing again.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clock import Clock
 from bot.errors import BotError, UnknownEnvironment
 from bot.kinds import Kind
 from bot.kube.errors import Conflict, Invalid, NotFound
-from bot.policies import Mode, Policy
+from bot.ladder import STAGE, STAGE_SINCE
+from bot.policies import Mode, Policy, parse_time
 from bot.policy_ref import PolicyRef, parse_policy_ref
 from bot.ports.cluster import Cluster
 from bot.promotion.config import PromotionConfig
@@ -51,10 +56,14 @@ from bot.promotion.records import (
 from bot.promotion.sightings import Sighting, sight, sight_all
 from bot.roles import Role, RoleChecker
 from bot.store.audit_trail import AuditTrail
+from bot.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 MIN_REASON = 10
+APPLY_LEASE = timedelta(minutes=2)
+"""How long a confirmed plan may stay `applying` before a click may finish it: the apply that
+claimed it was cut off (its process killed, its database gone), perhaps after the write."""
 
 
 class NotAllowed(BotError):
@@ -67,6 +76,10 @@ class PlanClosed(BotError):
 
 class Rejected(BotError):
     """The target cluster refused the write for a reason a retry will not fix."""
+
+
+class NotRecorded(BotError):
+    """The policy was written, but the database could not record it; a click finishes it."""
 
 
 @dataclass(frozen=True)
@@ -193,11 +206,13 @@ class PromotionService:
     async def confirm(self, plan_id: str, *, user: str) -> Applied | Superseded:
         row = await self.plan_row(plan_id)
         plan = plan_from_json(row.body)
-        self._require_pending(row)
+        interrupted = self._interrupted(row)
+        if not interrupted:
+            self._require_pending(row)
         try:
             await self._require(user, Role.PROMOTER, "confirm promotions")
             self._require_second_person(plan, user)
-            if plan.blocked:
+            if plan.blocked and not (interrupted and row.override_reason):
                 failed = "; ".join(f"{g.description} ({g.figure})" for g in plan.failed_gates)
                 raise NotAllowed(
                     f"This plan is blocked by failed gates: {failed}. Fix them and run "
@@ -207,8 +222,25 @@ class PromotionService:
         except NotAllowed as err:
             await self._refused(user, "confirm", plan, err)
             raise
+        if interrupted:
+            assert row.decided_at is not None
+            if not await self._store.take_over(
+                plan_id, user=user, at=self._clock.now(), claimed_at=row.decided_at
+            ):
+                raise PlanClosed(f"Plan {plan_id} changed hands while you clicked; look again.")
+            return await self._apply(
+                row, plan, user=user, override_reason=row.override_reason, resumed=True
+            )
         await self._claim(plan_id, user=user)
         return await self._apply(row, plan, user=user)
+
+    def _interrupted(self, row: PlanRow) -> bool:
+        """An apply claimed the plan and never finished within `APPLY_LEASE`."""
+        return (
+            row.state == APPLYING
+            and row.decided_at is not None
+            and row.decided_at <= self._clock.now() - APPLY_LEASE
+        )
 
     async def check_override(self, plan_id: str, *, user: str) -> Plan:
         """Raise unless `user` may override this plan now (checked before the modal opens)."""
@@ -306,11 +338,27 @@ class PromotionService:
         raise PlanClosed(f"Plan {plan_id} changed hands while you clicked; look at it again.")
 
     async def _apply(
-        self, row: PlanRow, plan: Plan, *, user: str, override_reason: str | None = None
+        self,
+        row: PlanRow,
+        plan: Plan,
+        *,
+        user: str,
+        override_reason: str | None = None,
+        resumed: bool = False,
     ) -> Applied | Superseded:
-        """Re-read, compare with the plan, write; the plan is in state `applying` here."""
+        """Re-read, compare with the plan, write; the plan is in state `applying` here.
+        `resumed`: an earlier apply was cut off; if its write landed, it is only recorded."""
         try:
             sightings = await sight_all(self._clusters, _planned(plan), failures=True)
+            # Before planning again: once written, the policy may have no next step left.
+            landed = await self._landed(sightings, plan) if resumed else None
+        except Exception:
+            if not resumed:  # nothing was written: the plan stays clickable
+                await self._store.release(plan.id)
+            raise  # resumed, the cut-off write may have landed: the next click looks again
+        if landed is not None:
+            return await self._record(row, plan, landed, user=user, override_reason=override_reason)
+        try:
             fresh = build_plan(
                 ladder=self.config.ladder,
                 name=plan.policy,
@@ -346,6 +394,29 @@ class PromotionService:
                 details={"plan": plan.id, "error": err.user_message[:500]},
             )
             raise
+        return await self._record(row, plan, write, user=user, override_reason=override_reason)
+
+    async def _record(
+        self, row: PlanRow, plan: Plan, write: Write, *, user: str, override_reason: str | None
+    ) -> Applied:
+        """Record a write that landed: the plan is applied once recorded, and a database that
+        cannot be reached leaves it to be finished by clicking again (`APPLY_LEASE`)."""
+        try:
+            return await self._recorded(
+                row, plan, write, user=user, override_reason=override_reason
+            )
+        except StoreUnavailable:
+            log.warning("a promotion was written but not recorded", extra={"plan": plan.id})
+            raise NotRecorded(
+                f"*{write.environment}* now runs `{plan.policy}` as {plan.target.label()}, but "
+                "the bot's database is not reachable, so the promotion is not recorded yet. "
+                "Click Promote again in a couple of minutes: doing it again picks up from "
+                "there and records it, without writing the policy twice."
+            ) from None
+
+    async def _recorded(
+        self, row: PlanRow, plan: Plan, write: Write, *, user: str, override_reason: str | None
+    ) -> Applied:
         stage = plan.target.key
         await self._store.record(
             at=write.written_at,
@@ -381,6 +452,32 @@ class PromotionService:
             },
         )
         return Applied(plan, user, write, user if override_reason else None, override_reason)
+
+    async def _landed(self, sightings: Mapping[str, Sighting], plan: Plan) -> Write | None:
+        """The write of an apply that was cut off, when the target already carries the plan's
+        stage (written after the plan was made); None when it has still to be written."""
+        env = plan.target.environment
+        target = sightings[env]
+        meta = (target.obj or {}).get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        before = next((v for v in plan.versions if v.environment == env), None)
+        if annotations.get(STAGE) != plan.target.key or target.resource_version is None:
+            return None
+        if before is not None and before.resource_version == target.resource_version:
+            return None  # it carried that stage already when planned: not this plan's write
+        written = parse_time(annotations.get(STAGE_SINCE)) or self._clock.now()
+        return Write(
+            environment=env,
+            kind=target.kind or await self._served_kind(env, plan.kind),
+            name=str(meta.get("name", "")),
+            namespace=meta.get("namespace"),
+            created=plan.creates,
+            resource_version_before=before.resource_version if before is not None else None,
+            resource_version=target.resource_version,
+            generation=target.generation or 0,
+            written_at=written,
+            before=None,
+        )
 
     async def _write(self, sightings: Mapping[str, Sighting], plan: Plan) -> Write:
         now = self._clock.now()

@@ -11,6 +11,10 @@ it does not stay half-done unnoticed.
 The same kill in the middle of an Alertmanager burst, just as Slack took a parent whose
 sender could not record it: no webhook answered 200 is lost, the others were refused with a
 5xx for Alertmanager to send again, and no group gets a second parent.
+
+And in the middle of a promotion, after the cluster took the write and before the bot
+recorded it: the confirmer hears the change is made but not recorded, and clicking Promote
+again after the restart records it once without writing the policy again.
 """
 
 from __future__ import annotations
@@ -21,15 +25,20 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
+from kubernetes import client as k8s
 
 from bot.exceptions.model import State
+from bot.playground import seed
 from bot.playground.control_plane import ControlPlane
 from bot.playground.jira_emulator import JiraEmulator
 from bot.playground.slack_emulator import SlackEmulator
+from bot.promotion.records import PromotionStore, promotion_records
 from tests.alert_samples import alert, payload
 from tests.e2e.test_exceptions import (
     APPROVALS,
@@ -49,7 +58,28 @@ from tests.e2e.test_exceptions import (
     settings_for,
 )
 from tests.e2e.test_exceptions import clock as clock
-from tests.harness import ALERTS_CHANNEL, WEBHOOK_TOKEN, RunningRelay, running_bot, running_relay
+from tests.e2e.test_promotion import CHANNEL as PROMOTION_CHANNEL
+from tests.e2e.test_promotion import (
+    OWNER1,
+    OWNER2,
+    ShiftedClock,
+    actions_of,
+    answer,
+    promote,
+    seen,
+    settled,
+)
+from tests.e2e.test_promotion import click as promotion_click
+from tests.harness import (
+    ALERTS_CHANNEL,
+    WEBHOOK_TOKEN,
+    RunningRelay,
+    SlowProxy,
+    bot_settings,
+    kubeconfig_via,
+    running_bot,
+    running_relay,
+)
 from tests.servers.fixtures import postgres_or_skip
 from tests.servers.postgres import PostgresServer
 from tests.timeline import MovableClock
@@ -172,3 +202,95 @@ async def _deliver(session: aiohttp.ClientSession, relay: RunningRelay, body: st
     headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
     async with session.post(relay.webhook_url, data=body, headers=headers) as response:
         return response.status
+
+
+async def test_postgres_killed_mid_promotion_is_finished_by_clicking_again(
+    plane: ControlPlane, slack_emulator: SlackEmulator, own_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The promotion's write reaches the cluster, PostgreSQL dies before it is recorded (the
+    API server's answer is held back while the test kills the database): the confirmer is
+    told the change is made but not recorded and to click again; after the restart the click
+    records it once, without writing the policy a second time."""
+    policy = seed.legacy_cluster_policy("outage-promoted", action="Audit")
+    with plane.api_client() as api:
+        seed.apply_objects(api, [policy])
+    slow = SlowProxy(int(plane.url.rsplit(":", 1)[1]))
+    await slow.start()
+    clock = ShiftedClock()
+    settings = bot_settings(
+        slack_emulator,
+        store_url=await own_postgres.create_database(),
+        environments=[
+            {
+                "name": "dev",
+                "kubeconfig": str(kubeconfig_via(plane.kubeconfig, slow.port, tmp_path / "kc")),
+                "timeout_s": 20,
+            }
+        ],
+        extra={
+            "slack": {"mode": "http", "roles": {"promoters": {"users": [OWNER1, OWNER2]}}},
+            "promotion": {
+                "stages": [
+                    {"environment": "dev", "mode": "Audit"},
+                    {"environment": "dev", "mode": "Enforce"},
+                ],
+                "gates": [],
+                "readiness_timeout_s": 1.0,
+                "readiness_poll_s": 0.2,
+            },
+        },
+    )
+    slack_emulator.add_channel(PROMOTION_CHANNEL, "platform")
+    for user, name in ((OWNER1, "ana"), (OWNER2, "ben")):
+        slack_emulator.add_user(user, name)
+    try:
+        async with running_bot(settings, slack_emulator, clock=clock) as bot:
+            plan = await promote(bot, slack_emulator, OWNER1, "outage-promoted")
+            slow.delay = 5.0  # the API server's answers come late: the write lands first
+            before = seen(slack_emulator, OWNER2)
+            await promotion_click(bot, slack_emulator, "promote_confirm", OWNER2, plan)
+            written = await _stage_written(plane, policy, "dev:Enforce")
+            own_postgres.crash()
+            said = await answer(slack_emulator, OWNER2, before)
+            assert "*dev* now runs `outage-promoted` as dev (Enforce)" in said, said
+            assert "not recorded yet" in said and "Click Promote again" in said
+
+            own_postgres.start_again()
+            slow.delay = 0.0
+            clock.offset += timedelta(minutes=3)  # the cut-off apply's claim has lapsed
+            await promotion_click(bot, slack_emulator, "promote_confirm", OWNER2, plan)
+            done = await settled(slack_emulator, plan, "promoted `outage-promoted`")
+            assert actions_of(done) == []
+            entries = [(e.actor, e.action, e.outcome) for e in await bot.services.audit.entries()]
+            assert entries.count((OWNER2, "promotion.apply", "applied")) == 1
+            records = await PromotionStore(bot.services.database).latest_records(
+                kind="ClusterPolicy", policy="outage-promoted"
+            )
+            assert [(r.stage, r.actor) for r in records.values()] == [("dev:Enforce", OWNER2)]
+            async with bot.services.database.connect() as conn:
+                count = sa.select(sa.func.count()).select_from(promotion_records)
+                assert (await conn.execute(count)).scalar_one() == 1
+            now = await _stage_written(plane, policy, "dev:Enforce")
+            assert now == written  # the same write: the policy was not written twice
+    finally:
+        await slow.stop()
+
+
+async def _stage_written(plane: ControlPlane, policy: dict[str, Any], stage: str) -> str:
+    """The resourceVersion of `policy` once the API server has it at `stage`."""
+    deadline = time.monotonic() + 60
+    with plane.api_client() as api:
+        custom = k8s.CustomObjectsApi(api)
+        while True:
+            obj: Any = await asyncio.to_thread(
+                custom.get_cluster_custom_object,
+                "kyverno.io",
+                "v1",
+                "clusterpolicies",
+                policy["metadata"]["name"],
+            )
+            meta = obj["metadata"]
+            if (meta.get("annotations") or {}).get("policy-bot.io/stage") == stage:
+                return str(meta["resourceVersion"])
+            assert time.monotonic() < deadline, f"the policy never reached {stage}"
+            await asyncio.sleep(0.05)
