@@ -61,14 +61,14 @@ async def slack(slack_emulator: SlackEmulator) -> AsyncIterator[SlackApi]:
         await api.close()
 
 
-def sender_for(outbox: NoticeOutbox, slack: SlackApi, **kwargs: float) -> NoticeSender:
+def sender_for(outbox: NoticeOutbox, slack: SlackApi, *, lease_s: float = 120.0) -> NoticeSender:
     return NoticeSender(
         outbox,
         slack,
         clock=SYSTEM_CLOCK,
         pacer=ChannelPacer(rate=1.0, burst=3),
         backoff_base_s=0.2,
-        **kwargs,
+        lease_s=lease_s,
     )
 
 
