@@ -1,5 +1,5 @@
-"""A report Slack refuses for good is told to somebody, once: the digest and a backup summary
-meant for a private channel the bot was not invited to (Slack answers `channel_not_found`).
+"""A report Slack refuses for good is told to somebody, once: the digest, a backup summary and
+an evidence pack meant for a private channel the bot was not invited to (Slack answers `channel_not_found`).
 
 Whoever ran the command hears it by direct message; for the digest, which nobody ran, the
 admins do. The message names what was refused, Slack's reason and what to do about it.
@@ -8,6 +8,7 @@ admins do. The message names what was refused, Slack's reason and what to do abo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,21 @@ async def test_a_backup_summary_slack_refuses_is_told_to_who_ran_it(
     assert slack_emulator.messages(REPORTS) == [] and slack_emulator.files == []
     assert "The backup summary could not be posted in <#C0REPORTS>" in told.text, told.text
     assert "`channel_not_found`" in told.text and "`/policy backup list`" in told.text
+
+
+@pytest.mark.kube
+async def test_an_evidence_pack_slack_refuses_is_told_to_who_asked_for_it(
+    backup_bot: RunningBot, slack_emulator: SlackEmulator
+) -> None:
+    bot = backup_bot
+    slack_emulator.add_channel(REPORTS, "reports", is_private=True, is_member=False)
+    month = datetime.now(UTC).strftime("%Y-%m")
+    interaction = await bot.slack.command(
+        "/policy", f"audit evidence {month}", user=ADMIN, channel=CHANNEL
+    )
+    assert interaction.response.status == 200
+    (told,) = await wait_for(lambda: slack_emulator.messages(dm(ADMIN)), what="the DM")
+    await delivered(bot)
+    assert slack_emulator.messages(REPORTS) == [] and slack_emulator.files == []
+    assert "The evidence pack could not be posted in <#C0REPORTS>" in told.text, told.text
+    assert "`/policy audit evidence MONTH`" in told.text
