@@ -1,5 +1,6 @@
 """A report Slack refuses for good is told to somebody, once: the digest, a backup summary and
-an evidence pack meant for a private channel the bot was not invited to (Slack answers `channel_not_found`).
+an evidence pack meant for a private channel the bot was not invited to (Slack answers
+`channel_not_found`).
 
 Whoever ran the command hears it by direct message; for the digest, which nobody ran, the
 admins do. The message names what was refused, Slack's reason and what to do about it.
