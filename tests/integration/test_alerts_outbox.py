@@ -194,6 +194,31 @@ async def test_a_lost_lease_cannot_record_a_result(database: Database, clock: Mo
     assert (await rows(database))[0].parent_ts == "1.2"
 
 
+async def test_a_delivery_that_never_finished_is_resumed_by_the_next_claim(
+    database: Database, clock: MovableClock
+) -> None:
+    """A claim records that a delivery began: whoever claims the row before it is completed
+    (its sender killed and its lease lapsed, or stopped, or deferred after a 429) is told
+    its messages may be in Slack already; once completed, the next delivery starts afresh."""
+    box = outbox(database, clock)
+    await box.store(parse_notification(sample("webhook-firing.json")))
+    first = await box.claim("C0ALERTS", owner="a", lease_s=30)
+    assert first is not None and not first.resumed
+    clock.advance(timedelta(seconds=31))  # `a` was killed mid-post
+    taken = await box.claim("C0ALERTS", owner="b", lease_s=30)
+    assert taken is not None and taken.resumed
+    await box.release(owner="b")  # `b` stopped mid-post
+    again = await box.claim("C0ALERTS", owner="c", lease_s=30)
+    assert again is not None and again.resumed
+    await box.defer(again, delay_s=0, error="ratelimited", failed=False)  # a 429 part-way
+    after_429 = await box.claim("C0ALERTS", owner="c", lease_s=30)
+    assert after_429 is not None and after_429.resumed and after_429.attempts == 0
+    assert await box.complete(after_429, parent_ts="1.1", expired_failing=())
+    await box.store(parse_notification(sample("webhook-partially-resolved.json")))
+    update = await box.claim("C0ALERTS", owner="c", lease_s=30)
+    assert update is not None and not update.resumed
+
+
 async def test_deferred_rows_wait_until_due(database: Database, clock: MovableClock) -> None:
     box = outbox(database, clock)
     await box.store(parse_notification(sample("webhook-firing.json")))
