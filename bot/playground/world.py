@@ -40,7 +40,7 @@ from bot.playground.child import BinaryNotInstalled
 from bot.playground.control_plane import Assets, ControlPlane
 from bot.playground.jira_emulator import PAT, JiraEmulator
 from bot.playground.kyverno import Kyverno, KyvernoAssets, build_assets, on_a_plane_of_its_own
-from bot.playground.slack_emulator import RateLimits, SlackEmulator
+from bot.playground.slack_emulator import SlackEmulator
 from bot.playground.slack_signed_client import SignedSlackClient
 from bot.settings import Settings, parse_settings
 
@@ -299,7 +299,6 @@ def bot_settings(world_urls: dict[str, str], environments: Sequence[Environment]
 
 
 def _workspace(slack: SlackEmulator) -> None:
-    slack.set_rate_limits(RateLimits.off())
     for person in PEOPLE:
         slack.add_user(person.id, person.name, f"{person.name.title()} ({person.role})")
     for name, channel in CHANNELS.items():
