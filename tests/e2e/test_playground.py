@@ -312,6 +312,37 @@ async def test_mrkdwn_is_drawn_as_slack_draws_it(playground: Playground, browser
     assert "<script>" not in drawn and "&lt;script&gt;" in drawn
 
 
+@pytest.mark.prometheus
+async def test_a_violating_workload_alerts_through_prometheus(
+    playground: Playground, browser: Browser
+) -> None:
+    """Kyverno's counter → the chart's rule in Prometheus → Alertmanager → the bot: no push by
+    hand. team-web has no seeded violation of the team label (nor does another test make one),
+    so its alert in staging is a new one."""
+    said = [line for line in playground.lines if line.startswith(("alert chain", "no alert chain"))]
+    assert said, playground.lines
+    if not said[0].startswith("alert chain: Prometheus"):
+        skip_or_fail(said[0], REQUIRE_PROMETHEUS_ENV)
+    rita = await Person.open(browser, playground.url)
+    await rita.page.locator("[data-testid=alert-chain]", has_text="Prometheus scrapes").wait_for()
+    await rita.go("alerts")
+    ours = ("team-web Deployment — Deployment resources failed", "require-team-label", "· staging")
+    assert not await rita.alert("FIRING", *ours).count()
+
+    started = time.monotonic()
+    admitted = await rita.create("staging", "team-web", "frontend-unlabelled", "nginx:1.27")
+    assert admitted.startswith("admitted"), admitted  # staging only audits the team label
+    # The chart's rule names the policy, the rule, the kind and the namespace, never a
+    # resource (Kyverno's metrics have none), unlike the side panel's pushed alerts.
+    alert = rita.alert("FIRING", *ours)
+    await alert.wait_for()
+    print(f"violation → alert in #alerts: {time.monotonic() - started:.1f} s")
+    shown = str(await alert.text_content())
+    assert "KyvernoPolicyViolation · require-team-label · 1 resource" in shown, shown
+    assert "rule autogen-check-team-label" in shown, shown
+    await rita.shot("prometheus-alert")
+
+
 async def test_exception_from_an_alert_then_expiry_then_promotion(
     playground: Playground, browser: Browser
 ) -> None:
@@ -398,37 +429,6 @@ async def test_exception_from_an_alert_then_expiry_then_promotion(
     assert latest.startswith("refused"), latest
     assert "latest" in latest
     await rita.shot("promoted")
-
-
-@pytest.mark.prometheus
-async def test_a_violating_workload_alerts_through_prometheus(
-    playground: Playground, browser: Browser
-) -> None:
-    """Kyverno's counter → the chart's rule in Prometheus → Alertmanager → the bot: no push by
-    hand. team-web has no seeded violation of the team label (nor does another test make one),
-    so its alert in staging is a new one."""
-    said = [line for line in playground.lines if line.startswith(("alert chain", "no alert chain"))]
-    assert said, playground.lines
-    if not said[0].startswith("alert chain: Prometheus"):
-        skip_or_fail(said[0], REQUIRE_PROMETHEUS_ENV)
-    rita = await Person.open(browser, playground.url)
-    await rita.page.locator("[data-testid=alert-chain]", has_text="Prometheus scrapes").wait_for()
-    await rita.go("alerts")
-    ours = ("team-web Deployment — Deployment resources failed", "require-team-label", "· staging")
-    assert not await rita.alert("FIRING", *ours).count()
-
-    started = time.monotonic()
-    admitted = await rita.create("staging", "team-web", "frontend-unlabelled", "nginx:1.27")
-    assert admitted.startswith("admitted"), admitted  # staging only audits the team label
-    # The chart's rule names the policy, the rule, the kind and the namespace, never a
-    # resource (Kyverno's metrics have none), unlike the side panel's pushed alerts.
-    alert = rita.alert("FIRING", *ours)
-    await alert.wait_for()
-    print(f"violation → alert in #alerts: {time.monotonic() - started:.1f} s")
-    shown = str(await alert.text_content())
-    assert "KyvernoPolicyViolation · require-team-label · 1 resource" in shown, shown
-    assert "rule autogen-check-team-label" in shown, shown
-    await rita.shot("prometheus-alert")
 
 
 def test_every_server_listens_on_loopback_only(playground: Playground) -> None:
