@@ -18,13 +18,15 @@ import asyncio
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from bot.errors import BotError
 from bot.notices.outbox import NoticeOutbox
 from bot.policy_ref import PolicyRef, parse_policy_ref
 from bot.promotion.plan import Plan
-from bot.promotion.service import Applied, PromotionService, Superseded
+from bot.promotion.service import DEMOTE_SWEEP_EVERY_S, Applied, PromotionService, Superseded
+from bot.scheduler import JobSpec
 from bot.slack_api import SlackApi
 from handlers.listener import (
     Accepted,
@@ -48,6 +50,8 @@ VIEWS_TIMEOUT_S = 5.0
 PLAN_MESSAGE = "promotion-plan:"
 """Outbox name prefix of a plan's message (`PLAN_MESSAGE` + plan id)."""
 DEMOTE_MESSAGE = "promotion-demote:"
+BOT_ACTOR = "policy-bot"
+"""Who settles a cut-off demote in the periodic sweep, in the audit trail."""
 UNEXPECTED = (
     "Something went wrong on the bot's side; the promotion may or may not have happened. "
     "Check `/policy status POLICY` before trying again."
@@ -122,6 +126,10 @@ class PromotionHandler:
         text, blocks = render.demote_message(demoted, readiness, timeout_s=timeout)
         await self._notices.enqueue_update(name, channel, text, blocks)
         return None
+
+    async def settle_job(self, slot: datetime) -> None:
+        """Settle the demotes cut off before they were recorded (see `PromotionService`)."""
+        await self._promotion.settle_demotes(by=BOT_ACTOR)
 
     # -- buttons and the modal ---------------------------------------------------------
 
@@ -295,4 +303,5 @@ def listeners(*, promotion: PromotionService, slack: SlackApi, notices: NoticeOu
                 unexpected=UNEXPECTED,
             ),
         ),
+        jobs=(JobSpec("promotion.demotes", handler.settle_job, every_s=DEMOTE_SWEEP_EVERY_S),),
     )

@@ -249,17 +249,27 @@ class PromotionStore:
         plan_id: str | None,
         resource_version: str,
     ) -> None:
-        """Record a write; a plan's write is recorded once, however often it is finished."""
+        """Record a write; a write is recorded once, however often it is finished: a plan's
+        by its plan, one without a plan (a demote) by its stage time."""
         r = promotion_records.c
         async with self._db.begin() as conn:
-            if plan_id is not None:
-                known = await conn.execute(
-                    sa.select(r.id).where(
-                        r.plan_id == plan_id, r.environment == environment, r.stage == stage
-                    )
+            same = (
+                sa.select(r.id).where(
+                    r.plan_id == plan_id, r.environment == environment, r.stage == stage
                 )
-                if known.first() is not None:
-                    return
+                if plan_id is not None
+                else sa.select(r.id).where(
+                    r.plan_id.is_(None),
+                    r.environment == environment,
+                    r.kind == kind,
+                    r.policy == policy,
+                    r.stage == stage,
+                    r.action == action,
+                    r.at == at,
+                )
+            )
+            if (await conn.execute(same)).first() is not None:
+                return
             await conn.execute(
                 promotion_records.insert().values(
                     at=at,

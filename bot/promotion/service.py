@@ -12,6 +12,14 @@ off after its write (its process killed, its database gone before the write was 
 leaves the plan `applying`: the confirmer is told the change is made but not recorded, and a
 click on Promote once `APPLY_LEASE` has passed finishes it, recording the write it finds on
 the cluster instead of writing again.
+
+A demote has no plan, so it audits its intent (`promotion.demote` `started`, with the stage
+time it is about to write) before its write, and its outcome after recording it. An intent
+left without an outcome (its process killed, its database gone after the write) is settled
+from the cluster before anything else is audited for that policy (a demote, a plan, a click
+on Promote) and by a periodic sweep: the policy carries the stage annotations the demote
+wrote, so the demote is recorded once and audited `applied`, or it never landed and is
+audited `interrupted`.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.audit import AuditEntry
 from bot.clock import Clock
 from bot.errors import BotError, UnknownEnvironment
 from bot.kinds import Kind
@@ -82,6 +91,19 @@ class NotRecorded(BotError):
     """The policy was written, but the database could not record it; a click finishes it."""
 
 
+DEMOTE = "promotion.demote"
+STARTED = "started"
+DEMOTE_OUTCOMES = (STARTED, "applied", "interrupted", "failed")
+"""The outcomes that open (`started`) and close a demote's write in the audit trail; the
+newest of them per environment and policy says whether a demote is left unsettled."""
+DEMOTE_LEASE = timedelta(minutes=2)
+"""How long a demote intent whose write is not on the cluster may still be in flight; after
+that, it never landed (the cluster clients time out well within it)."""
+DEMOTE_LOOKBACK = timedelta(days=30)
+"""How far back unsettled demote intents are looked for; the sweep settles them long before."""
+DEMOTE_SWEEP_EVERY_S = 300.0
+
+
 @dataclass(frozen=True)
 class Write:
     """One write of a policy, with what is needed to wait for Kyverno's verdict on it."""
@@ -126,6 +148,16 @@ class Demoted:
     changes: tuple[FieldChange, ...]
     write: Write | None  # None: it was in Audit already, nothing was written
     gitops: GitOpsOwner | None = None  # who will re-apply the old mode from Git
+    recorded_for: str | None = None
+    """Who ran a demote of it that was cut off before it was recorded; this one recorded it."""
+
+
+@dataclass(frozen=True)
+class DemoteSettled:
+    """A demote intent left without an outcome, now settled from the cluster."""
+
+    intent: AuditEntry
+    landed: bool  # True: its write is on the cluster and is now recorded
 
 
 class PromotionService:
@@ -156,6 +188,7 @@ class PromotionService:
     async def plan(self, ref: PolicyRef, *, user: str, channel: str) -> Plan:
         """Read every environment, evaluate the next gate, store and return the plan."""
         await self._require(user, Role.PROMOTER, "promote policies")
+        await self.settle_demotes(by=user)
         plan = await self._fresh_plan(ref, requested_by=user)
         plan_id = await self._store.add_plan(
             body=plan_to_json(plan),
@@ -222,6 +255,7 @@ class PromotionService:
         except NotAllowed as err:
             await self._refused(user, "confirm", plan, err)
             raise
+        await self.settle_demotes(by=user)
         if interrupted:
             assert row.decided_at is not None
             if not await self._store.take_over(
@@ -265,6 +299,7 @@ class PromotionService:
                 "trail and the channel."
             )
         plan = await self.check_override(plan_id, user=user)
+        await self.settle_demotes(by=user)
         await self._claim(plan_id, user=user, override_reason=reason)
         await self._audit_plan(
             plan,
@@ -609,6 +644,9 @@ class PromotionService:
         if environment not in self._clusters:
             raise UnknownEnvironment(environment, self.environments)
         _, policy = await self._demotable(ref, environment)
+        recorded = await self._settle_before_demote(ref, environment, policy, user=user)
+        if recorded is not None:
+            return recorded
         if policy.mode is Mode.AUDIT:
             await self._audit_demote(user, environment, policy.kind, policy.ref, "unchanged", {})
             return Demoted(policy.ref, policy.kind, environment, user, policy.mode, (), None)
@@ -628,58 +666,78 @@ class PromotionService:
         return found, found.policy
 
     async def demote(self, ref: PolicyRef, environment: str, *, user: str) -> Demoted:
-        """Switch the policy to Audit in one environment, at once: no gates, no second click."""
+        """Switch the policy to Audit in one environment, at once: no gates, no second click.
+        The intent is audited before the write, so a demote cut off after it is settled."""
         await self._require(user, Role.PROMOTER, "demote policies")
         if environment not in self._clusters:
             raise UnknownEnvironment(environment, self.environments)
         for attempt in (1, 2):
             found, policy = await self._demotable(ref, environment)
             assert found.obj is not None and found.kind is not None
+            recorded = await self._settle_before_demote(ref, environment, policy, user=user)
+            if recorded is not None:
+                return recorded
             if policy.mode is Mode.AUDIT:
                 await self._audit_demote(
                     user, environment, policy.kind, policy.ref, "unchanged", {}
                 )
                 return Demoted(policy.ref, policy.kind, environment, user, policy.mode, (), None)
-            now = self._clock.now()
+            # Whole seconds: the stage annotation carries no more, and the record matches it.
+            now = self._clock.now().replace(microsecond=0)
             desired = with_mode(policy.family, clean_copy(found.obj), Mode.AUDIT, demote=True)
             desired = with_stage(desired, stage=f"{environment}:Audit", since=now, created=False)
             desired["metadata"]["resourceVersion"] = found.resource_version
             diff = tuple(changes(policy.family, clean_copy(found.obj), desired))
+            intent = await self._demote_intent(
+                ref,
+                environment,
+                policy,
+                user=user,
+                details={
+                    "since": desired["metadata"]["annotations"][STAGE_SINCE],
+                    "mode_before": policy.mode.value,
+                    "changes": [c.describe() for c in diff],
+                    "resource_version_before": found.resource_version,
+                },
+            )
             try:
                 write = await self._put(environment, found.kind, desired, found, written_at=now)
             except Conflict:
+                await self._audit.settle(
+                    intent,
+                    outcomes=DEMOTE_OUTCOMES,
+                    actor=user,
+                    outcome="failed",
+                    details={"started": intent.id, "error": "it changed while demoting"},
+                )
                 if attempt == 2:
                     raise BotError(
                         f"`{ref}` in {environment} kept changing while the bot demoted it; "
                         "try again."
                     ) from None
                 continue
-            await self._store.record(
-                at=now,
-                environment=environment,
-                kind=policy.kind,
-                policy=policy.ref,
-                stage=f"{environment}:Audit",
-                action="demote",
-                actor=user,
-                plan_id=None,
-                resource_version=write.resource_version,
-            )
-            await self._audit_demote(
-                user,
-                environment,
-                policy.kind,
-                policy.ref,
-                "applied",
-                {
-                    "mode_before": policy.mode.value,
-                    "changes": [c.describe() for c in diff],
-                    "resource_version_before": write.resource_version_before,
-                    "resource_version": write.resource_version,
-                    "generation": write.generation,
-                    **({"api_warnings": list(write.warnings)} if write.warnings else {}),
-                },
-            )
+            except Rejected as err:
+                await self._audit.settle(
+                    intent,
+                    outcomes=DEMOTE_OUTCOMES,
+                    actor=user,
+                    outcome="failed",
+                    details={"started": intent.id, "error": err.user_message[:500]},
+                )
+                raise
+            try:
+                await self._record_demote(intent, write, user=user, resumed=False)
+            except StoreUnavailable:
+                log.warning(
+                    "a demote was written but not recorded",
+                    extra={"policy": policy.ref, "environment": environment},
+                )
+                raise NotRecorded(
+                    f"*{environment}* now runs `{policy.ref}` in Audit, but the bot's database "
+                    "is not reachable, so the demote is not recorded yet. Run "
+                    f"`/policy demote {ref} {environment}` again in a couple of minutes: doing "
+                    "it again records it, without writing the policy twice."
+                ) from None
             return Demoted(
                 policy.ref,
                 policy.kind,
@@ -692,12 +750,191 @@ class PromotionService:
             )
         raise AssertionError("unreachable")
 
+    async def _demote_intent(
+        self,
+        ref: PolicyRef,
+        environment: str,
+        policy: Policy,
+        *,
+        user: str,
+        details: dict[str, Any],
+    ) -> AuditEntry:
+        """Audit that a demote is about to write; with the database down, nothing is written."""
+        try:
+            return await self._audit.append(
+                actor=user,
+                action=DEMOTE,
+                outcome=STARTED,
+                environment=environment,
+                target=f"{policy.kind}/{policy.ref}",
+                details={"kind": policy.kind, "policy": policy.ref, **details},
+            )
+        except StoreUnavailable:
+            raise BotError(
+                f"`{ref}` was not demoted in {environment}: the bot's database is not "
+                "reachable, and a demote is written to the audit trail before it is made. "
+                "Nothing was changed; try again in a couple of minutes."
+            ) from None
+
+    async def _settle_before_demote(
+        self, ref: PolicyRef, environment: str, policy: Policy, *, user: str
+    ) -> Demoted | None:
+        """Settle this policy's cut-off demotes; the answer when one in `environment` landed
+        (it is recorded now, and nothing more is to be written or audited)."""
+        try:
+            settled = await self.settle_demotes(
+                by=user, target=f"{policy.kind}/{policy.ref}", environment=environment
+            )
+        except StoreUnavailable:
+            raise BotError(
+                f"`{ref}` was not demoted in {environment}: the bot's database is not "
+                "reachable, and a demote is written to the audit trail before it is made. "
+                "Nothing was changed; try again in a couple of minutes."
+            ) from None
+        for done in settled:
+            if done.landed and done.intent.environment == environment:
+                return Demoted(
+                    policy.ref,
+                    policy.kind,
+                    environment,
+                    user,
+                    policy.mode,
+                    (),
+                    None,
+                    recorded_for=done.intent.actor,
+                )
+        return None
+
+    async def settle_demotes(
+        self, *, by: str, target: str | None = None, environment: str | None = None
+    ) -> list[DemoteSettled]:
+        """Settle every demote intent (of `target`, `Kind/policy`, in `environment`, when
+        given) left without an outcome: recorded and audited `applied` when its write is on
+        the cluster, audited `interrupted` when it is not and `DEMOTE_LEASE` has passed. An
+        intent whose cluster cannot be read is left for the next call (logged), unless
+        `target` names it."""
+        now = self._clock.now()
+        entries = await self._audit.find(
+            action=DEMOTE, outcomes=DEMOTE_OUTCOMES, since=now - DEMOTE_LOOKBACK, target=target
+        )
+        newest: dict[tuple[str | None, str | None], AuditEntry] = {}
+        for entry in entries:
+            newest[(entry.environment, entry.target)] = entry
+        settled: list[DemoteSettled] = []
+        for intent in newest.values():
+            if intent.outcome != STARTED or environment not in (None, intent.environment):
+                continue
+            try:
+                done = await self._settle_demote(intent, by=by, now=now)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                if target is not None:
+                    raise
+                log.warning(
+                    "a cut-off demote could not be settled yet",
+                    exc_info=True,
+                    extra={"target": intent.target, "environment": intent.environment},
+                )
+                continue
+            if done is not None:
+                settled.append(done)
+        return settled
+
+    async def _settle_demote(
+        self, intent: AuditEntry, *, by: str, now: datetime
+    ) -> DemoteSettled | None:
+        env = str(intent.environment)
+        kind = str(intent.details.get("kind", ""))
+        name = str(intent.details.get("policy", ""))
+        since = str(intent.details.get("since", ""))
+        cluster = self._clusters.get(env)
+        found = None
+        if cluster is not None:
+            found = await sight(cluster, parse_policy_ref(name).with_kind(kind), failures=False)
+            if found.error is not None:
+                raise found.error
+        obj = (found.obj if found is not None else None) or {}
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        landed = (
+            found is not None
+            and found.resource_version is not None
+            and annotations.get(STAGE) == f"{env}:Audit"
+            and annotations.get(STAGE_SINCE) == since
+        )
+        if found is not None and landed:
+            meta = obj.get("metadata") or {}
+            write = Write(
+                environment=env,
+                kind=found.kind or await self._served_kind(env, kind),
+                name=str(meta.get("name", "")),
+                namespace=meta.get("namespace"),
+                created=False,
+                resource_version_before=_text(intent.details.get("resource_version_before")),
+                resource_version=str(found.resource_version),
+                generation=found.generation or 0,
+                written_at=parse_time(since) or intent.at,
+                before=None,
+            )
+            entry = await self._record_demote(intent, write, user=by, resumed=True)
+            return None if entry is None else DemoteSettled(intent, landed=True)
+        if intent.at > now - DEMOTE_LEASE:
+            return None  # perhaps still in flight
+        entry = await self._audit.settle(
+            intent,
+            outcomes=DEMOTE_OUTCOMES,
+            actor=by,
+            outcome="interrupted",
+            details={
+                "started": intent.id,
+                "demoted_by": intent.actor,
+                "reason": (
+                    "cut off before it was recorded, and its write is not on the cluster: "
+                    "it never landed, or the policy was changed since"
+                ),
+            },
+        )
+        return None if entry is None else DemoteSettled(intent, landed=False)
+
+    async def _record_demote(
+        self, intent: AuditEntry, write: Write, *, user: str, resumed: bool
+    ) -> AuditEntry | None:
+        """Record a demote's write (once, however often it is finished) and audit it
+        `applied` under who demoted; None when somebody settled the intent meanwhile."""
+        await self._store.record(
+            at=write.written_at,
+            environment=write.environment,
+            kind=str(intent.details.get("kind", "")),
+            policy=str(intent.details.get("policy", "")),
+            stage=f"{write.environment}:Audit",
+            action="demote",
+            actor=intent.actor,
+            plan_id=None,
+            resource_version=write.resource_version,
+        )
+        details = {
+            **{k: v for k, v in intent.details.items() if k not in ("kind", "policy")},
+            "started": intent.id,
+            "resource_version_before": write.resource_version_before,
+            "resource_version": write.resource_version,
+            "generation": write.generation,
+            **({"api_warnings": list(write.warnings)} if write.warnings else {}),
+        }
+        if resumed:
+            details |= {
+                "recorded_by": user,
+                "note": "recorded after an interruption: the write was on the cluster",
+            }
+        return await self._audit.settle(
+            intent, outcomes=DEMOTE_OUTCOMES, actor=intent.actor, outcome="applied", details=details
+        )
+
     async def _audit_demote(
         self, user: str, env: str, kind: str, ref: str, outcome: str, details: dict[str, Any]
     ) -> None:
         await self._audit.append(
             actor=user,
-            action="promotion.demote",
+            action=DEMOTE,
             outcome=outcome,
             environment=env,
             target=f"{kind}/{ref}",
@@ -770,3 +1007,7 @@ def _plan_details(plan: Plan) -> dict[str, Any]:
 def _planned(plan: Plan) -> PolicyRef:
     """The policy a stored plan is about, with its kind: a re-read finds that one only."""
     return parse_policy_ref(plan.policy).with_kind(plan.kind)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

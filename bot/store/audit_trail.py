@@ -135,6 +135,53 @@ class AuditTrail:
         stored canonically. Raises `ValueError`/`TypeError` for bad fields before anything
         is written, `StoreUnavailable` when the store cannot be reached.
         """
+        entry = await self._append(
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            environment=environment,
+            target=target,
+            details=details,
+        )
+        assert entry is not None
+        return entry
+
+    async def settle(
+        self,
+        intent: AuditEntry,
+        *,
+        outcomes: Sequence[str],
+        actor: str,
+        outcome: str,
+        details: Mapping[str, object] | None = None,
+    ) -> AuditEntry | None:
+        """Append the outcome of `intent` (same action, environment and target) while
+        `intent` is still the newest entry of those whose outcome is one of `outcomes`;
+        checked under the chain's lock, so of two processes settling it one appends and the
+        other gets None."""
+        return await self._append(
+            actor=actor,
+            action=intent.action,
+            outcome=outcome,
+            environment=intent.environment,
+            target=intent.target,
+            details=details,
+            settles=intent,
+            outcomes=outcomes,
+        )
+
+    async def _append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        environment: str | None,
+        target: str | None,
+        details: Mapping[str, object] | None,
+        settles: AuditEntry | None = None,
+        outcomes: Sequence[str] = (),
+    ) -> AuditEntry | None:
         clean = validate_fields(
             actor=actor,
             action=action,
@@ -147,6 +194,8 @@ class AuditTrail:
             if self._db.dialect == "postgresql":
                 # Held until this transaction ends; every process takes the same key.
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._lock_key)))
+            if settles is not None and not await self._newest(conn, settles, outcomes):
+                return None
             head = await self._head_link(conn)
             entry = next_entry(
                 head,
@@ -160,6 +209,40 @@ class AuditTrail:
             )
             await conn.execute(audit_entries.insert().values(_row(entry)))
         return entry
+
+    async def _newest(
+        self, conn: AsyncConnection, entry: AuditEntry, outcomes: Sequence[str]
+    ) -> bool:
+        a = audit_entries.c
+        later = (
+            sa.select(a.id)
+            .where(
+                a.id > entry.id,
+                a.action == entry.action,
+                a.environment == entry.environment,
+                a.target == entry.target,
+                a.outcome.in_(list(outcomes)),
+            )
+            .limit(1)
+        )
+        return (await conn.execute(later)).first() is None
+
+    async def find(
+        self, *, action: str, outcomes: Sequence[str], since: datetime, target: str | None = None
+    ) -> list[AuditEntry]:
+        """Entries of `action` with one of `outcomes` and `at >= since` (of `target` only,
+        when given), in chain order."""
+        a = audit_entries.c
+        query = (
+            sa.select(*_COLUMNS)
+            .where(a.at >= since, a.action == action, a.outcome.in_(list(outcomes)))
+            .order_by(a.id)
+        )
+        if target is not None:
+            query = query.where(a.target == target)
+        async with self._db.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_entry(row) for row in rows]
 
     async def head(self) -> AuditEntry | None:
         """The newest entry, or None while the trail is empty."""

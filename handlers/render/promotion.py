@@ -400,6 +400,14 @@ def demote_prompt_settled(policy: str, environment: str, *, confirmed: bool) -> 
 
 
 def demote_unchanged(demoted: Demoted) -> list[kit.Block]:
+    if demoted.recorded_for is not None:
+        return [
+            kit.section(
+                f"*{kit.escape(demoted.policy)}* was demoted to Audit in {demoted.environment} "
+                f"by <@{demoted.recorded_for}>, cut off before the bot recorded it; it is "
+                "recorded now, and nothing was written again."
+            )
+        ]
     return [
         kit.section(
             f"*{kit.escape(demoted.policy)}* is already in Audit in {demoted.environment} "
