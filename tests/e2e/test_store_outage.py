@@ -14,7 +14,9 @@ sender could not record it: no webhook answered 200 is lost, the others were ref
 
 And in the middle of a promotion, after the cluster took the write and before the bot
 recorded it: the confirmer hears the change is made but not recorded, and clicking Promote
-again after the restart records it once without writing the policy again.
+again after the restart records it once without writing the policy again. A demote cut off
+the same way is told the policy is in Audit but not recorded, and running it again records
+it once; with the database down before its write, it is refused and nothing is written.
 """
 
 from __future__ import annotations
@@ -68,11 +70,14 @@ from tests.e2e.test_promotion import (
     promote,
     seen,
     settled,
+    text_of,
 )
 from tests.e2e.test_promotion import click as promotion_click
+from tests.e2e.test_promotion import command as promotion_command
 from tests.harness import (
     ALERTS_CHANNEL,
     WEBHOOK_TOKEN,
+    RunningBot,
     RunningRelay,
     SlowProxy,
     bot_settings,
@@ -274,6 +279,132 @@ async def test_postgres_killed_mid_promotion_is_finished_by_clicking_again(
             assert now == written  # the same write: the policy was not written twice
     finally:
         await slow.stop()
+
+
+async def test_postgres_killed_mid_demote_is_recorded_by_demoting_again(
+    plane: ControlPlane, slack_emulator: SlackEmulator, own_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """With PostgreSQL down before the write, the demote is refused and the policy left as
+    it is. Then the demote's write reaches the cluster and PostgreSQL dies before it is
+    recorded (the API server's answer held back while the test kills it): the promoter is
+    told the policy is in Audit but not recorded, and the same demote after the restart
+    records it once, without writing again; the trail alternates promotion and demotion."""
+    name = "outage-demoted"
+    policy = seed.legacy_cluster_policy(name, action="Audit")
+    with plane.api_client() as api:
+        seed.apply_objects(api, [policy])
+    slow = SlowProxy(int(plane.url.rsplit(":", 1)[1]))
+    await slow.start()
+    settings = bot_settings(
+        slack_emulator,
+        store_url=await own_postgres.create_database(),
+        environments=[
+            {
+                "name": "dev",
+                "kubeconfig": str(kubeconfig_via(plane.kubeconfig, slow.port, tmp_path / "kc")),
+                "timeout_s": 20,
+            }
+        ],
+        extra={
+            "slack": {"mode": "http", "roles": {"promoters": {"users": [OWNER1, OWNER2]}}},
+            "promotion": {
+                "stages": [
+                    {"environment": "dev", "mode": "Audit"},
+                    {"environment": "dev", "mode": "Enforce"},
+                ],
+                "gates": [],
+                "readiness_timeout_s": 1.0,
+                "readiness_poll_s": 0.2,
+            },
+        },
+    )
+    slack_emulator.add_channel(PROMOTION_CHANNEL, "platform")
+    for user, person in ((OWNER1, "ana"), (OWNER2, "ben")):
+        slack_emulator.add_user(user, person)
+    try:
+        async with running_bot(settings, slack_emulator, clock=ShiftedClock()) as bot:
+            plan = await promote(bot, slack_emulator, OWNER1, name)
+            await promotion_click(bot, slack_emulator, "promote_confirm", OWNER2, plan)
+            await settled(slack_emulator, plan, f"promoted `{name}`")
+            enforced = await _stage_written(plane, policy, "dev:Enforce")
+
+            own_postgres.crash()  # down before the write: refused, nothing written
+            before = seen(slack_emulator, OWNER1)
+            await promotion_command(bot, slack_emulator, OWNER1, f"demote {name} dev")
+            said = await answer(slack_emulator, OWNER1, before)
+            assert f"`{name}` was not demoted in dev" in said and "Nothing was changed" in said
+            assert await _stage_written(plane, policy, "dev:Enforce") == enforced
+            own_postgres.start_again()
+
+            prompt = await _demote_prompt(bot, slack_emulator, name)
+            slow.delay = 5.0  # the API server's answers come late: the write lands first
+            before = seen(slack_emulator, OWNER1)
+            interaction = await bot.slack.block_action(
+                "demote_confirm",
+                user=OWNER1,
+                channel=PROMOTION_CHANNEL,
+                message_ts=prompt,
+                ephemeral=True,
+            )
+            assert interaction.response.status == 200
+            written = await _stage_written(plane, policy, "dev:Audit")
+            own_postgres.crash()
+            said = await answer(slack_emulator, OWNER1, before)
+            assert f"*dev* now runs `{name}` in Audit" in said, said
+            assert "not recorded yet" in said and f"`/policy demote {name} dev` again" in said
+
+            own_postgres.start_again()
+            slow.delay = 0.0
+            before = seen(slack_emulator, OWNER1)
+            await promotion_command(bot, slack_emulator, OWNER1, f"demote {name} dev")
+            await answer(slack_emulator, OWNER1, before)
+            fresh = slack_emulator.ephemeral(PROMOTION_CHANNEL, OWNER1)[before:]
+            said = " ".join(text_of(e.blocks) for e in fresh if e.via != "command_ack")
+            assert f"demoted to Audit in dev by <@{OWNER1}>" in said, said
+            assert "recorded now" in said
+
+            trail = [
+                (e.actor, e.action, e.outcome)
+                for e in await bot.services.audit.entries()
+                if e.target == f"ClusterPolicy/{name}"
+            ]
+            changes = [a for (_, a, o) in trail if o == "applied"]
+            assert changes == ["promotion.apply", "promotion.demote"], trail
+            assert trail.count((OWNER1, "promotion.demote", "applied")) == 1
+            assert (OWNER1, "promotion.demote", "unchanged") not in trail
+            records = await PromotionStore(bot.services.database).latest_records(
+                kind="ClusterPolicy", policy=name
+            )
+            assert [(r.stage, r.actor, r.action) for r in records.values()] == [
+                ("dev:Audit", OWNER1, "demote")
+            ]
+            async with bot.services.database.connect() as conn:
+                demotes = (
+                    sa.select(sa.func.count())
+                    .select_from(promotion_records)
+                    .where(promotion_records.c.action == "demote")
+                )
+                assert (await conn.execute(demotes)).scalar_one() == 1
+            assert await _stage_written(plane, policy, "dev:Audit") == written  # not rewritten
+    finally:
+        await slow.stop()
+
+
+async def _demote_prompt(bot: RunningBot, emulator: SlackEmulator, name: str) -> str:
+    """`/policy demote NAME dev` (dev is production here, so it asks first): the prompt's ts."""
+    asked = {e.ts for e in emulator.ephemeral(PROMOTION_CHANNEL, OWNER1)}
+    await promotion_command(bot, emulator, OWNER1, f"demote {name} dev")
+    deadline = time.monotonic() + 60
+    while True:
+        prompt = [
+            e
+            for e in emulator.ephemeral(PROMOTION_CHANNEL, OWNER1)
+            if "demote_confirm" in str(e.blocks) and e.ts not in asked
+        ]
+        if prompt:
+            return prompt[0].ts
+        assert time.monotonic() < deadline, "the demote prompt never came"
+        await asyncio.sleep(0.05)
 
 
 async def _stage_written(plane: ControlPlane, policy: dict[str, Any], stage: str) -> str:

@@ -22,7 +22,7 @@ from bot.policies import Mode
 from bot.policy_ref import PolicyRef
 from bot.promotion.config import PromotionConfig
 from bot.promotion.records import APPLIED, FAILED, PENDING, STALE, PromotionStore
-from bot.promotion.service import Applied, PromotionService, Superseded
+from bot.promotion.service import DEMOTE, DEMOTE_LEASE, Applied, PromotionService, Superseded
 from bot.roles import RoleChecker
 from bot.settings import RoleMembers, Roles
 from bot.store import Database
@@ -245,3 +245,65 @@ async def test_what_the_api_server_warns_is_kept_with_the_write_and_audited(serv
     assert applied.write.warnings == (deprecated,)
     (entry,) = [e for e in await svc._audit.entries() if e.action == "promotion.apply"]
     assert entry.details["api_warnings"] == [deprecated]
+
+
+class MovableClock:
+    def __init__(self) -> None:
+        self.at = NOW
+
+    def now(self) -> datetime:
+        return self.at
+
+
+async def test_a_demote_whose_write_never_landed_is_audited_interrupted_once(
+    database: Database,
+) -> None:
+    """The demote audits its intent, then its write fails in a way that may or may not have
+    reached the cluster (the connection dropped): the intent stays open while the write may
+    be in flight, then the sweep finds the policy without the demote's stage and audits it
+    interrupted, once, recording nothing; the next demote writes and is recorded."""
+    clock = MovableClock()
+    staging = FakeCluster("staging", seed.legacy_cluster_policy("p", action="Enforce"))
+    store = PromotionStore(database)
+    audit = AuditTrail(database, clock=clock)
+    svc = PromotionService(
+        config=PromotionConfig(
+            ladder=Ladder((Stage("staging", Mode.AUDIT), Stage("staging", Mode.ENFORCE)), ()),
+            production="production",
+            readiness_timeout_s=0.1,
+            readiness_poll_s=0.05,
+        ),
+        clusters={"staging": staging},
+        store=store,
+        audit=audit,
+        roles=RoleChecker(
+            Roles(promoters=RoleMembers(users=("U0OWNER1",))),
+            members_of=lambda group: asyncio.sleep(0, frozenset()),
+        ),
+        clock=clock,
+    )
+
+    async def trail() -> list[tuple[str, str]]:
+        return [(e.actor, e.outcome) for e in await audit.entries() if e.action == DEMOTE]
+
+    staging.fail_apply = ClusterUnavailable("staging", "connection reset")
+    with pytest.raises(ClusterUnavailable):
+        await svc.demote(PolicyRef("p"), "staging", user="U0OWNER1")
+    assert await trail() == [("U0OWNER1", "started")]
+    assert await svc.settle_demotes(by="policy-bot") == []  # perhaps still in flight
+
+    clock.at = NOW + DEMOTE_LEASE
+    settled = await svc.settle_demotes(by="policy-bot")
+    assert [(s.intent.outcome, s.landed) for s in settled] == [("started", False)]
+    assert await svc.settle_demotes(by="policy-bot") == []
+    assert await trail() == [("U0OWNER1", "started"), ("policy-bot", "interrupted")]
+    assert await store.latest_records(kind="ClusterPolicy", policy="p") == {}
+    assert staging.objects["p"]["spec"]["validationFailureAction"] == "Enforce"
+
+    demoted = await svc.demote(PolicyRef("p"), "staging", user="U0OWNER1")
+    assert demoted.write is not None and demoted.recorded_for is None
+    assert (await trail())[2:] == [("U0OWNER1", "started"), ("U0OWNER1", "applied")]
+    records = await store.latest_records(kind="ClusterPolicy", policy="p")
+    assert [(r.stage, r.actor, r.action) for r in records.values()] == [
+        ("staging:Audit", "U0OWNER1", "demote")
+    ]
