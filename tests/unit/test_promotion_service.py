@@ -255,6 +255,68 @@ class MovableClock:
         return self.at
 
 
+def demoting(database: Database, clock: MovableClock, staging: FakeCluster) -> PromotionService:
+    return PromotionService(
+        config=PromotionConfig(
+            ladder=Ladder((Stage("staging", Mode.AUDIT), Stage("staging", Mode.ENFORCE)), ()),
+            production="production",
+            readiness_timeout_s=0.1,
+            readiness_poll_s=0.05,
+        ),
+        clusters={"staging": staging},
+        store=PromotionStore(database),
+        audit=AuditTrail(database, clock=clock),
+        roles=RoleChecker(
+            Roles(promoters=RoleMembers(users=("U0OWNER1",))),
+            members_of=lambda group: asyncio.sleep(0, frozenset()),
+        ),
+        clock=clock,
+    )
+
+
+class LostAnswer(FakeCluster):
+    """The write lands, and its answer is lost (the connection dropped on the way back)."""
+
+    async def apply(self, kind: Kind, obj: Any, **kwargs: Any) -> Any:
+        await super().apply(kind, obj, **kwargs)
+        raise ClusterUnavailable(self.name, "connection reset")
+
+
+async def test_a_demote_whose_answer_was_lost_is_recorded_once_by_the_sweep(
+    database: Database,
+) -> None:
+    """The demote's write is on the cluster but the bot never heard (so never recorded it):
+    the sweep finds the demote's stage on the policy, records it once and audits it applied
+    under who demoted, noting it was recorded after an interruption; sweeping again does
+    nothing, and a later demote finds it in Audit."""
+    clock = MovableClock()
+    staging = LostAnswer("staging", seed.legacy_cluster_policy("p", action="Enforce"))
+    svc = demoting(database, clock, staging)
+    audit = AuditTrail(database, clock=clock)
+    store = PromotionStore(database)
+    with pytest.raises(ClusterUnavailable):
+        await svc.demote(PolicyRef("p"), "staging", user="U0OWNER1")
+    assert staging.objects["p"]["spec"]["validationFailureAction"] == "Audit"
+
+    settled = await svc.settle_demotes(by="policy-bot")
+    assert [s.landed for s in settled] == [True]
+    assert await svc.settle_demotes(by="policy-bot") == []
+    entries = [e for e in await audit.entries() if e.action == DEMOTE]
+    assert [(e.actor, e.outcome) for e in entries] == [
+        ("U0OWNER1", "started"),
+        ("U0OWNER1", "applied"),
+    ]
+    assert entries[1].details["recorded_by"] == "policy-bot"
+    assert "after an interruption" in str(entries[1].details["note"])
+    records = await store.latest_records(kind="ClusterPolicy", policy="p")
+    assert [(r.stage, r.actor, r.at) for r in records.values()] == [
+        ("staging:Audit", "U0OWNER1", NOW.replace(microsecond=0))
+    ]
+    again = await svc.demote(PolicyRef("p"), "staging", user="U0OWNER1")
+    assert again.write is None and again.recorded_for is None
+    assert len(staging.applied) == 1
+
+
 async def test_a_demote_whose_write_never_landed_is_audited_interrupted_once(
     database: Database,
 ) -> None:
@@ -266,22 +328,7 @@ async def test_a_demote_whose_write_never_landed_is_audited_interrupted_once(
     staging = FakeCluster("staging", seed.legacy_cluster_policy("p", action="Enforce"))
     store = PromotionStore(database)
     audit = AuditTrail(database, clock=clock)
-    svc = PromotionService(
-        config=PromotionConfig(
-            ladder=Ladder((Stage("staging", Mode.AUDIT), Stage("staging", Mode.ENFORCE)), ()),
-            production="production",
-            readiness_timeout_s=0.1,
-            readiness_poll_s=0.05,
-        ),
-        clusters={"staging": staging},
-        store=store,
-        audit=audit,
-        roles=RoleChecker(
-            Roles(promoters=RoleMembers(users=("U0OWNER1",))),
-            members_of=lambda group: asyncio.sleep(0, frozenset()),
-        ),
-        clock=clock,
-    )
+    svc = demoting(database, clock, staging)
 
     async def trail() -> list[tuple[str, str]]:
         return [(e.actor, e.outcome) for e in await audit.entries() if e.action == DEMOTE]
