@@ -347,6 +347,10 @@ class AlertSender:
                     "an alert message whose answer was lost had been posted; not posting again",
                     extra={"message_id": claim.group.id, "part": part},
                 )
+                # It shows what the earlier delivery rendered, and the group may have moved
+                # on since (resolved, grown) while nobody knew the post had landed.
+                await self._pacer.acquire(channel)
+                await self._slack.update_message(channel, found.ts, message.text, message.blocks)
                 return found.ts
         await self._pacer.acquire(channel)
         posted = await self._slack.post_tracked(

@@ -238,6 +238,34 @@ async def test_a_sender_cut_off_after_slack_took_the_parent_is_not_followed_by_a
     assert slack_emulator.calls("conversations.history")
 
 
+async def test_a_parent_found_after_its_sender_was_cut_off_shows_the_groups_state_now(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    """Slack takes the parent of a firing group and its sender never hears back; the group
+    resolves meanwhile. The sender that takes the row over finds the parent by its metadata
+    and must make it say RESOLVED: found is not the same as up to date."""
+    clock = MovableClock(datetime.now(UTC))
+    names = [f"app-{i}" for i in range(3)]
+    slack_emulator.fail_next("chat.postMessage", after_effect=True, hang=60.0)
+    async with running_relay(
+        slack_emulator, store_url, clock=clock, slack_timeout_s=120.0, drain_timeout_s=0
+    ) as first:
+        assert await post(first, group("small", [alert(n) for n in names])) == 200
+        deadline = time.monotonic() + 15
+        while not slack_emulator.parents(ALERTS_CHANNEL):  # its answer hangs: poll
+            assert time.monotonic() < deadline, "the parent never landed"
+            await asyncio.sleep(0.05)
+        assert "FIRING" in slack_emulator.parents(ALERTS_CHANNEL)[0].text
+        ended = datetime.now(UTC)
+        resolved = [alert(n, status="resolved", ends_at=ended) for n in names]
+        assert await post(first, group("small", resolved)) == 200
+        clock.advance(timedelta(minutes=5))  # the first sender's lease lapses
+        async with running_relay(slack_emulator, store_url, clock=clock) as second:
+            await second.wait_idle()
+    [parent] = slack_emulator.parents(ALERTS_CHANNEL)
+    assert "RESOLVED" in parent.text and "FIRING" not in parent.text, parent.text
+
+
 async def test_a_deleted_parent_is_posted_again(
     slack_emulator: SlackEmulator, store_url: str
 ) -> None:
