@@ -770,11 +770,7 @@ class PromotionService:
                 details={"kind": policy.kind, "policy": policy.ref, **details},
             )
         except StoreUnavailable:
-            raise BotError(
-                f"`{ref}` was not demoted in {environment}: the bot's database is not "
-                "reachable, and a demote is written to the audit trail before it is made. "
-                "Nothing was changed; try again in a couple of minutes."
-            ) from None
+            raise _store_down_before_demote(ref, environment) from None
 
     async def _settle_before_demote(
         self, ref: PolicyRef, environment: str, policy: Policy, *, user: str
@@ -786,11 +782,7 @@ class PromotionService:
                 by=user, target=f"{policy.kind}/{policy.ref}", environment=environment
             )
         except StoreUnavailable:
-            raise BotError(
-                f"`{ref}` was not demoted in {environment}: the bot's database is not "
-                "reachable, and a demote is written to the audit trail before it is made. "
-                "Nothing was changed; try again in a couple of minutes."
-            ) from None
+            raise _store_down_before_demote(ref, environment) from None
         for done in settled:
             if done.landed and done.intent.environment == environment:
                 return Demoted(
@@ -1011,3 +1003,12 @@ def _planned(plan: Plan) -> PolicyRef:
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _store_down_before_demote(ref: PolicyRef, environment: str) -> BotError:
+    """The answer when the database is down before a demote's write: nothing was changed."""
+    return BotError(
+        f"`{ref}` was not demoted in {environment}: the bot's database is not reachable, and "
+        "a demote is written to the audit trail before it is made. Nothing was changed; try "
+        "again in a couple of minutes."
+    )

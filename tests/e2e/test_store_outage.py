@@ -41,6 +41,7 @@ from bot.playground.control_plane import ControlPlane
 from bot.playground.jira_emulator import JiraEmulator
 from bot.playground.slack_emulator import SlackEmulator
 from bot.promotion.records import PromotionStore, promotion_records
+from bot.settings import Settings
 from tests.alert_samples import alert, payload
 from tests.e2e.test_exceptions import (
     APPROVALS,
@@ -222,29 +223,7 @@ async def test_postgres_killed_mid_promotion_is_finished_by_clicking_again(
     slow = SlowProxy(int(plane.url.rsplit(":", 1)[1]))
     await slow.start()
     clock = ShiftedClock()
-    settings = bot_settings(
-        slack_emulator,
-        store_url=await own_postgres.create_database(),
-        environments=[
-            {
-                "name": "dev",
-                "kubeconfig": str(kubeconfig_via(plane.kubeconfig, slow.port, tmp_path / "kc")),
-                "timeout_s": 20,
-            }
-        ],
-        extra={
-            "slack": {"mode": "http", "roles": {"promoters": {"users": [OWNER1, OWNER2]}}},
-            "promotion": {
-                "stages": [
-                    {"environment": "dev", "mode": "Audit"},
-                    {"environment": "dev", "mode": "Enforce"},
-                ],
-                "gates": [],
-                "readiness_timeout_s": 1.0,
-                "readiness_poll_s": 0.2,
-            },
-        },
-    )
+    settings = await _promoting_settings(slack_emulator, own_postgres, plane, slow, tmp_path)
     slack_emulator.add_channel(PROMOTION_CHANNEL, "platform")
     for user, name in ((OWNER1, "ana"), (OWNER2, "ben")):
         slack_emulator.add_user(user, name)
@@ -295,29 +274,7 @@ async def test_postgres_killed_mid_demote_is_recorded_by_demoting_again(
         seed.apply_objects(api, [policy])
     slow = SlowProxy(int(plane.url.rsplit(":", 1)[1]))
     await slow.start()
-    settings = bot_settings(
-        slack_emulator,
-        store_url=await own_postgres.create_database(),
-        environments=[
-            {
-                "name": "dev",
-                "kubeconfig": str(kubeconfig_via(plane.kubeconfig, slow.port, tmp_path / "kc")),
-                "timeout_s": 20,
-            }
-        ],
-        extra={
-            "slack": {"mode": "http", "roles": {"promoters": {"users": [OWNER1, OWNER2]}}},
-            "promotion": {
-                "stages": [
-                    {"environment": "dev", "mode": "Audit"},
-                    {"environment": "dev", "mode": "Enforce"},
-                ],
-                "gates": [],
-                "readiness_timeout_s": 1.0,
-                "readiness_poll_s": 0.2,
-            },
-        },
-    )
+    settings = await _promoting_settings(slack_emulator, own_postgres, plane, slow, tmp_path)
     slack_emulator.add_channel(PROMOTION_CHANNEL, "platform")
     for user, person in ((OWNER1, "ana"), (OWNER2, "ben")):
         slack_emulator.add_user(user, person)
@@ -425,3 +382,37 @@ async def _stage_written(plane: ControlPlane, policy: dict[str, Any], stage: str
                 return str(meta["resourceVersion"])
             assert time.monotonic() < deadline, f"the policy never reached {stage}"
             await asyncio.sleep(0.05)
+
+
+async def _promoting_settings(
+    slack_emulator: SlackEmulator,
+    own_postgres: PostgresServer,
+    plane: ControlPlane,
+    slow: SlowProxy,
+    tmp_path: Path,
+) -> Settings:
+    """One environment reached through `slow`, promoted from Audit to Enforce with no gates,
+    by either of two promoters, on a database of its own in `own_postgres`."""
+    return bot_settings(
+        slack_emulator,
+        store_url=await own_postgres.create_database(),
+        environments=[
+            {
+                "name": "dev",
+                "kubeconfig": str(kubeconfig_via(plane.kubeconfig, slow.port, tmp_path / "kc")),
+                "timeout_s": 20,
+            }
+        ],
+        extra={
+            "slack": {"mode": "http", "roles": {"promoters": {"users": [OWNER1, OWNER2]}}},
+            "promotion": {
+                "stages": [
+                    {"environment": "dev", "mode": "Audit"},
+                    {"environment": "dev", "mode": "Enforce"},
+                ],
+                "gates": [],
+                "readiness_timeout_s": 1.0,
+                "readiness_poll_s": 0.2,
+            },
+        },
+    )
