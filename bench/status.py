@@ -274,6 +274,8 @@ async def storm_peak(bot: Bot, emulator: SlackEmulator, workdir: Path) -> float:
 
 
 async def run_bot_bench(plane: ControlPlane, workdir: Path) -> dict[str, Any]:
+    # Limits off: these figures time the bot's answer against kubectl's and each other, and
+    # hundreds of commands a minute to one channel would add Slack's waits, not the bot's.
     emulator = SlackEmulator(bot_token=BOT_TOKEN, app_token=APP_TOKEN, rate_limits=RateLimits.off())
     await emulator.start()
     emulator.add_channel(CHANNEL, "bench")
@@ -507,6 +509,8 @@ def start_planes(base: Path, n: int) -> list[ControlPlane]:
 async def run_fleet(planes: Sequence[ControlPlane], workdir: Path) -> dict[str, Any]:
     """`/policy status` across every environment vs `/policy status ENV` for each alone, in
     one bot process per config (watch cache on, the default; and off), interleaved."""
+    # Limits off: these figures time the bot's answer against kubectl's and each other, and
+    # hundreds of commands a minute to one channel would add Slack's waits, not the bot's.
     emulator = SlackEmulator(bot_token=BOT_TOKEN, app_token=APP_TOKEN, rate_limits=RateLimits.off())
     await emulator.start()
     emulator.add_channel(CHANNEL, "bench")
