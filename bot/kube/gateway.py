@@ -1,13 +1,14 @@
-"""One environment's Kubernetes API, reached through the synchronous `kubernetes` client.
+"""One environment's Kubernetes API, reached through urllib3 (`bot.kube.transport`: directly
+for a kubeconfig's static credentials, else through the `kubernetes` SDK's client).
 
-The client blocks, so every call runs on this gateway's own small thread pool (a hung
+The calls block, so every call runs on this gateway's own small thread pool (a hung
 cluster cannot starve the others or the event loop) and is bounded twice: by the HTTP
 timeouts handed to urllib3 and by `asyncio.wait_for` around the whole call. Lists are
 read as raw JSON pages (the client's model classes would triple the time and memory of a
 20,000-report list) and can be folded page by page inside the worker thread, so a large
 list never sits in memory whole.
 
-Watches (`watch`) hold a connection for minutes, so they use a client and connection pool
+Watches (`watch`) hold a connection for minutes, so they use a transport and connection pool
 of their own and are read in threads of their own (`bot.kube.watch`).
 """
 
@@ -25,13 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.config.config_exception import ConfigException
 
 from bot.errors import ClusterForbidden, ClusterUnavailable
 from bot.kinds import GROUPS, Kind, resolve
 from bot.kube.errors import Conflict, Expired, Invalid, NotFound
+from bot.kube.transport import Transport, open_transport
 from bot.kube.watch import StreamingResponse, WatchReader, follow
 from bot.objects import Obj
 from bot.ports.cluster import Listing, WatchEvent
@@ -62,8 +61,8 @@ class ClusterGateway:
         self.env = env
         self.name = env.name
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kube-{env.name}")
-        self._client: k8s.ApiClient | None = None
-        self._watch_client: k8s.ApiClient | None = None
+        self._client: Transport | None = None
+        self._watch_client: Transport | None = None
         self._client_lock = threading.Lock()
         self._readers: set[WatchReader] = set()
         self._kinds: tuple[Kind, ...] | None = None
@@ -268,10 +267,10 @@ class ClusterGateway:
         self.reachable = True
         return result
 
-    def _api(self) -> k8s.ApiClient:
+    def _api(self) -> Transport:
         with self._client_lock:
             if self._client is None:
-                self._client = _load_client(self.env)
+                self._client = open_transport(self.env, pool_size=8)
             return self._client
 
     def _discover(self) -> tuple[Kind, ...]:
@@ -324,10 +323,10 @@ class ClusterGateway:
             if not token:
                 return
 
-    def _watch_api(self) -> k8s.ApiClient:
+    def _watch_api(self) -> Transport:
         with self._client_lock:
             if self._watch_client is None:
-                self._watch_client = _load_client(self.env, pool_size=WATCH_POOL_SIZE)
+                self._watch_client = open_transport(self.env, pool_size=WATCH_POOL_SIZE)
             return self._watch_client
 
     def _open_stream(
@@ -336,27 +335,23 @@ class ClusterGateway:
         """GET `path` and return the response unread, for a watch (runs in its thread)."""
         api = self._watch_api()
         try:
-            _, url, headers, _, _ = api.param_serialize(
-                method="GET",
-                resource_path=path,
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-            )
-            response = api.call_api(
+            response = api.request(
                 "GET",
-                url,
-                header_params=headers,
-                _request_timeout=(min(3.0, self._t), read_timeout),
+                path,
+                query,
+                headers={"Accept": "application/json"},
+                body=None,
+                timeout=(min(3.0, self._t), read_timeout),
+                stream=True,
             )
+            if response.status >= 400:
+                data = response.data
+                if response.status == 410:
+                    raise Expired(_message(data))
+                raise _translate(response.status, data, self.name, "WATCH", path)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ClusterUnavailable(self.name, _reason(exc)) from None
-        if response.status >= 400:
-            data: bytes = response.read()  # type: ignore[no-untyped-call]
-            if response.status == 410:
-                raise Expired(_message(data))
-            raise _translate(response.status, data, self.name, "WATCH", path)
-        stream: StreamingResponse = response.response
+        stream: StreamingResponse = response
         return stream
 
     def _get_json(
@@ -377,29 +372,16 @@ class ClusterGateway:
         warnings: list[str] | None = None,
     ) -> Obj:
         api = self._api()
-        headers = {"Accept": accept, "Content-Type": content_type}
-        # The client JSON-encodes dict bodies itself, but only for JSON content types; an
-        # apply patch (YAML content type) must arrive already encoded.
-        payload: Obj | str | None = body
-        if body is not None and "json" not in content_type:
-            payload = json.dumps(body)
         try:
-            _, url, headers, payload, _ = api.param_serialize(
-                method=method,
-                resource_path=path,
-                query_params=query,
-                header_params=headers,
-                body=payload,
-                auth_settings=["BearerToken"],
-            )
-            response = api.call_api(
+            response = api.request(
                 method,
-                url,
-                header_params=headers,
-                body=payload,
-                _request_timeout=(min(3.0, self._t), timeout or self._t),
+                path,
+                query,
+                headers={"Accept": accept, "Content-Type": content_type},
+                body=body,
+                timeout=(min(3.0, self._t), timeout or self._t),
             )
-            data: bytes = response.read()  # type: ignore[no-untyped-call]
+            data = response.data
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ClusterUnavailable(self.name, _reason(exc)) from None
         if warnings is not None:
@@ -407,26 +389,6 @@ class ClusterGateway:
         if response.status >= 400:
             raise _translate(response.status, data, self.name, method, path)
         return json.loads(data) if data else {}
-
-
-def _load_client(env: Environment, *, pool_size: int = 8) -> k8s.ApiClient:
-    try:
-        if env.in_cluster:
-            configuration = k8s.Configuration()
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            configuration = k8s.Configuration()
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=str(env.kubeconfig) if env.kubeconfig else None,
-                context=env.context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-    except (ConfigException, OSError) as exc:
-        raise ClusterUnavailable(env.name, f"cannot load its kubeconfig: {exc}") from None
-    configuration.retries = 0
-    configuration.connection_pool_maxsize = pool_size
-    return k8s.ApiClient(configuration)
 
 
 def _translate(status: int, data: bytes, env: str, method: str, path: str) -> Exception:
