@@ -3,7 +3,7 @@
     relay = AlertRelay(settings=settings, database=db, slack=slack_api, audit=audit_trail)
     app.router.add_post("/alertmanager", relay.webhook_handler)
     listeners = relay.listeners()  # the Silence buttons, for the root to register
-    await relay.start()        # after db.migrate(); starts the sender task
+    await relay.start()        # after db.migrate(); starts the intake's and the sender's tasks
     ...
     await relay.stop()         # on shutdown, before closing the Slack adapter and the store
 
@@ -57,7 +57,9 @@ class AlertRelay:
         self._slack = slack
         self._router = Router(config.routes, default_channel=settings.slack.channels.alerts)
         self.outbox = Outbox(database, clock=clock)
-        self.intake = Intake(database, router=self._router, clock=clock)
+        self.intake = Intake(
+            database, router=self._router, clock=clock, poll_interval_s=poll_interval_s
+        )
         self.sender = AlertSender(
             outbox=self.outbox,
             slack=slack,
@@ -102,12 +104,14 @@ class AlertRelay:
                 "no alert channel configured: set slack.channels.alerts or alertmanager.routes; "
                 "every notification will be refused with 400"
             )
+        await self.intake.start()
         await self.sender.start()
 
     async def stop(self, *, drain_timeout_s: float = 10.0) -> None:
         """Send what is due within `drain_timeout_s`; anything left stays queued on disk."""
         try:
             await self._clicks.drain(drain_timeout_s)
+            await self.intake.stop(drain_timeout_s=drain_timeout_s)
             await self.sender.stop(drain_timeout_s=drain_timeout_s)
         finally:
             if self._silences is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bot.alerts.tables import alert_messages
+from bot.alerts.tables import alert_messages, alert_notifications
 from bot.notices.tables import PENDING, notices
 from soak import faults, invariants, users
 from soak.stage import Stage, running_stage
@@ -29,7 +29,7 @@ SETTLE_S = 240.0
 
 
 async def quiet(stage: Stage, deadline: float) -> None:
-    """Wait until neither outbox holds anything pending."""
+    """Wait until neither outbox (nor the alert inbox) holds anything pending."""
     while time.monotonic() < deadline:
         try:
             async with stage.database.connect() as conn:
@@ -39,7 +39,10 @@ async def quiet(stage: Stage, deadline: float) -> None:
                 alerts = await conn.scalar(
                     sa.select(sa.func.count()).where(alert_messages.c.pending.is_(True))
                 )
-            busy = (notes or 0) + (alerts or 0)
+                inbox = await conn.scalar(
+                    sa.select(sa.func.count()).where(alert_notifications.c.applied.is_(False))
+                )
+            busy = (notes or 0) + (alerts or 0) + (inbox or 0)
         except Exception as exc:  # the store was just restarted: ask again
             print(f"  waiting for the outboxes: {exc!s:.120}", flush=True)
             busy = 1

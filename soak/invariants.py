@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.alerts.tables import alert_messages
+from bot.alerts.tables import alert_messages, alert_notifications
 from bot.audit import AuditEntry as Entry
 from bot.clock import SYSTEM_CLOCK
 from bot.exceptions.model import State
@@ -165,7 +165,11 @@ async def check_alerts(stage: Stage, script: Script, tally: Tally) -> None:
     m = alert_messages.c
     async with stage.database.connect() as conn:
         pending = await conn.scalar(sa.select(sa.func.count()).where(m.pending.is_(True)))
+        unapplied = await conn.scalar(
+            sa.select(sa.func.count()).where(alert_notifications.c.applied.is_(False))
+        )
     tally.check("alert outbox drained", pending == 0, f"{pending} alert messages still pending")
+    tally.check("alert inbox applied", unapplied == 0, f"{unapplied} notifications not applied")
 
 
 async def check_notices(stage: Stage, tally: Tally) -> None:

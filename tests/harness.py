@@ -169,11 +169,22 @@ class RunningRelay:
     def webhook_url(self) -> str:
         return f"{self.url}/alertmanager"
 
+    async def wait_applied(self, *, timeout: float = 10.0) -> None:
+        """Until every answered notification was applied to its message rows."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if not await self.relay.intake.applier.unapplied():
+                    return
+                await asyncio.sleep(0.05)
+
     async def wait_idle(self, *, timeout: float = 10.0) -> None:
         """Until Slack was shown every stored change (the outbox has no event to wait on)."""
         async with asyncio.timeout(timeout):
             while True:
-                if not (await self.relay.outbox.backlog()).depth:
+                if (
+                    not await self.relay.intake.applier.unapplied()
+                    and not (await self.relay.outbox.backlog()).depth
+                ):
                     return
                 await asyncio.sleep(0.05)
 

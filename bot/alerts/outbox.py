@@ -259,7 +259,9 @@ class Outbox:
         m = alert_messages.c
         async with self._db.begin() as conn:
             gone = await conn.execute(
-                alert_notifications.delete().where(alert_notifications.c.received_at < cutoff)
+                alert_notifications.delete()
+                .where(alert_notifications.c.received_at < cutoff)
+                .where(alert_notifications.c.applied.is_(True))
             )
             closed = await conn.execute(
                 alert_messages.delete()

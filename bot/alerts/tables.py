@@ -1,11 +1,12 @@
 """Tables of the alert relay, declared on the store's shared `metadata`.
 
-`alert_notifications` keeps every distinct notification as received (for diagnosis and as the
-fast duplicate check); `alert_messages` is both the message index and the outbox: one row per
-(group, channel) holding the alert states, the Slack message it maps to, and the delivery
-bookkeeping. A row whose `version` is ahead of `sent_version` is pending work; several
-notifications arriving before the sender gets to a row simply raise `version` several times,
-which is what coalesces them into one Slack update.
+`alert_notifications` keeps every distinct notification as received (the inbox the webhook
+commits to before it answers, the fast duplicate check, and a record for diagnosis);
+`alert_messages` is both the message index and the outbox: one row per (group, channel)
+holding the alert states, the Slack message it maps to, and the delivery bookkeeping. A row
+whose `version` is ahead of `sent_version` is pending work; several notifications arriving
+before the sender gets to a row simply raise `version` several times, which is what coalesces
+them into one Slack update.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ def _notification_columns_v1() -> list[sa.Column[Any] | sa.Constraint | sa.Index
         sa.Column("channels", sa.JSON(), nullable=False),
         # The body exactly as received (not re-encoded: cheaper, and what was really sent).
         sa.Column("payload", sa.Text(), nullable=False),
+    ]
+
+
+def _notification_columns_v2() -> list[sa.Column[Any] | sa.Constraint | sa.Index]:
+    """Added by r0007: the notification is an inbox entry until it is applied to its message
+    rows (the webhook answers once the body is stored; the applier does the rest)."""
+    return [
+        sa.Column("applied", sa.Boolean(), nullable=False, server_default=sa.true()),
+        sa.Index("ix_alert_notifications_applied", "applied", "id"),
     ]
 
 
@@ -87,7 +97,9 @@ def _message_columns_v2() -> list[sa.Column[Any] | sa.Constraint | sa.Index]:
     ]
 
 
-alert_notifications = sa.Table("alert_notifications", metadata, *_notification_columns_v1())
+alert_notifications = sa.Table(
+    "alert_notifications", metadata, *_notification_columns_v1(), *_notification_columns_v2()
+)
 alert_messages = sa.Table(
     "alert_messages", metadata, *_message_columns_v1(), *_message_columns_v2()
 )

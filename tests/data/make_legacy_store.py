@@ -91,6 +91,7 @@ async def populate(url: str) -> None:
         raw = json.dumps(ALERT).encode()
         intake = Intake(db, router=Router((), default_channel="C0ALERTS"), clock=clock)
         await intake.store(parse_notification(raw), raw=raw)
+        await intake.apply_pending()
 
         requests = RequestStore(db)
         await requests.insert(

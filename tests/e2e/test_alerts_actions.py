@@ -146,6 +146,7 @@ async def test_a_resolved_group_has_nothing_to_silence(
                 ) as response,
             ):
                 assert response.status == 200
+        await relay.wait_applied()
         [message_id] = [g.id for g in [await relay.relay.outbox.get(1)] if g is not None]
         with pytest.raises(BotError, match="nothing to silence"):
             await relay.relay.silencer.silence(message_id, "1h", user_id=USER, user_name="maria")

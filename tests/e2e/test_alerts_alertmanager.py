@@ -204,6 +204,7 @@ async def test_nothing_is_lost_across_a_restart_with_a_full_outbox(
         am = await start_alertmanager(config(relay))
         await am.push([violation("api", policy=p) for p in policies])
         await relay.wait_requests(6)
+        await relay.relay.intake.apply_pending()  # what the intake's task does when started
         assert (await relay.relay.outbox.backlog()).depth == 6
         # The first process sends a little, then stops without draining.
         await relay.relay.start()
@@ -275,6 +276,7 @@ async def test_refused_notifications_store_nothing(
         await am.push([violation(f"app-{i}") for i in range(5)])
         await relay.wait_requests(1)
         assert (await relay.relay.outbox.backlog()).depth == 0
+        assert await relay.relay.intake.applier.unapplied() == 0
     assert relay.requests[0] == status
     assert slack_emulator.calls("chat.postMessage") == []
 

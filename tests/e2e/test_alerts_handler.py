@@ -75,6 +75,7 @@ async def test_unauthorized(
     assert answer["reason"] == "unauthorized" and detail in answer["detail"]
     assert rejected("unauthorized") == before + 1
     assert (await relay.relay.outbox.backlog()).depth == 0
+    assert await relay.relay.intake.applier.unapplied() == 0
 
 
 async def test_without_a_configured_token_everything_is_refused(

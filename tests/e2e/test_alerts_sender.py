@@ -323,6 +323,7 @@ async def test_restart_with_a_full_outbox_delivers_everything_once(
     async with running_relay(slack_emulator, store_url, start_sender=False) as relay:
         for body in bodies:
             assert await post(relay, body) == 200
+        await relay.relay.intake.apply_pending()  # what the intake's task does when started
         assert (await relay.relay.outbox.backlog()).depth == 5
         # A sender that dies holding a lease (no clean stop) ...
         assert await relay.relay.outbox.claim(ALERTS_CHANNEL, owner="crashed", lease_s=600)
@@ -332,6 +333,30 @@ async def test_restart_with_a_full_outbox_delivers_everything_once(
     async with running_relay(slack_emulator, store_url) as relay:
         await wait_for_messages(slack_emulator, parents=5, timeout=15)
         await relay.wait_idle()
+        for body in bodies:  # Alertmanager retries after the restart: nothing new.
+            assert await post(relay, body) == 200
+        await relay.wait_idle()
+    assert len(slack_emulator.calls("chat.postMessage")) == 5
+    assert slack_emulator.calls("chat.update") == []
+
+
+async def test_notifications_answered_but_not_yet_applied_are_delivered_by_the_next_process(
+    slack_emulator: SlackEmulator, store_url: str
+) -> None:
+    """The webhook answers once the body is stored; a process that dies before applying it
+    (here: never started) leaves it on disk, and the next one delivers it, once."""
+    bodies = [group(f"p{i}", [alert(f"app-{i}", policy=f"p{i}")]) for i in range(5)]
+    async with running_relay(slack_emulator, store_url, start_sender=False) as relay:
+        for body in bodies:
+            assert await post(relay, body) == 200
+        assert await relay.relay.intake.applier.unapplied() == 5
+        assert (await relay.relay.outbox.backlog()).depth == 0
+    assert slack_emulator.calls("chat.postMessage") == []
+
+    async with running_relay(slack_emulator, store_url) as relay:
+        await wait_for_messages(slack_emulator, parents=5, timeout=15)
+        await relay.wait_idle()
+        assert await relay.relay.intake.applier.unapplied() == 0
         for body in bodies:  # Alertmanager retries after the restart: nothing new.
             assert await post(relay, body) == 200
         await relay.wait_idle()

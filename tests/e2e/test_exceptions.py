@@ -951,6 +951,7 @@ async def test_request_exception_button_on_an_alert_opens_the_prefilled_form(w: 
     raw = (Path(__file__).parents[1] / "data" / "alertmanager" / "webhook-firing.json").read_bytes()
     intake = Intake(services.database, router=Router((), default_channel="C0ALERTS"), clock=w.clock)
     await intake.store(parse_notification(raw))
+    await intake.apply_pending()
     async with services.database.connect() as conn:
         message_id = (await conn.execute(sa.select(alert_messages.c.id))).scalar_one()
     group = await Outbox(services.database, clock=w.clock).get(message_id)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from bot.alerts.applier import Applied
 from bot.alerts.intake import Intake, StoreResult
 from bot.alerts.outbox import Outbox
 from bot.alerts.routing import NoRoute, Router
@@ -33,12 +34,16 @@ class Relay:
     def __init__(self, db: Database, clock: MovableClock, default: str | None) -> None:
         self.intake = Intake(db, router=Router(ROUTES, default_channel=default), clock=clock)
         self.outbox = Outbox(db, clock=clock)
+        self.applied = Applied()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.outbox, name)
 
     async def store(self, notification: Notification) -> StoreResult:
-        return await self.intake.store(notification)
+        """Stored as the webhook stores it, then applied as the intake's task applies it."""
+        result = await self.intake.store(notification)
+        self.applied = await self.intake.apply_pending()
+        return result
 
     def set_listener(self, listener: Callable[[], None]) -> None:
         self.intake.set_listener(listener)
@@ -112,7 +117,8 @@ async def test_retries_and_ha_duplicates_store_nothing_new(
     assert (await box.store(parsed(peer))).duplicate
     # An older notification arriving late is not a duplicate by key, but changes nothing.
     late = await box.store(parse_notification(sample("webhook-firing.json")))
-    assert not late.duplicate and late.channels == ()
+    assert not late.duplicate and late.channels == ("C0ALERTS",)
+    assert box.applied == Applied(entries=1, changed=False)
     assert [(r.version, r.alerts) for r in await rows(database)] == [
         (r.version, r.alerts) for r in before
     ]
@@ -358,11 +364,13 @@ async def test_notifications_that_arrive_together_share_one_transaction(
     sa.event.listen(database.engine.sync_engine, "commit", committed)
     try:
         notifications = [parsed(payload([alert(f"app-{i}")], group_key=f"g{i}")) for i in range(20)]
-        results = await asyncio.gather(*(box.store(n) for n in notifications))
+        results = await asyncio.gather(*(box.intake.store(n) for n in notifications))
     finally:
         sa.event.remove(database.engine.sync_engine, "commit", committed)
     assert all(r.channels == ("C0ALERTS",) for r in results)
     assert len(commits) == 1
+    assert await box.intake.apply_pending() == Applied(entries=20, changed=True)
+    assert len(await rows(database)) == 20
     assert await count_notifications(database) == 20
 
 
@@ -378,3 +386,108 @@ async def test_a_first_caller_cancelled_while_it_gathers_others_does_not_stall_t
     assert isinstance(done[0], asyncio.CancelledError)
     assert all(isinstance(r, StoreResult) and r.channels == ("C0ALERTS",) for r in done[1:])
     assert await count_notifications(database) == 2
+
+
+# --- the inbox: answered once stored, applied apart ----------------------------------------
+
+
+async def test_the_answer_waits_for_the_inbox_write_only(
+    database: Database, clock: MovableClock
+) -> None:
+    """What Alertmanager waits for is one insert into the inbox; the message rows are written
+    by the apply that follows."""
+    box = outbox(database, clock)
+    statements: list[str] = []
+
+    def executed(*args: Any) -> None:
+        statements.append(" ".join(str(args[2]).split()[:3]))
+
+    sa.event.listen(database.engine.sync_engine, "before_cursor_execute", executed)
+    try:
+        result = await box.intake.store(parsed(payload([alert("api")], group_key="g")))
+    finally:
+        sa.event.remove(database.engine.sync_engine, "before_cursor_execute", executed)
+    assert result == StoreResult(duplicate=False, channels=("C0ALERTS",))
+    assert [s for s in statements if "alert_" in s] == ["INSERT INTO alert_notifications"]
+    assert await rows(database) == []
+    assert await box.intake.applier.unapplied() == 1
+    assert await box.intake.apply_pending() == Applied(entries=1, changed=True)
+    assert [r.channel for r in await rows(database)] == ["C0ALERTS"]
+    assert await box.intake.applier.unapplied() == 0
+
+
+async def test_two_replicas_applying_at_once_apply_each_notification_once(
+    store_url: str, clock: MovableClock
+) -> None:
+    first = await open_database(store_url)
+    second = await open_database(store_url)
+    try:
+        await first.migrate(clock=SYSTEM_CLOCK)
+        a, b = outbox(first, clock), outbox(second, clock)
+        # 10 groups, each told four times about one more failing resource.
+        notifications = [
+            parsed(
+                payload(
+                    [alert(f"app-{j}", namespace="payments") for j in range(step + 1)],
+                    group_key=f"g{g}",
+                )
+            )
+            for step in range(4)
+            for g in range(10)
+        ]
+        for box, notification in zip([a, b] * 20, notifications, strict=True):
+            await box.intake.store(notification)
+        done = await asyncio.gather(
+            a.intake.apply_pending(), b.intake.apply_pending(), a.intake.apply_pending()
+        )
+        assert sum(d.entries for d in done) == 40
+        stored = await rows(first)
+        assert len(stored) == 10
+        assert {len(json.loads(r.alerts)) for r in stored} == {4}
+        # (How many versions a row went through depends on which replica took which entries
+        # first: a later notification applied before an earlier one makes that one a no-op.)
+        assert await a.intake.applier.unapplied() == 0
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_an_unreadable_inbox_entry_is_set_aside_and_the_rest_applied(
+    database: Database, clock: MovableClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = outbox(database, clock)
+    async with database.begin() as conn:
+        await conn.execute(
+            alert_notifications.insert().values(
+                dedup_key="0" * 64,
+                group_key="g-bad",
+                received_at=NOW,
+                channels=[],
+                payload='{"version": "4"}',
+                applied=False,
+            )
+        )
+    await box.intake.store(parsed(payload([alert("api")], group_key="g-good")))
+    assert await box.intake.apply_pending() == Applied(entries=2, changed=True)
+    assert [r.group_key for r in await rows(database)] == ["g-good"]
+    assert await box.intake.applier.unapplied() == 0
+    assert "stored notification cannot be read" in caplog.text
+
+
+async def test_the_started_intake_applies_what_was_stored_and_wakes_the_sender(
+    database: Database, clock: MovableClock
+) -> None:
+    box = outbox(database, clock)
+    await box.intake.store(parsed(payload([alert("before")], group_key="g-before")))
+    woken = asyncio.Event()
+    box.intake.set_listener(woken.set)
+    await box.intake.start()  # applies at once what an earlier process left
+    try:
+        await asyncio.wait_for(woken.wait(), timeout=10)
+        woken.clear()
+        await box.intake.store(parsed(payload([alert("after")], group_key="g-after")))
+        await asyncio.wait_for(woken.wait(), timeout=10)
+    finally:
+        await box.intake.stop(drain_timeout_s=5)
+    assert sorted(r.group_key for r in await rows(database)) == ["g-after", "g-before"]
+    assert await box.intake.applier.unapplied() == 0

@@ -29,7 +29,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 import yaml
 
-from bot.alerts.tables import alert_messages
+from bot.alerts.tables import alert_messages, alert_notifications
 from bot.clock import SYSTEM_CLOCK
 from bot.playground import seed
 from bot.playground.child import free_port
@@ -154,13 +154,17 @@ def parents_of(emulator: SlackEmulator, policy: str) -> list[Any]:
 
 
 async def drained(db: Database) -> bool:
-    """No outbox row is pending or leased: nothing more will be sent."""
+    """No notification waits to be applied and no outbox row is pending or leased: nothing
+    more will be sent."""
     m = alert_messages.c
     async with db.connect() as conn:
         busy = await conn.scalar(
             sa.select(sa.func.count()).where(sa.or_(m.pending.is_(True), m.claimed_by.is_not(None)))
         )
-    return busy == 0
+        unapplied = await conn.scalar(
+            sa.select(sa.func.count()).where(alert_notifications.c.applied.is_(False))
+        )
+    return busy == 0 and unapplied == 0
 
 
 async def finished_runs(db: Database) -> list[tuple[str, str, str]] | None:
