@@ -8,6 +8,7 @@ disaster), the command still runs and says that it could not be audited.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -36,23 +37,31 @@ async def run_backup(settings: Settings, environment: str, to: Path, *, clock: C
         print(f"error: no environment {environment!r}; known: {', '.join(names)}", file=sys.stderr)
         return EXIT_USAGE
     gateways = [ClusterGateway(e) for e in settings.environments if e.name in chosen]
+    # The files are written as the pages arrive, while the clusters still answer.
+    started = backup_id(clock.now())
+    spool = DirectoryTarget(to, keep=KEEP_EVERYTHING).spool(f"{started}-{os.getpid()}")
     try:
-        results = await asyncio.gather(
-            *(collect_environment(g, helm_releases=settings.backup.helm_releases) for g in gateways)
-        )
-    finally:
-        await asyncio.gather(*(g.close() for g in gateways))
-    now = clock.now()
-    bundle = Bundle(backup_id(now), now, __version__, tuple(results))
-    files = await asyncio.to_thread(lambda: bundle.files)
-    target = DirectoryTarget(to, keep=KEEP_EVERYTHING)
-    try:
-        stored = await target.store_backup(
-            bundle.id, files, at=now, message="", environments=chosen
-        )
+        try:
+            results = await asyncio.gather(
+                *(
+                    collect_environment(
+                        g, helm_releases=settings.backup.helm_releases, on_page=spool.add
+                    )
+                    for g in gateways
+                )
+            )
+        finally:
+            await asyncio.gather(*(g.close() for g in gateways))
+        now = clock.now()
+        bundle = Bundle(backup_id(now), now, __version__, tuple(results))
+        files = await asyncio.to_thread(lambda: bundle.files)
+        stored = await asyncio.to_thread(spool.finish, bundle.id, files)
     except TargetError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except BaseException:
+        await asyncio.to_thread(spool.discard)
+        raise
     for env in results:
         if env.ok:
             policies = env.count(Family.LEGACY_POLICY.value, Family.CEL_POLICY.value)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -38,12 +38,21 @@ BACKED_UP = (Family.LEGACY_POLICY, Family.CEL_POLICY, Family.EXCEPTION, Family.C
 """The families SPEC 2.4 backs up; reports are not configuration and are left out."""
 
 Rendered = list[tuple[str, bytes, str | None]]  # (path, YAML, namespace)
+PageSink = Callable[[Mapping[str, bytes]], None]
 
 
 async def collect_environment(
-    cluster: ClusterReader, *, helm_releases: Sequence[HelmRelease] = ()
+    cluster: ClusterReader,
+    *,
+    helm_releases: Sequence[HelmRelease] = (),
+    on_page: PageSink | None = None,
 ) -> EnvironmentBackup:
-    """Everything to back up from `cluster`; never raises for cluster trouble."""
+    """Everything to back up from `cluster`; never raises for cluster trouble.
+
+    `on_page` receives each page's files as soon as they are rendered, in the gateway's
+    worker thread (it must return at once: `bot.backup.targets.SpooledBackup.add`); the
+    result holds every file all the same.
+    """
     started = time.monotonic()
     try:
         kinds = await cluster.kinds(refresh=True)
@@ -53,7 +62,7 @@ async def collect_environment(
             kind_dir(s) for s in KIND_SPECS if s.family in BACKED_UP and s not in served
         )
         pages, helm = await asyncio.gather(
-            asyncio.gather(*(cluster.scan(k, _renderer(cluster.name, k)) for k in chosen)),
+            asyncio.gather(*(cluster.scan(k, _renderer(cluster.name, k, on_page)) for k in chosen)),
             asyncio.gather(*(_helm_values(cluster, r) for r in helm_releases)),
         )
     except BotError as err:
@@ -89,7 +98,7 @@ async def collect_environment(
     )
 
 
-def _renderer(environment: str, kind: Kind) -> Any:
+def _renderer(environment: str, kind: Kind, on_page: PageSink | None = None) -> Any:
     """The per-page fold run in the gateway's worker thread: clean, render, place."""
 
     def render(items: list[dict[str, Any]]) -> Rendered:
@@ -102,6 +111,8 @@ def _renderer(environment: str, kind: Kind) -> Any:
             namespace = meta.get("namespace") if kind.spec.namespaced else None
             path = object_path(environment, kind.spec, str(meta["name"]), namespace)
             out.append((path, dump_yaml(obj), namespace))
+        if on_page is not None and out:
+            on_page({path: data for path, data, _ in out})
         return out
 
     return render

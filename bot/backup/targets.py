@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -87,10 +89,13 @@ class DirectoryTarget:
         message: str,
         environments: Sequence[str],
     ) -> Stored:
-        final = self.path / backup_id
-        await asyncio.to_thread(self._write_dir, final, files)
-        await asyncio.to_thread(self._prune)
-        return Stored("dir", str(final), f"dir {final}")
+        spool = self.spool(backup_id)
+        return await asyncio.to_thread(spool.finish, backup_id, files)
+
+    def spool(self, name: str) -> SpooledBackup:
+        """A backup to be written while it is still being read (`SpooledBackup`), into a
+        hidden directory named after `name` until it is finished."""
+        return SpooledBackup(self, self.path / f".{name}.partial")
 
     async def load_backup(self, location: str) -> dict[str, bytes]:
         return await asyncio.to_thread(read_directory, Path(location))
@@ -125,21 +130,113 @@ class DirectoryTarget:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def write_files(root: Path, files: Mapping[str, bytes]) -> None:
+class SpooledBackup:
+    """A backup written into its directory while it is still being read.
+
+    Creating a bundle's thousands of files is most of what a backup's disk costs, and a
+    slow disk makes it slower still; the clusters take about as long to answer. Files handed
+    to `add` (from any thread, a page of objects at a time) are written by one thread of its
+    own while the reads go on. `finish` waits for them, writes the rest (the MANIFEST, Helm
+    values, anything whose bytes changed), removes what the bundle did not keep (the pages
+    of an environment that failed half-way) and renames the directory into place, as
+    `DirectoryTarget.store_backup` does; `discard` removes it.
+    """
+
+    def __init__(self, target: DirectoryTarget, partial: Path) -> None:
+        self._target = target
+        self._partial = partial
+        self._written: dict[str, bytes] = {}
+        self._directories: set[PurePosixPath] = set()
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+        self._lock = threading.Lock()
+        self._started = False
+
+    def add(self, files: Mapping[str, bytes]) -> None:
+        """Write `files` soon, on the spool's thread; errors surface in `finish`."""
+        with self._lock:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+            self._pending.append(self._writer.submit(self._write, dict(files)))
+
+    def finish(self, backup_id: str, files: Mapping[str, bytes]) -> Stored:
+        """The backup `files` in `<target>/<backup_id>/`, every earlier write included
+        (blocking: run it off the event loop)."""
+        final = self._target.path / backup_id
+        try:
+            self._drain()
+            self._write({p: d for p, d in files.items() if self._written.get(p) is not d})
+            stray = [self._partial / p for p in self._written if p not in files]
+            for path in stray:
+                path.unlink()
+            for folder in sorted({p.parent for p in stray}, key=lambda p: -len(p.parts)):
+                _remove_empty(folder, up_to=self._partial)
+            if final.exists():
+                shutil.rmtree(final)
+            self._partial.rename(final)
+        except OSError as err:
+            shutil.rmtree(self._partial, ignore_errors=True)
+            raise TargetError(f"cannot write {final}: {err.strerror or err}") from None
+        except BaseException:
+            shutil.rmtree(self._partial, ignore_errors=True)
+            raise
+        self._target._prune()
+        return Stored("dir", str(final), f"dir {final}")
+
+    def discard(self) -> None:
+        """Give the backup up: wait for the writes in flight and remove what they wrote."""
+        try:
+            self._drain()
+        except (OSError, TargetError):
+            pass
+        finally:
+            shutil.rmtree(self._partial, ignore_errors=True)
+
+    def _drain(self) -> None:
+        with self._lock:
+            writer, pending, self._writer, self._pending = self._writer, self._pending, None, []
+        if writer is not None:
+            writer.shutdown(wait=True)
+        for future in pending:
+            future.result()
+
+    def _write(self, files: Mapping[str, bytes]) -> None:
+        if not self._started:  # what an earlier run left under this name
+            shutil.rmtree(self._partial, ignore_errors=True)
+            self._started = True
+        write_files(self._partial, files, made=self._directories)
+        self._written.update(files)
+
+
+def _remove_empty(folder: Path, *, up_to: Path) -> None:
+    """`folder` and its parents below `up_to`, as long as they are empty."""
+    while folder != up_to and up_to in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another file of the bundle lives there
+            return
+        folder = folder.parent
+
+
+def write_files(
+    root: Path, files: Mapping[str, bytes], *, made: set[PurePosixPath] | None = None
+) -> None:
     """Write `files` (relative paths) under `root`, creating directories.
 
     A bundle holds thousands of small files: each directory is made once, and each file is
     written with one open, write and close (pathlib's per-file stat and mkdir cost more than
-    the write).
+    the write). `made`: the directories an earlier call made under `root`, kept up to date.
     """
+    made = set() if made is None else made
     directories: set[PurePosixPath] = set()
     for relative in files:
         path = PurePosixPath(relative)
         if not path.parts or ".." in path.parts or path.is_absolute():
             raise TargetError(f"refusing to write outside {root}: {relative}")
         directories.add(path.parent)
-    for directory in sorted(directories):
+    for directory in sorted(directories - made):
         (root / directory).mkdir(parents=True, exist_ok=True)
+    made |= directories
     base = f"{root}/"
     for relative, data in files.items():
         fd = os.open(base + relative, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
