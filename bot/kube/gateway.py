@@ -61,6 +61,10 @@ class ClusterGateway:
         self.env = env
         self.name = env.name
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"kube-{env.name}")
+        # A list's next page, asked for while its worker folds the current one (`_pages`).
+        self._next_pages = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"kube-{env.name}-next"
+        )
         self._client: Transport | None = None
         self._watch_client: Transport | None = None
         self._client_lock = threading.Lock()
@@ -75,6 +79,7 @@ class ClusterGateway:
         for reader in list(self._readers):
             reader.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._next_pages.shutdown(wait=False, cancel_futures=True)
         for client in (self._client, self._watch_client):
             if client is not None:
                 await asyncio.get_running_loop().run_in_executor(None, client.close)
@@ -309,19 +314,31 @@ class ClusterGateway:
         namespace: str | None,
         versions: list[str] | None = None,
     ) -> Iterator[T]:
-        token: str | None = None
+        """`reduce` of each page, in order. The next page is asked for before the current
+        one is folded, so the server prepares it meanwhile: at most two pages are held."""
+        path = kind.path(namespace)
+        page = self._list_page(path, None)
         while True:
-            query: list[tuple[str, str]] = [("limit", str(self.env.page_size))]
-            if token:
-                query.append(("continue", token))
-            page = self._get_json(kind.path(namespace), query, timeout=self._list_timeout)
-            yield reduce(page.get("items") or [])
             meta = page.get("metadata") or {}
+            token = meta.get("continue")
+            following = self._next_pages.submit(self._list_page, path, token) if token else None
+            try:
+                yield reduce(page.get("items") or [])
+            except BaseException:  # the fold failed, or the reader stopped early
+                if following is not None:
+                    following.cancel()
+                raise
             if versions is not None and meta.get("resourceVersion"):
                 versions.append(str(meta["resourceVersion"]))
-            token = meta.get("continue")
-            if not token:
+            if following is None:
                 return
+            page = following.result()
+
+    def _list_page(self, path: str, token: str | None) -> Obj:
+        query: list[tuple[str, str]] = [("limit", str(self.env.page_size))]
+        if token:
+            query.append(("continue", token))
+        return self._get_json(path, query, timeout=self._list_timeout)
 
     def _watch_api(self) -> Transport:
         with self._client_lock:

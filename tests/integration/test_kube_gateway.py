@@ -68,6 +68,31 @@ async def test_lists_are_paged_and_complete(
         await gw.close()
 
 
+async def test_a_fold_that_fails_ends_the_list_while_its_next_page_is_on_the_way(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    reports = seed.report_fleet([kube_namespace], 25, rng_seed=11)
+    with control_plane.api_client() as api:
+        seed.apply_objects(api, reports)
+    gw = gateway(control_plane.kubeconfig, page_size=10)
+    folded: list[int] = []
+
+    def fold(items: list[dict[str, object]]) -> int:
+        folded.append(len(items))
+        if len(folded) == 2:
+            raise ValueError("the fold broke")
+        return len(items)
+
+    try:
+        polr = kind(await gw.kinds(), "wgpolicyk8s.io", "PolicyReport")
+        with pytest.raises(ValueError, match="the fold broke"):
+            await gw.scan(polr, fold, namespace=kube_namespace)
+        assert folded == [10, 10]  # the third page, asked for early, was never folded
+        assert await gw.scan(polr, len, namespace=kube_namespace) == [10, 10, 5]
+    finally:
+        await gw.close()
+
+
 async def test_create_conflict_invalid_apply_delete(
     control_plane: ControlPlane, kube_namespace: str
 ) -> None:
