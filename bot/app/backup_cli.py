@@ -8,6 +8,7 @@ disaster), the command still runs and says that it could not be audited.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from pathlib import Path
@@ -31,6 +32,9 @@ KEEP_EVERYTHING = 1_000_000
 
 
 async def run_backup(settings: Settings, environment: str, to: Path, *, clock: Clock) -> int:
+    # What the process made so far (modules, settings) lives until its exit: the collections
+    # that reading thousands of objects sets off no longer walk it (10-20 ms).
+    gc.freeze()
     names = [e.name for e in settings.environments]
     chosen = names if environment == "all" else [environment]
     if environment != "all" and settings.environment(environment) is None:
