@@ -53,6 +53,7 @@ class FastEmitter:
         self._resolvers = resolvers
         self._wildcard = tuple(resolvers.get(None, ()))
         self._seen: dict[str, str] = {}  # keys and values repeat from object to object
+        self._keys: dict[str, str] = {}  # a key's `key:`, likewise
 
     def emit(self, document: Any) -> str | None:
         if not isinstance(document, dict):
@@ -71,20 +72,43 @@ class FastEmitter:
     def _mapping(
         self, mapping: dict[Any, Any], column: int, out: list[str], *, inline_first: bool
     ) -> None:
+        # The hot loop of a backup (tens of thousands of keys): the cached forms are looked
+        # up here rather than through `_key` and `_value`.
         pad = " " * column
-        for i, key in enumerate(sorted(mapping)):
-            if not isinstance(key, str):
-                raise _Decline
-            out.append(("" if i == 0 and inline_first else pad) + self._key(key) + ":")
-            self._value(mapping[key], column, out, in_mapping=True)
+        keys = self._keys
+        seen = self._seen
+        append = out.append
+        first = inline_first
+        for key in sorted(mapping):
+            label = keys.get(key) if type(key) is str else None
+            if label is None:
+                if not isinstance(key, str):
+                    raise _Decline
+                if len(keys) >= SEEN_MAX:
+                    keys.clear()
+                label = keys[key] = self._key(key) + ":"
+            append(label if first else pad + label)
+            first = False
+            value = mapping[key]
+            if type(value) is str and "\n" not in value:
+                found = seen.get(value)
+                append(" " + (found if found is not None else self._string(value)) + "\n")
+            else:
+                self._value(value, column, out, in_mapping=True)
 
     def _sequence(
         self, items: list[Any], column: int, out: list[str], *, inline_first: bool
     ) -> None:
         pad = " " * column
+        seen = self._seen
+        append = out.append
         for i, item in enumerate(items):
-            out.append(("" if i == 0 and inline_first else pad) + "-")
-            self._value(item, column, out, in_mapping=False)
+            append("-" if i == 0 and inline_first else pad + "-")
+            if type(item) is str and "\n" not in item:
+                found = seen.get(item)
+                append(" " + (found if found is not None else self._string(item)) + "\n")
+            else:
+                self._value(item, column, out, in_mapping=False)
 
     def _value(self, value: Any, column: int, out: list[str], *, in_mapping: bool) -> None:
         if isinstance(value, dict):
