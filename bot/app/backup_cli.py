@@ -16,8 +16,6 @@ from pathlib import Path
 from bot import __version__
 from bot.backup.bundle import Bundle, BundleError, backup_id, read_bundle
 from bot.backup.collect import collect_environment
-from bot.backup.locate import locate_bundle
-from bot.backup.restore import apply_restore, plan_restore
 from bot.backup.targets import DirectoryTarget, TargetError
 from bot.clock import Clock
 from bot.errors import BotError
@@ -92,11 +90,15 @@ async def run_restore(
         known = ", ".join(e.name for e in settings.environments)
         print(f"error: no environment {environment!r}; known: {known}", file=sys.stderr)
         return EXIT_USAGE
+    # The backup path never loads what only a restore needs.
+    from bot.backup.locate import locate_bundle
+    from bot.backup.restore import apply_restore, plan_restore
+    from bot.backup.service import load_path
+
     try:
         located = await asyncio.to_thread(locate_bundle, source)
         if located.note:
             print(located.note)
-        from bot.backup.service import load_path  # the backup path never loads the service
 
         files = await asyncio.to_thread(load_path, located.path)
         bundle = await asyncio.to_thread(read_bundle, files, environment=environment)

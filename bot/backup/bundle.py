@@ -160,7 +160,7 @@ class EnvironmentBackup:
             for d, n in sorted(self.counts.items())
         }
         entry["missing_kinds"] = sorted(self.missing_kinds)
-        entry["namespaces"] = sum(1 for p in self.files if key_of(p) and "/00-namespaces/" in p)
+        entry["namespaces"] = sum(1 for p in self.files if "/00-namespaces/" in p and key_of(p))
         entry["helm"] = [h.manifest(self.environment) for h in self.helm]
         return entry
 
