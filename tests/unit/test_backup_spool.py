@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.backup.targets import DirectoryTarget, TargetError, read_directory
+from bot.backup.targets import DirectoryTarget, TargetError, read_directory, write_files
 
 AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -83,3 +83,20 @@ def test_a_discarded_backup_leaves_nothing(tmp_path: Path) -> None:
     spool.add(page("prod", 20))
     spool.discard()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("outside", ["../x.yaml", "a/../../x.yaml", "/etc/x.yaml", "//x.yaml", ""])
+def test_paths_that_would_leave_the_folder_are_refused(tmp_path: Path, outside: str) -> None:
+    with pytest.raises(TargetError, match="refusing to write outside"):
+        write_files(tmp_path / "root", {outside: b"x"})
+
+
+def test_unusual_but_inside_paths_are_written_where_pathlib_puts_them(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write_files(root, {"a//b/c.yaml": b"1", "./d/e.yaml": b"2", "f/./g.yaml": b"3", "M": b"4"})
+    assert read_directory(root) == {
+        "a/b/c.yaml": b"1",
+        "d/e.yaml": b"2",
+        "f/g.yaml": b"3",
+        "M": b"4",
+    }
