@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 200
 """Notifications per transaction; more wait for the next one (bounds one transaction's time)."""
 RETRY_MAX_S = 30.0
+SETTLE_MAX_S = 1.0
+"""However long a storm keeps storing, its first entries are applied within about this."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,10 @@ class Intake:
         clock: Clock,
         on_stored: Callable[[], None] | None = None,
         poll_interval_s: float = 5.0,
+        settle_s: float = 0.05,
     ) -> None:
         self._db = db
+        self._settle_s = settle_s
         self._router = router
         self._on_stored = on_stored
         self._poll_interval_s = poll_interval_s
@@ -188,12 +192,12 @@ class Intake:
         except BaseException as err:
             failure = err if isinstance(err, Exception) else StoreUnavailable("interrupted")
             for waiting in batch:
-                _settle(waiting, failure)
+                _settle_caller(waiting, failure)
             if isinstance(err, Exception):
                 return
             raise
         for waiting, outcome in zip(batch, outcomes, strict=True):
-            _settle(waiting, outcome)
+            _settle_caller(waiting, outcome)
         if any(not o.duplicate for o in outcomes):
             self._stored.set()
 
@@ -271,12 +275,28 @@ class Intake:
     async def _drained(self) -> None:
         await self.apply_pending()
 
+    async def _settle(self) -> None:
+        """Wait until webhooks pause for `settle_s` (at most `SETTLE_MAX_S`): a storm's
+        notifications arrive over tens of milliseconds, and applying between them would hold
+        SQLite's single writer and the event loop while the rest wait for their answers."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_MAX_S
+        while True:
+            self._stored.clear()
+            remaining = deadline - loop.time()
+            if self._settle_s <= 0 or remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._stored.wait(), timeout=min(self._settle_s, remaining))
+            except TimeoutError:
+                return
+
     async def _apply_loop(self) -> None:
         failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stored.wait(), timeout=self._poll_interval_s)
-            self._stored.clear()
+            await self._settle()
             try:
                 await self.apply_pending()
                 failures = 0
@@ -291,7 +311,7 @@ class Intake:
             self._stored.set()
 
 
-def _settle(waiting: _Waiting, outcome: StoreResult | BaseException) -> None:
+def _settle_caller(waiting: _Waiting, outcome: StoreResult | BaseException) -> None:
     if waiting.done.done():  # its caller was cancelled meanwhile
         return
     if isinstance(outcome, BaseException):
