@@ -20,6 +20,9 @@ processes at the same time (each with its own Alertmanager and emulator), and th
 - the floor: a bare aiohttp handler that reads the body and answers 200, fed by the same
   Alertmanager (a second webhook of the same receiver) in the same process and event loop as
   the relay, so the relay's answer times read as a ratio to what the machine allows;
+- the durable floor: the same handler, but it appends the body to a file and fsyncs it (in a
+  thread) before answering: what any receiver that answers only once a notification is safe
+  on disk (SPEC 2.2) pays at least, on this machine's disk;
 - native: Alertmanager's `slack_configs` -> an incoming-webhook endpoint in front of the
   emulator that posts with chat.postMessage (same channel limit, same 429s; Alertmanager
   retries a 429 itself).
@@ -78,6 +81,7 @@ class Outcome:
     shape: str
     answers: list[float]
     floor: list[float]
+    durable_floor: list[float]
     slack_calls: int
     rate_limited: dict[str, int]
     lags: list[float]
@@ -182,6 +186,24 @@ async def floor_server(
     return await serve(app)
 
 
+async def durable_floor_server(answers: list[float], journal: Path) -> tuple[web.AppRunner, str]:
+    """The durable floor: read the body, append it to `journal`, fsync, answer 200."""
+
+    def append(body: bytes) -> None:
+        with journal.open("ab") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+
+    async def durable(request: web.Request) -> web.Response:
+        await asyncio.to_thread(append, await request.read())
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[_timed(answers, [])])
+    app.router.add_post("/alertmanager", durable)
+    return await serve(app)
+
+
 def _group_of_webhook(body: bytes) -> str | None:
     try:
         payload = json.loads(body)
@@ -263,11 +285,13 @@ async def relay_side(
     )
     answers: list[float] = []
     floor: list[float] = []
+    durable_floor: list[float] = []
     arrivals: list[tuple[float, bytes]] = []
     app = web.Application(middlewares=[_timed(answers, [])])
     app.router.add_post("/alertmanager", relay.webhook_handler)
     runner, url = await serve(app)
     floor_runner, floor_url = await floor_server(floor, arrivals)
+    durable_runner, durable_url = await durable_floor_server(durable_floor, workdir / "journal")
     expected = storm_plan.expected_firing(events)
 
     def shown() -> dict[str, int]:
@@ -278,7 +302,11 @@ async def relay_side(
                 counts[found[0]] = found[1]
         return counts
 
-    config = _with_floor(_webhook_config(f"{url}/alertmanager"), f"{floor_url}/alertmanager")
+    config = _with_floor(
+        _webhook_config(f"{url}/alertmanager"),
+        f"{floor_url}/alertmanager",
+        f"{durable_url}/alertmanager",
+    )
     final: float | None = None
     try:
         await relay.start()
@@ -296,6 +324,7 @@ async def relay_side(
         await relay.stop(drain_timeout_s=5.0)
         await runner.cleanup()
         await floor_runner.cleanup()
+        await durable_runner.cleanup()
         await slack.close()
         await database.close()
         await emulator.stop()
@@ -306,6 +335,7 @@ async def relay_side(
         shape=shape,
         answers=answers,
         floor=floor,
+        durable_floor=durable_floor,
         slack_calls=len(emulator.calls("chat.postMessage")) + len(emulator.calls("chat.update")),
         rate_limited=_ratelimited(emulator),
         lags=storm_plan.lags(sends, accepted),
@@ -324,11 +354,12 @@ def _webhook_config(url: str) -> dict[str, Any]:
     return webhook_receiver(url, token=WEBHOOK_TOKEN, **TIMERS)
 
 
-def _with_floor(config: dict[str, Any], floor_url: str) -> dict[str, Any]:
-    """The same receiver also posts every notification to the floor (Alertmanager fans a
+def _with_floor(config: dict[str, Any], *floor_urls: str) -> dict[str, Any]:
+    """The same receiver also posts every notification to the floors (Alertmanager fans a
     receiver's integrations out in parallel)."""
     receiver = config["receivers"][0]
-    receiver["webhook_configs"].append({"url": floor_url, "send_resolved": True})
+    for floor_url in floor_urls:
+        receiver["webhook_configs"].append({"url": floor_url, "send_resolved": True})
     config.setdefault("global", {})["resolve_timeout"] = "1h"
     return config
 
@@ -415,6 +446,7 @@ async def native_side(
         shape=shape,
         answers=answers,
         floor=[],
+        durable_floor=[],
         slack_calls=len(emulator.calls("chat.postMessage")),
         rate_limited=_ratelimited(emulator),
         lags=storm_plan.lags(sends, accepted),
@@ -495,6 +527,12 @@ def detail(outcomes: Sequence[Outcome]) -> str:
             f"{ms(percentile(relay.floor, 0.5))} / {ms(percentile(relay.floor, 0.99))}",
             "—",
         ),
+        (
+            "durable floor (body fsync'd) p50 / p99",
+            f"{ms(percentile(relay.durable_floor, 0.5))} / "
+            f"{ms(percentile(relay.durable_floor, 0.99))}",
+            "—",
+        ),
         ("notifications (sends) from Alertmanager", *(str(o.sends) for o in outcomes)),
         ("Slack calls (postMessage + update)", *(str(o.slack_calls) for o in outcomes)),
         ("429s", *(_limited(o) for o in outcomes)),
@@ -542,12 +580,29 @@ def rows_for(outcomes: Sequence[Outcome]) -> list[tuple[str, str, str, str]]:
             2.0,
         )
     )
+    TARGETS.append(
+        Target(
+            f"storm {relay.shape}: relay webhook p99 / SPEC 4.1's 50 ms",
+            percentile(relay.answers, 0.99),
+            0.050,
+            1.0,
+            strict=True,
+        )
+    )
     return [
         (
             f"storm {shape}: webhook answer p99",
             f"{ms(percentile(relay.answers, 0.99))} (p50 {ms(percentile(relay.answers, 0.5))})",
             f"bare aiohttp 200: p99 {ms(floor_p99)} (p50 {ms(percentile(relay.floor, 0.5))})",
             "≤ 2× floor",
+        ),
+        (
+            f"storm {relay.shape}: webhook answer p99 against the durable floor",
+            f"{ms(percentile(relay.answers, 0.99))}",
+            f"body appended and fsync'd, then 200: p99 "
+            f"{ms(percentile(relay.durable_floor, 0.99))} "
+            f"(p50 {ms(percentile(relay.durable_floor, 0.5))})",
+            "SPEC 4.1: p99 < 50 ms",
         ),
         (
             f"storm {relay.shape}: Slack calls · 429s",
