@@ -130,16 +130,23 @@ class DirectoryTarget:
             shutil.rmtree(old, ignore_errors=True)
 
 
+WRITERS = 2
+"""Threads creating a spooled backup's files; more only contend for the file system's journal
+(measured on ext4: two kinds in two folders, 30% sooner than one thread; one folder, no gain)."""
+
+
 class SpooledBackup:
     """A backup written into its directory while it is still being read.
 
     Creating a bundle's thousands of files is most of what a backup's disk costs, and a
     slow disk makes it slower still; the clusters take about as long to answer. Files handed
-    to `add` (from any thread, a page of objects at a time) are written by one thread of its
-    own while the reads go on. `finish` waits for them, writes the rest (the MANIFEST, Helm
-    values, anything whose bytes changed), removes what the bundle did not keep (the pages
-    of an environment that failed half-way) and renames the directory into place, as
-    `DirectoryTarget.store_backup` does; `discard` removes it.
+    to `add` (from any thread, a page of objects at a time) are written while the reads go
+    on, by `WRITERS` threads of its own: each kind's folder always by the same one, so two
+    kinds are created side by side without contending for one directory. `finish` waits for
+    them, writes the rest (the MANIFEST, Helm values, anything whose bytes changed), removes
+    what the bundle did not keep (the pages of an environment that failed half-way) and
+    renames the directory into place, as `DirectoryTarget.store_backup` does; `discard`
+    removes it.
     """
 
     def __init__(self, target: DirectoryTarget, partial: Path) -> None:
@@ -147,17 +154,23 @@ class SpooledBackup:
         self._partial = partial
         self._written: dict[str, bytes] = {}
         self._directories: set[str] = set()
-        self._writer: ThreadPoolExecutor | None = None
+        self._writers: list[ThreadPoolExecutor] = []
+        self._lanes: dict[str, int] = {}  # a kind's folder -> the writer that creates it
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
         self._started = False
 
     def add(self, files: Mapping[str, bytes]) -> None:
-        """Write `files` soon, on the spool's thread; errors surface in `finish`."""
+        """Write `files` soon, on one of the spool's threads; errors surface in `finish`."""
+        if not files:
+            return
+        folder = "/".join(next(iter(files)).split("/")[:2])  # `env/kind`
         with self._lock:
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
-            self._pending.append(self._writer.submit(self._write, dict(files)))
+            self._start()
+            lane = self._lanes.setdefault(folder, len(self._lanes) % WRITERS)
+            while len(self._writers) <= lane:
+                self._writers.append(ThreadPoolExecutor(1, thread_name_prefix="spool"))
+            self._pending.append(self._writers[lane].submit(self._write, dict(files)))
 
     def finish(self, backup_id: str, files: Mapping[str, bytes]) -> Stored:
         """The backup `files` in `<target>/<backup_id>/`, every earlier write included
@@ -194,16 +207,21 @@ class SpooledBackup:
 
     def _drain(self) -> None:
         with self._lock:
-            writer, pending, self._writer, self._pending = self._writer, self._pending, None, []
-        if writer is not None:
+            writers, pending, self._writers, self._pending = self._writers, self._pending, [], []
+        for writer in writers:
             writer.shutdown(wait=True)
         for future in pending:
             future.result()
 
-    def _write(self, files: Mapping[str, bytes]) -> None:
-        if not self._started:  # what an earlier run left under this name
+    def _start(self) -> None:
+        """Clear what an earlier run left under this name, once (under the lock, or after
+        `_drain`)."""
+        if not self._started:
             shutil.rmtree(self._partial, ignore_errors=True)
             self._started = True
+
+    def _write(self, files: Mapping[str, bytes]) -> None:
+        self._start()
         write_files(self._partial, files, made=self._directories)
         self._written.update(files)
 
